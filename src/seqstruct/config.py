@@ -1,0 +1,152 @@
+"""Run configurations: dataclasses filled from YAML plus `key=value` overrides, saved resolved beside outputs.
+
+One comment per field says what it controls; the resolved YAML written next to every artifact is the
+record of what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from seqstruct.io import atomic_open
+
+T = TypeVar("T")
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "small"  # encoder size: tiny (tests), small (~10M), base (~85M)
+    attention: str = "sdpa"  # attn_implementation passed to transformers: sdpa | eager | favor (later)
+    dropout: float = 0.0  # hidden and attention dropout; ESM-2 trains without dropout
+
+
+@dataclass
+class DataConfig:
+    fasta: str = ""  # training proteins, plain or gzipped FASTA
+    max_length: int = 512  # tokens per example including <cls> and <eos>; longer proteins are cropped
+    eval_fraction: float = 0.05  # share of proteins held out for evaluation
+    eval_max: int = 1000  # cap on held-out proteins, so evaluation time stays bounded on large sets
+    mlm_probability: float = 0.15  # share of residues selected for the MLM loss (80% mask/10% random/10% kept)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000  # optimiser steps
+    batch_size: int = 16  # proteins per device per step
+    gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
+    learning_rate: float = 4e-4  # peak learning rate after warm-up
+    warmup_steps: int = 100  # linear warm-up steps
+    lr_scheduler: str = "linear"  # transformers scheduler name after warm-up
+    weight_decay: float = 0.01  # AdamW weight decay
+    logging_steps: int = 10  # steps between training-loss log rows
+    eval_steps: int = 200  # steps between held-out evaluations
+    save_steps: int = 200  # steps between checkpoints (resume points)
+    save_total_limit: int = 2  # checkpoints kept on disk
+    seed: int = 0  # seeds the split, the initial weights, sampling and masking
+    eval_batch_size: int = 32  # proteins per evaluation batch
+
+
+@dataclass
+class PretrainConfig:
+    output_dir: str = "runs/pretrain"  # model, resolved config, metrics and checkpoints land here
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a field's annotation (int promoted to float), naming the key on failure."""
+    if isinstance(annotation, str):
+        annotation = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation, annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        # YAML 1.1 reads 3e-4 (no dot) as a string; users mean the number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation in (int, float, str, bool) and not (
+        isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'!r}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; expected one of "
+            f"{[prefix + k for k in fields]}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings (values parsed as YAML scalars) to a nested dict, returning a new one."""
+    merged = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.max_steps=100")
+        node = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return merged
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Build `cls` from a YAML file (or defaults when `path` is None) and `key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as handle:
+            try:
+                values = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return _build(cls, apply_overrides(values, overrides or []))
+    except ConfigError as err:
+        raise ConfigError(f"{path or '<defaults>'}: {err}") from None
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    with atomic_open(path, "w") as handle:
+        yaml.safe_dump(config_dict(config), handle, sort_keys=False)

@@ -1,0 +1,137 @@
+"""Batch construction: random crops, MLM masking, padding, and token-budget batches for inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from seqstruct.data.tokenizers import residue_token_ids
+
+IGNORE_INDEX = -100  # label of positions that carry no loss (the convention of transformers' losses)
+
+
+def random_crop(sequence: str, max_residues: int, generator: torch.Generator | None = None) -> str:
+    """A uniformly placed window of at most `max_residues` residues; short sequences pass unchanged."""
+    excess = len(sequence) - max_residues
+    if excess <= 0:
+        return sequence
+    start = int(torch.randint(0, excess + 1, (1,), generator=generator))
+    return sequence[start : start + max_residues]
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    special_mask: torch.Tensor,
+    mask_token_id: int,
+    replacement_ids: torch.Tensor,
+    mlm_probability: float = 0.15,
+    mask_replace_prob: float = 0.8,
+    random_replace_prob: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: select `mlm_probability` of non-special positions; of those, replace
+    `mask_replace_prob` with <mask>, `random_replace_prob` with a random residue, keep the rest.
+
+    input_ids, special_mask: (B, L); replacement_ids: (R,) residue ids random replacements draw from.
+    Returns (masked input_ids, labels) with labels = IGNORE_INDEX outside the selected positions.
+    """
+    labels = input_ids.clone()
+    probs = torch.full(input_ids.shape, mlm_probability)
+    probs.masked_fill_(special_mask, 0.0)
+    selected = torch.bernoulli(probs, generator=generator).bool()  # (B, L)
+    labels[~selected] = IGNORE_INDEX
+    draw = torch.rand(input_ids.shape, generator=generator)  # one uniform per position picks its fate
+    to_mask = selected & (draw < mask_replace_prob)
+    to_random = selected & (draw >= mask_replace_prob) & (draw < mask_replace_prob + random_replace_prob)
+    masked = input_ids.clone()
+    masked[to_mask] = mask_token_id
+    picks = torch.randint(len(replacement_ids), input_ids.shape, generator=generator)
+    masked[to_random] = replacement_ids[picks[to_random]]
+    return masked, labels
+
+
+@dataclass
+class MaskedLMCollator:
+    """Collate `{"sequence": str}` examples into a masked-LM batch: crop, tokenize, pad, mask.
+
+    Crops are random (a new window each time a long protein is drawn) and masking uses torch's global RNG
+    unless a generator is given, so the HF Trainer's saved RNG state makes resumed runs reproduce
+    uninterrupted ones. Examples that already carry `labels` are only padded.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int  # tokens including <cls> and <eos>
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    generator: torch.Generator | None = None
+    _replacement_ids: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_length < 3:
+            raise ValueError(f"max_length must leave room for <cls>, one residue and <eos>; got {self.max_length}")
+        # Random replacements draw standard residues only: a random <pad> or <cls> mid-protein teaches nothing.
+        self._replacement_ids = torch.tensor(residue_token_ids(self.tokenizer))
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if "labels" in examples[0]:
+            # Held-out examples arrive pre-masked (see data.pretraining.premask): pad them, mask nothing.
+            return pad_collate(examples, self.tokenizer.pad_token_id)
+        crops = [random_crop(ex["sequence"], self.max_length - 2, self.generator) for ex in examples]
+        batch = self.tokenizer(
+            crops, padding=True, return_tensors="pt", return_special_tokens_mask=True, return_token_type_ids=False
+        )
+        special = batch.pop("special_tokens_mask").bool()
+        batch["input_ids"], batch["labels"] = mask_tokens(
+            batch["input_ids"],
+            special,
+            self.tokenizer.mask_token_id,
+            self._replacement_ids,
+            self.mlm_probability,
+            self.mask_replace_prob,
+            self.random_replace_prob,
+            self.generator,
+        )
+        return dict(batch)
+
+
+def pad_collate(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad pre-tokenized `input_ids` (and `labels`, with IGNORE_INDEX) into a batch."""
+    longest = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), longest), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(features), longest), dtype=torch.long)
+    labels = torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long)
+    for row, feature in enumerate(features):
+        n = len(feature["input_ids"])
+        ids[row, :n] = torch.as_tensor(feature["input_ids"])
+        attention[row, :n] = 1
+        if "labels" in feature:
+            labels[row, :n] = torch.as_tensor(feature["labels"])
+    batch = {"input_ids": ids, "attention_mask": attention}
+    if "labels" in features[0]:
+        batch["labels"] = labels
+    return batch
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Group indices longest-first into batches whose padded size (rows x longest) stays within
+    `max_tokens` and whose row count stays within `max_batch_size`; an over-long item gets a batch alone.
+
+    Sorting by length keeps padding small, as in ESM's `get_batch_indices`.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = lengths[current[0]] if current else lengths[index]
+        if current and (len(current) + 1 > max_batch_size or (len(current) + 1) * longest > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches

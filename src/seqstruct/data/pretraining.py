@@ -1,0 +1,66 @@
+"""Datasets for masked-LM pretraining: proteins from FASTA, a seeded held-out split, a fixed eval masking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from seqstruct.data.collate import IGNORE_INDEX, MaskedLMCollator
+from seqstruct.data.fasta import FastaRecord
+
+
+def protein_dataset(records: Sequence[FastaRecord], max_length: int) -> Dataset:
+    """Columns: id, sequence, length (tokens after cropping, for length-grouped batches)."""
+    return Dataset.from_dict(
+        {
+            "id": [r.id for r in records],
+            "sequence": [r.sequence for r in records],
+            "length": [min(len(r.sequence) + 2, max_length) for r in records],
+        }
+    )
+
+
+def heldout_split(dataset: Dataset, fraction: float, cap: int, seed: int) -> tuple[Dataset, Dataset]:
+    """A seeded random split; the held-out part is `fraction` of the proteins, at most `cap`, at least 1."""
+    n = len(dataset)
+    n_eval = max(1, min(cap, round(n * fraction)))
+    if n_eval >= n:
+        raise ValueError(f"cannot hold out {n_eval} of {n} proteins and still train; add proteins or lower eval_fraction")
+    order = np.random.default_rng(seed).permutation(n)
+    return dataset.select(np.sort(order[n_eval:])), dataset.select(np.sort(order[:n_eval]))
+
+
+def premask(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, mlm_probability: float, seed: int) -> Dataset:
+    """Crop and mask the held-out proteins once, with a seeded generator, so that every evaluation (and
+    every resumed run) scores the same positions.
+
+    Every selected position becomes <mask> (no random or kept tokens): a model then cannot score by copying
+    a visible residue, and accuracy measures prediction from context alone.
+    """
+    collator = MaskedLMCollator(
+        tokenizer,
+        max_length,
+        mlm_probability,
+        mask_replace_prob=1.0,
+        random_replace_prob=0.0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    input_ids, labels = [], []
+    for example in dataset:
+        batch = collator([example])
+        input_ids.append(batch["input_ids"][0].tolist())
+        labels.append(batch["labels"][0].tolist())
+    return Dataset.from_dict({"id": dataset["id"], "input_ids": input_ids, "labels": labels})
+
+
+def label_residues(eval_dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The residues the held-out masking hides, as letters (for the unigram baseline)."""
+    letters = []
+    for labels in eval_dataset["labels"]:
+        ids = [t for t in labels if t != IGNORE_INDEX]
+        letters.append("".join(tokenizer.convert_ids_to_tokens(ids)))
+    return letters

@@ -1,0 +1,54 @@
+"""Character-level protein tokenizer, built with `tokenizers` and wrapped as a `PreTrainedTokenizerFast`.
+
+The vocabulary follows ESM-2's order (specials first, then residues by frequency) so that ids read
+familiarly to ESM users; it is saved with every model, so nothing depends on the order elsewhere.
+"""
+
+from __future__ import annotations
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+CLS, PAD, EOS, UNK, MASK = "<cls>", "<pad>", "<eos>", "<unk>", "<mask>"
+# IUPAC protein letters: the 20 standard residues, then X (any), B (D/N), U (Sec), Z (E/Q), O (Pyl).
+RESIDUES = "LAGVSERTIDPKQNFYMHWCXBUZO"
+STANDARD_RESIDUES = "LAGVSERTIDPKQNFYMHWC"
+VOCAB = [CLS, PAD, EOS, UNK, *RESIDUES, MASK]
+# Proteins have no hard length limit with rotary positions; callers pass max_length explicitly.
+MODEL_MAX_LENGTH = 1_000_000
+
+
+def build_protein_tokenizer() -> PreTrainedTokenizerFast:
+    """Return a fresh protein tokenizer: `<cls> residues <eos>`, one token per residue, lowercase accepted."""
+    vocab = {token: i for i, token in enumerate(VOCAB)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # Uppercase in the tokenizer too, so Python callers may pass raw lowercase strings as FASTA allows.
+    core.normalizer = normalizers.Sequence(
+        [normalizers.Replace(letter.lower(), letter) for letter in RESIDUES]
+    )
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {EOS}",
+        pair=f"{CLS} $A {EOS} $B:1 {EOS}:1",
+        special_tokens=[(CLS, vocab[CLS]), (EOS, vocab[EOS])],
+    )
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=CLS,
+        cls_token=CLS,
+        eos_token=EOS,
+        sep_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        mask_token=MASK,
+        model_max_length=MODEL_MAX_LENGTH,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def residue_token_ids(tokenizer: PreTrainedTokenizerFast, standard_only: bool = True) -> list[int]:
+    """Ids of residue tokens: the pool that MLM's random replacement draws from."""
+    letters = STANDARD_RESIDUES if standard_only else RESIDUES
+    return tokenizer.convert_tokens_to_ids(list(letters))

@@ -1,0 +1,50 @@
+"""Atomic file output: a run that is interrupted leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it is renamed onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a file for writing atomically; a `.gz` suffix writes gzip (text or binary as `mode` says)."""
+    path = Path(path)
+    binary = "b" in mode
+    with atomic_path(path) as tmp:
+        opener = gzip.open if path.suffix == ".gz" else open
+        kwargs = {} if binary else {"encoding": encoding}
+        # gzip.open needs an explicit text mode to return str handles.
+        fmode = mode if binary or opener is open else mode.replace("t", "") + "t"
+        with opener(tmp, fmode, **kwargs) as handle:
+            yield handle
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a plain or gzipped text file for reading (gzip recognised by its magic bytes, not its name)."""
+    path = Path(path)
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")

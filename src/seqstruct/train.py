@@ -1,0 +1,217 @@
+"""The one place where Trainers are built: masked-LM pretraining of protein encoders on the HF Trainer.
+
+Checkpoints, resume, DDP (torchrun / accelerate launch), progress bars and TensorBoard come from the
+Trainer; this module only wires data, model, metrics and outputs together.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from seqstruct.config import PretrainConfig, save_config
+from seqstruct.data.collate import MaskedLMCollator
+from seqstruct.data.fasta import read_fasta
+from seqstruct.data.pretraining import heldout_split, label_residues, premask, protein_dataset
+from seqstruct.data.tokenizers import build_protein_tokenizer
+from seqstruct.evaluation.metrics import masked_lm_metrics, token_predictions, unigram_baseline
+from seqstruct.io import atomic_open
+from seqstruct.models.encoders import build_encoder, count_parameters
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a pretraining run writes, all under its output directory."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def log_csv(self) -> Path:
+        return self.root / "log.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+
+class CsvLogCallback(TrainerCallback):
+    """Rewrite the whole log history as CSV on every log event.
+
+    Rewriting (atomically) rather than appending keeps the file consistent with `trainer_state.json` when
+    a run resumes from a checkpoint taken before its last log rows.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        columns = sorted({key for row in state.log_history for key in row}, key=lambda k: (k != "step", k))
+        with atomic_open(self.path, "w") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(state.log_history)
+
+
+def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    """Save in the Hugging Face layout (config.json, model.safetensors, tokenizer files).
+
+    Files are written to a temporary directory and moved into place one by one, so an interruption never
+    leaves a truncated weights file where a loader would read it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name in os.listdir(tmp):
+            os.replace(Path(tmp) / name, directory / name)
+
+
+def _check_output_dir(paths: RunPaths, resume: bool, overwrite: bool) -> str | None:
+    """Return the checkpoint to resume from, refusing to mix a fresh run into an old one's checkpoints."""
+    last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
+    if resume:
+        if last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {paths.checkpoints}; run without --resume to start")
+        logger.info("resuming from %s", last)
+        return last
+    if last is not None:
+        if not overwrite:
+            raise FileExistsError(
+                f"{paths.root} already holds checkpoints ({last}); pass --resume to continue that run, "
+                "--overwrite to start again, or choose another output_dir"
+            )
+        shutil.rmtree(paths.checkpoints)
+    return None
+
+
+def training_arguments(config: PretrainConfig, paths: RunPaths) -> TrainingArguments:
+    train = config.train
+    return TrainingArguments(
+        output_dir=str(paths.checkpoints),
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler,
+        weight_decay=train.weight_decay,
+        logging_steps=train.logging_steps,
+        eval_strategy="steps",
+        eval_steps=train.eval_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        data_seed=train.seed,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        # The collator reads `sequence`, which the model's forward does not take.
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",  # TensorBoard is attached below with a fixed directory
+        disable_tqdm=False,
+    )
+
+
+def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Pretrain a protein encoder with masked-LM; returns the final metrics (also in metrics.json)."""
+    paths = RunPaths(Path(config.output_dir))
+    if not config.data.fasta:
+        raise ValueError("data.fasta is not set: give the training FASTA in the config or as data.fasta=PATH")
+    checkpoint = _check_output_dir(paths, resume, overwrite)
+    set_seed(config.train.seed)
+
+    tokenizer = build_protein_tokenizer()
+    records = read_fasta(config.data.fasta)
+    train_set, heldout = heldout_split(
+        protein_dataset(records, config.data.max_length),
+        config.data.eval_fraction,
+        config.data.eval_max,
+        config.train.seed,
+    )
+    eval_set = premask(heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed)
+    logger.info("%d training proteins, %d held out", len(train_set), len(eval_set))
+
+    set_seed(config.train.seed)  # the same initial weights whatever the data preparation drew
+    model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
+    args = training_arguments(config, paths)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=MaskedLMCollator(tokenizer, config.data.max_length, config.data.mlm_probability),
+        processing_class=tokenizer,
+        compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids),
+        preprocess_logits_for_metrics=token_predictions,
+        callbacks=[CsvLogCallback(paths.log_csv)],
+    )
+    if trainer.is_world_process_zero():
+        from torch.utils.tensorboard import SummaryWriter
+
+        trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(paths.tensorboard))))
+        save_config(config, paths.config)
+
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    final_eval = trainer.evaluate()
+    baseline = unigram_baseline(train_set["sequence"], label_residues(eval_set, tokenizer))
+    metrics = {
+        "parameters": count_parameters(model),
+        "train_proteins": len(train_set),
+        "heldout_proteins": len(eval_set),
+        "steps": trainer.state.global_step,
+        "train_loss": train_output.training_loss,
+        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "train_tokens": trainer.state.num_input_tokens_seen,
+        "heldout": {k.removeprefix("eval_"): v for k, v in final_eval.items()},
+        "unigram_baseline": baseline,
+        "torch_threads": torch.get_num_threads(),
+        "world_size": trainer.args.world_size,
+    }
+    if trainer.is_world_process_zero():
+        save_model_dir(trainer.model, tokenizer, paths.root)
+        with atomic_open(paths.metrics, "w") as handle:
+            json.dump(metrics, handle, indent=2)
+    return metrics
