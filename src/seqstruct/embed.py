@@ -18,7 +18,9 @@ from transformers import (
     AutoModel,
     AutoModelForMaskedLM,
     AutoTokenizer,
-    PreTrainedModel, PreTrainedTokenizerBase
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from seqstruct.data.collate import token_budget_batches
 from seqstruct.data.fasta import read_fasta
@@ -28,7 +30,9 @@ from seqstruct.models.pooling import get_pooling
 logger = logging.getLogger(__name__)
 
 
-def load_encoder(path: str | Path, device: str | torch.device | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_encoder(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the encoder body (no MLM head) and tokenizer of a saved model directory, in eval mode."""
     config = AutoConfig.from_pretrained(path)
     if any(name.endswith("ForMaskedLM") for name in config.architectures or []):
@@ -86,7 +90,9 @@ def encode(
         ]
         padded = tokenizer.pad(features, return_tensors="pt")
         attention_mask = padded["attention_mask"].to(device)
-        hidden = model(input_ids=padded["input_ids"].to(device), attention_mask=attention_mask).last_hidden_state
+        hidden = model(
+            input_ids=padded["input_ids"].to(device), attention_mask=attention_mask
+        ).last_hidden_state
         residues = attention_mask.bool() & ~padded["special_tokens_mask"].to(device).bool()  # (B, L)
         out[batch] = pool(hidden.float(), residues).cpu()
     if normalize_embeddings:
