@@ -73,8 +73,11 @@ class MaskedLMCollator:
 
     def __post_init__(self) -> None:
         if self.max_length < 3:
-            raise ValueError(f"max_length must leave room for <cls>, one residue and <eos>; got {self.max_length}")
-        # Random replacements draw standard residues only: a random <pad> or <cls> mid-protein teaches nothing.
+            raise ValueError(
+                f"max_length must leave room for <cls>, one residue and <eos>; got {self.max_length}"
+            )
+        # Random replacements draw standard residues only: a random <pad> or <cls> mid-protein teaches
+        # nothing.
         self._replacement_ids = torch.tensor(residue_token_ids(self.tokenizer))
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -83,7 +86,11 @@ class MaskedLMCollator:
             return pad_collate(examples, self.tokenizer.pad_token_id)
         crops = [random_crop(ex["sequence"], self.max_length - 2, self.generator) for ex in examples]
         batch = self.tokenizer(
-            crops, padding=True, return_tensors="pt", return_special_tokens_mask=True, return_token_type_ids=False
+            crops,
+            padding=True,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+            return_token_type_ids=False,
         )
         special = batch.pop("special_tokens_mask").bool()
         batch["input_ids"], batch["labels"] = mask_tokens(
