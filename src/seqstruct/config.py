@@ -33,7 +33,9 @@ class DataConfig:
     max_length: int = 512  # tokens per example including <cls> and <eos>; longer proteins are cropped
     eval_fraction: float = 0.05  # share of proteins held out for evaluation
     eval_max: int = 1000  # cap on held-out proteins, so evaluation time stays bounded on large sets
-    mlm_probability: float = 0.15  # share of residues selected for the MLM loss (80% mask/10% random/10% kept)
+    mlm_probability: float = (
+        0.15  # share of residues selected for the MLM loss (80% mask/10% random/10% kept)
+    )
 
 
 @dataclass
@@ -51,6 +53,7 @@ class TrainConfig:
     save_total_limit: int = 2  # checkpoints kept on disk
     seed: int = 0  # seeds the split, the initial weights, sampling and masking
     eval_batch_size: int = 32  # proteins per evaluation batch
+    precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 where the GPU or CPU (AMX) computes it fast
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 from transformers import (
+    AutoModelForMaskedLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -37,7 +39,7 @@ from seqstruct.data.pretraining import heldout_split, label_residues, premask, p
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.evaluation.metrics import masked_lm_metrics, token_predictions, unigram_baseline
 from seqstruct.io import atomic_open
-from seqstruct.models.encoders import build_encoder, count_parameters
+from seqstruct.models.encoders import build_encoder, count_parameters, keep_module_weight_names
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ class RunPaths:
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 
+    @property
+    def heldout_ids(self) -> Path:
+        return self.root / "heldout_ids.txt"
+
 
 class CsvLogCallback(TrainerCallback):
     """Rewrite the whole log history as CSV on every log event.
@@ -81,7 +87,9 @@ class CsvLogCallback(TrainerCallback):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if not state.is_world_process_zero:
             return
         columns = sorted({key for row in state.log_history for key in row}, key=lambda k: (k != "step", k))
@@ -89,6 +97,19 @@ class CsvLogCallback(TrainerCallback):
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(state.log_history)
+
+
+class CollatorEpochCallback(TrainerCallback):
+    """Tell the collator which epoch begins, so that its per-batch crops and masks change every epoch."""
+
+    def __init__(self, collator: MaskedLMCollator) -> None:
+        self.collator = collator
+
+    def on_epoch_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        # state.epoch is e exactly at a fresh epoch's start and e + k/n when resuming inside epoch e.
+        self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
 
 
 def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
@@ -99,7 +120,7 @@ def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, d
     """
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, save_original_format=False)  # module names: see keep_module_weight_names
         tokenizer.save_pretrained(tmp)
         for name in os.listdir(tmp):
             os.replace(Path(tmp) / name, directory / name)
@@ -110,7 +131,9 @@ def _check_output_dir(paths: RunPaths, resume: bool, overwrite: bool) -> str | N
     last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
     if resume:
         if last is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {paths.checkpoints}; run without --resume to start")
+            raise FileNotFoundError(
+                f"--resume: no checkpoint in {paths.checkpoints}; run without --resume to start"
+            )
         logger.info("resuming from %s", last)
         return last
     if last is not None:
@@ -119,8 +142,21 @@ def _check_output_dir(paths: RunPaths, resume: bool, overwrite: bool) -> str | N
                 f"{paths.root} already holds checkpoints ({last}); pass --resume to continue that run, "
                 "--overwrite to start again, or choose another output_dir"
             )
-        shutil.rmtree(paths.checkpoints)
+        # Every DDP rank gets here; whichever removes the directory first wins, the others find it gone.
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
     return None
+
+
+def use_bf16(precision: str) -> bool:
+    """Resolve the `precision` setting: bf16 autocast pays off only where the hardware computes bf16 fast."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"train.precision must be auto, fp32 or bf16; got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    # AMX tiles make CPU bf16 matrix products several times faster than fp32; without them bf16 is slower.
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def training_arguments(config: PretrainConfig, paths: RunPaths) -> TrainingArguments:
@@ -142,6 +178,8 @@ def training_arguments(config: PretrainConfig, paths: RunPaths) -> TrainingArgum
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
         seed=train.seed,
+        bf16=use_bf16(train.precision),
+        use_cpu=not torch.cuda.is_available(),  # transformers asks for this explicitly with bf16 on CPU
         data_seed=train.seed,
         train_sampling_strategy="group_by_length",
         length_column_name="length",
@@ -153,6 +191,30 @@ def training_arguments(config: PretrainConfig, paths: RunPaths) -> TrainingArgum
         report_to="none",  # TensorBoard is attached below with a fixed directory
         disable_tqdm=False,
     )
+
+
+def _completed_state(checkpoint: str | None, max_steps: int) -> TrainerState | None:
+    """The checkpoint's trainer state if it already reached `max_steps`, else None."""
+    if checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return state if state.global_step >= max_steps else None
+
+
+def _previous_metric(paths: RunPaths, key: str) -> Any:
+    """A figure from the metrics.json of the run being finished, if it wrote one (None otherwise)."""
+    if not paths.metrics.exists():
+        return None
+    return json.loads(paths.metrics.read_text(encoding="utf-8")).get(key)
+
+
+def _final_evaluation(trainer: Trainer) -> dict[str, float]:
+    """The held-out metrics at the last step: reused when the Trainer's schedule just computed them."""
+    last = trainer.state.log_history[-2:]  # [..., eval row, train summary row] when eval fell on the end
+    for row in last:
+        if "eval_loss" in row and row.get("step") == trainer.state.global_step:
+            return {k: v for k, v in row.items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -171,42 +233,67 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         config.data.eval_max,
         config.train.seed,
     )
-    eval_set = premask(heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed)
+    eval_set = premask(
+        heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
+    )
     logger.info("%d training proteins, %d held out", len(train_set), len(eval_set))
 
     set_seed(config.train.seed)  # the same initial weights whatever the data preparation drew
-    model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
+    done = _completed_state(checkpoint, config.train.max_steps)
+    if done is not None:
+        # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
+        logger.info(
+            "%s already reached max_steps=%d: evaluating and saving only", checkpoint, config.train.max_steps
+        )
+        model = AutoModelForMaskedLM.from_pretrained(checkpoint, attn_implementation=config.model.attention)
+    else:
+        model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
+    keep_module_weight_names(model)
     args = training_arguments(config, paths)
+    collator = MaskedLMCollator(
+        tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
+    )
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=MaskedLMCollator(tokenizer, config.data.max_length, config.data.mlm_probability),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids),
         preprocess_logits_for_metrics=token_predictions,
-        callbacks=[CsvLogCallback(paths.log_csv)],
+        callbacks=[CsvLogCallback(paths.log_csv), CollatorEpochCallback(collator)],
     )
     if trainer.is_world_process_zero():
         from torch.utils.tensorboard import SummaryWriter
 
         trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(paths.tensorboard))))
         save_config(config, paths.config)
+        with atomic_open(paths.heldout_ids, "w") as handle:
+            handle.writelines(f"{protein_id}\n" for protein_id in eval_set["id"])
 
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
-    final_eval = trainer.evaluate()
+    if done is None:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+        train_loss, runtime = output.training_loss, output.metrics.get("train_runtime")
+    else:
+        trainer.state = done
+        train_loss, runtime = (
+            _previous_metric(paths, "train_loss"),
+            _previous_metric(paths, "train_runtime_s"),
+        )
+    final_eval = _final_evaluation(trainer)
     baseline = unigram_baseline(train_set["sequence"], label_residues(eval_set, tokenizer))
     metrics = {
         "parameters": count_parameters(model),
         "train_proteins": len(train_set),
         "heldout_proteins": len(eval_set),
         "steps": trainer.state.global_step,
-        "train_loss": train_output.training_loss,
-        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "train_loss": train_loss,
+        "train_runtime_s": runtime,
         "train_tokens": trainer.state.num_input_tokens_seen,
         "heldout": {k.removeprefix("eval_"): v for k, v in final_eval.items()},
         "unigram_baseline": baseline,
+        "bf16": trainer.args.bf16,
         "torch_threads": torch.get_num_threads(),
         "world_size": trainer.args.world_size,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,11 +57,14 @@ def mask_tokens(
 
 @dataclass
 class MaskedLMCollator:
-    """Collate `{"sequence": str}` examples into a masked-LM batch: crop, tokenize, pad, mask.
+    """Collate `{"id": str, "sequence": str}` examples into a masked-LM batch: crop, tokenize, pad, mask.
 
-    Crops are random (a new window each time a long protein is drawn) and masking uses torch's global RNG
-    unless a generator is given, so the HF Trainer's saved RNG state makes resumed runs reproduce
-    uninterrupted ones. Examples that already carry `labels` are only padded.
+    Crops and masks are drawn from a generator seeded by (seed, epoch, the batch's ids) unless a generator
+    is given. They are then a function of the batch alone, not of how many batches were collated before:
+    accelerate's data loader collates one batch ahead, so the global RNG state a checkpoint saves has
+    already moved past the next batch, and a resumed run drawing from it would mask differently. The
+    trainer sets `epoch`, so a protein is cropped and masked anew each epoch. Examples that already carry
+    `labels` are only padded.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -68,7 +72,9 @@ class MaskedLMCollator:
     mlm_probability: float = 0.15
     mask_replace_prob: float = 0.8
     random_replace_prob: float = 0.1
+    seed: int = 0
     generator: torch.Generator | None = None
+    epoch: int = 0
     _replacement_ids: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -84,7 +90,8 @@ class MaskedLMCollator:
         if "labels" in examples[0]:
             # Held-out examples arrive pre-masked (see data.pretraining.premask): pad them, mask nothing.
             return pad_collate(examples, self.tokenizer.pad_token_id)
-        crops = [random_crop(ex["sequence"], self.max_length - 2, self.generator) for ex in examples]
+        generator = self.generator or self.batch_generator(examples)
+        crops = [random_crop(ex["sequence"], self.max_length - 2, generator) for ex in examples]
         batch = self.tokenizer(
             crops,
             padding=True,
@@ -101,9 +108,14 @@ class MaskedLMCollator:
             self.mlm_probability,
             self.mask_replace_prob,
             self.random_replace_prob,
-            self.generator,
+            generator,
         )
         return dict(batch)
+
+    def batch_generator(self, examples: Sequence[dict[str, Any]]) -> torch.Generator:
+        key = f"{self.seed}:{self.epoch}:" + "\x1f".join(str(ex.get("id", ex["sequence"])) for ex in examples)
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
 def pad_collate(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -29,12 +29,16 @@ def heldout_split(dataset: Dataset, fraction: float, cap: int, seed: int) -> tup
     n = len(dataset)
     n_eval = max(1, min(cap, round(n * fraction)))
     if n_eval >= n:
-        raise ValueError(f"cannot hold out {n_eval} of {n} proteins and still train; add proteins or lower eval_fraction")
+        raise ValueError(
+            f"cannot hold out {n_eval} of {n} proteins and still train; add proteins or lower eval_fraction"
+        )
     order = np.random.default_rng(seed).permutation(n)
     return dataset.select(np.sort(order[n_eval:])), dataset.select(np.sort(order[:n_eval]))
 
 
-def premask(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, mlm_probability: float, seed: int) -> Dataset:
+def premask(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, mlm_probability: float, seed: int
+) -> Dataset:
     """Crop and mask the held-out proteins once, with a seeded generator, so that every evaluation (and
     every resumed run) scores the same positions.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from transformers import EsmConfig, EsmForMaskedLM, PreTrainedTokenizerBase
+from transformers import EsmConfig, EsmForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,12 @@ class EncoderPreset:
 
 PRESETS: dict[str, EncoderPreset] = {
     "tiny": EncoderPreset(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
-    "small": EncoderPreset(hidden_size=320, num_hidden_layers=8, num_attention_heads=10, intermediate_size=1280),
-    "base": EncoderPreset(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "small": EncoderPreset(
+        hidden_size=320, num_hidden_layers=8, num_attention_heads=10, intermediate_size=1280
+    ),
+    "base": EncoderPreset(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+    ),
 }
 
 
@@ -70,3 +74,15 @@ def build_encoder(
 
 def count_parameters(model: EsmForMaskedLM) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def keep_module_weight_names(model: PreTrainedModel) -> PreTrainedModel:
+    """Make `save_pretrained` (and so every Trainer checkpoint) write parameters under their module names.
+
+    transformers 5 saves an ESM model's `LayerNorm.weight/bias` under the original ESM names
+    `LayerNorm.gamma/beta`. `from_pretrained` renames them back, but the Trainer resumes a checkpoint with
+    plain `load_state_dict`, which then leaves every LayerNorm at its initial value without an error. An
+    empty conversion list keeps the module's own names, which every loader reads.
+    """
+    model._weight_conversions = []
+    return model

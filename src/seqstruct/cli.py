@@ -1,0 +1,149 @@
+"""The `seqstruct` command: parses arguments and calls the library; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from seqstruct.config import ConfigError, PretrainConfig, load_config
+from seqstruct.data.fasta import FastaError
+from seqstruct.models.pooling import POOLINGS
+
+
+def _heldout_line(metrics: dict) -> str:
+    model, base = metrics["heldout"], metrics["unigram_baseline"]
+    return (
+        f"held-out masked-token accuracy {model['masked_accuracy']:.3f} (unigram baseline "
+        f"{base['masked_accuracy']:.3f}); perplexity {model['perplexity']:.2f} (baseline {base['perplexity']:.2f})"
+    )
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from seqstruct.train import pretrain
+
+    config = load_config(PretrainConfig, args.config, args.overrides)
+    metrics = pretrain(config, resume=args.resume, overwrite=args.overwrite)
+    print(f"{_heldout_line(metrics)}\nmodel, metrics.json and log.csv in {config.output_dir}")
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from seqstruct.embed import embed_fasta
+
+    count = embed_fasta(
+        args.model_dir,
+        args.fasta,
+        args.output,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        max_length=args.max_length,
+        normalize_embeddings=args.normalize,
+    )
+    print(f"wrote {count} embeddings to {args.output}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from seqstruct.demo import run_demo
+
+    result = run_demo(args.output_dir, args.overrides, fresh=args.fresh)
+    print(_heldout_line(result))
+    print(f"summary: {result['summary']}\nembeddings: {result['embeddings']}")
+
+
+def _bench_throughput(args: argparse.Namespace) -> None:
+    from seqstruct.bench.throughput import embed_throughput, pretrain_throughput
+    from seqstruct.demo import SAMPLE_FASTA
+
+    fasta = args.fasta or SAMPLE_FASTA
+    print(
+        "| preset | max_length | batch | bf16 | steps timed | pretraining tokens/s |\n|---|---|---|---|---|---|"
+    )
+    rows = []
+    for length in args.lengths:
+        r = pretrain_throughput(fasta, args.preset, length, args.batch_size, args.steps, args.precision)
+        rows.append(vars(r))
+        print(
+            f"| {r.preset} | {r.max_length} | {r.batch_size} | {r.bf16} | {r.steps_timed} | {r.tokens_per_second:.0f} |"
+        )
+    e = embed_throughput(
+        fasta, args.preset, args.embed_n, args.embed_batch_size, args.embed_max_length, args.repeats
+    )
+    print(
+        "\n| preset | proteins | batch | max_length | encode seq/s | plain transformers seq/s | ratio (median) |\n"
+        f"|---|---|---|---|---|---|---|\n| {e['preset']} | {e['sequences']} | {e['batch_size']} | {e['max_length']} | "
+        f"{e['encode_seq_per_s']:.1f} | {e['plain_seq_per_s']:.1f} | {e['ratio_median']:.2f} |"
+    )
+    if args.output:
+        from seqstruct.io import atomic_open
+
+        with atomic_open(args.output, "w") as handle:
+            json.dump({"pretrain": rows, "embed": e}, handle, indent=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqstruct", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("pretrain", help="masked-LM pretraining of a protein encoder from FASTA")
+    p.add_argument("config", help="YAML run configuration")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
+    p.set_defaults(func=_pretrain)
+
+    p = commands.add_parser("embed", help="embed the proteins of a FASTA file with a saved encoder")
+    p.add_argument("model_dir")
+    p.add_argument("fasta")
+    p.add_argument("-o", "--output", required=True, help=".npz with `ids` and `embeddings`")
+    p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean")
+    p.add_argument("--batch-size", type=int, default=64, help="most sequences in one batch")
+    p.add_argument("--max-tokens", type=int, default=16384, help="most padded tokens in one batch")
+    p.add_argument("--max-length", type=int, default=None, help="truncate longer proteins (default: none)")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.set_defaults(func=_embed)
+
+    p = commands.add_parser(
+        "demo", help="pretrain `small` on the embedded Swiss-Prot sample, embed, summarise"
+    )
+    p.add_argument("-o", "--output-dir", default=None, help="default: runs/demo")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the demo config")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier demo")
+    p.set_defaults(func=_demo)
+
+    bench = commands.add_parser("bench", help="benchmarks (results belong in docs/benchmarks.md)")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    p = kinds.add_parser("throughput", help="pretraining tokens/s; encode() vs plain transformers seq/s")
+    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--lengths", type=int, nargs="+", default=[512, 1024])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--embed-n", type=int, default=512, help="proteins embedded per repeat")
+    p.add_argument("--embed-batch-size", type=int, default=32)
+    p.add_argument("--embed-max-length", type=int, default=1024)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_throughput)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except (FastaError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"seqstruct {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`seqstruct demo`: pretrain the `small` encoder on the embedded Swiss-Prot sample, embed its held-out
+proteins, and write a one-page summary. Re-running continues an interrupted demo from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seqstruct.config import PretrainConfig, config_dict, load_config
+from seqstruct.data.fasta import read_fasta, write_fasta
+from seqstruct.embed import embed_fasta
+from seqstruct.report import pretrain_summary
+from seqstruct.train import RunPaths, pretrain
+
+logger = logging.getLogger(__name__)
+
+DEMO_CONFIG = Path(str(files("seqstruct") / "configs" / "demo.yaml"))
+SAMPLE_FASTA = Path(str(files("seqstruct") / "resources" / "swissprot_mf_sample.fasta.gz"))
+
+
+def demo_config(output_dir: str | None = None, overrides: list[str] | None = None) -> PretrainConfig:
+    extra = [f"output_dir={output_dir}"] if output_dir else []
+    config = load_config(PretrainConfig, DEMO_CONFIG, [*extra, *(overrides or [])])
+    if not config.data.fasta:
+        config.data.fasta = str(SAMPLE_FASTA)
+    return config
+
+
+def _should_resume(paths: RunPaths, config: PretrainConfig, fresh: bool) -> bool:
+    """Resume when checkpoints of the same configuration exist; refuse to silently mix configurations."""
+    has_checkpoints = paths.checkpoints.is_dir() and any(paths.checkpoints.glob("checkpoint-*"))
+    if fresh or not has_checkpoints:
+        return False
+    saved = yaml.safe_load(paths.config.read_text(encoding="utf-8")) if paths.config.exists() else None
+    if saved != config_dict(config):
+        raise FileExistsError(
+            f"{paths.root} holds checkpoints of a different demo configuration; pass --fresh to start over "
+            "or -o to write elsewhere"
+        )
+    return True
+
+
+def run_demo(
+    output_dir: str | None = None, overrides: list[str] | None = None, fresh: bool = False
+) -> dict[str, Any]:
+    config = demo_config(output_dir, overrides)
+    paths = RunPaths(Path(config.output_dir))
+    resume = _should_resume(paths, config, fresh)
+    metrics = pretrain(config, resume=resume, overwrite=True)
+
+    heldout_ids = set(paths.heldout_ids.read_text(encoding="utf-8").split())
+    heldout_fasta = paths.root / "heldout.fasta"
+    write_fasta((r for r in read_fasta(config.data.fasta) if r.id in heldout_ids), heldout_fasta)
+    embeddings = paths.root / "embeddings.npz"
+    count = embed_fasta(paths.root, heldout_fasta, embeddings, pooling="mean")
+    summary = pretrain_summary(
+        paths.root,
+        extra={
+            "heldout.fasta": "the held-out proteins",
+            "embeddings.npz": f"mean-pooled embeddings of the {count} held-out proteins (`ids`, `embeddings`), "
+            f"as `seqstruct embed {paths.root} {heldout_fasta} -o {embeddings}` writes them",
+        },
+    )
+    model, base = metrics["heldout"]["masked_accuracy"], metrics["unigram_baseline"]["masked_accuracy"]
+    if model <= base:
+        logger.warning("held-out masked accuracy %.3f does not beat the unigram baseline %.3f", model, base)
+    return {"summary": str(summary), "embeddings": str(embeddings), **metrics}

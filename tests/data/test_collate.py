@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import torch
+
+from seqstruct.data.collate import (
+    IGNORE_INDEX,
+    MaskedLMCollator,
+    mask_tokens,
+    pad_collate,
+    random_crop,
+    token_budget_batches,
+)
+from seqstruct.data.tokenizers import build_protein_tokenizer, residue_token_ids
+
+
+def test_masking_statistics_80_10_10() -> None:
+    tokenizer = build_protein_tokenizer()
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, 24, (64, 2048), generator=generator)  # ~20k selected: 1% is over 4 sigma
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    replacements = torch.tensor(residue_token_ids(tokenizer))
+    masked, labels = mask_tokens(ids, special, tokenizer.mask_token_id, replacements, generator=generator)
+
+    selected = labels != IGNORE_INDEX
+    n_selected = int(selected.sum())
+    assert abs(n_selected / int((~special).sum()) - 0.15) < 0.005
+    assert not selected[special].any()
+    assert torch.equal(labels[selected], ids[selected])
+    assert torch.equal(masked[~selected], ids[~selected])
+
+    as_mask = selected & (masked == tokenizer.mask_token_id)
+    changed = selected & (masked != ids) & ~as_mask
+    kept = selected & (masked == ids)
+    assert abs(int(as_mask.sum()) / n_selected - 0.8) < 0.01
+    # A random replacement equals the original 1 time in 20, so it counts as kept then.
+    assert abs(int(changed.sum()) / n_selected - 0.1 * 19 / 20) < 0.01
+    assert abs(int(kept.sum()) / n_selected - (0.1 + 0.1 / 20)) < 0.01
+    assert set(masked[changed].tolist()) <= set(replacements.tolist())
+
+
+def test_collator_crops_pads_and_never_masks_specials() -> None:
+    tokenizer = build_protein_tokenizer()
+    torch.manual_seed(0)
+    collator = MaskedLMCollator(tokenizer, max_length=32)
+    batch = collator([{"sequence": "ACDEFGHIKL" * 20}, {"sequence": "MKT"}])
+    assert batch["input_ids"].shape == (2, 32)
+    assert batch["attention_mask"][1].tolist() == [1] * 5 + [0] * 27
+    assert (
+        batch["input_ids"][0, 0] == tokenizer.cls_token_id
+        and batch["input_ids"][0, -1] == tokenizer.eos_token_id
+    )
+    for row in range(2):
+        specials_and_pad = (batch["attention_mask"][row] == 0).clone()
+        specials_and_pad[0] = True
+        specials_and_pad[int(batch["attention_mask"][row].sum()) - 1] = True
+        assert (batch["labels"][row][specials_and_pad] == IGNORE_INDEX).all()
+
+
+def test_random_crop_is_a_window_and_varies() -> None:
+    sequence = "".join(chr(ord("A") + i % 26) for i in range(300))
+    generator = torch.Generator().manual_seed(1)
+    crops = {random_crop(sequence, 50, generator) for _ in range(20)}
+    assert all(len(c) == 50 and c in sequence for c in crops)
+    assert len(crops) > 1
+    assert random_crop("MKT", 50) == "MKT"
+
+
+def test_premasked_examples_are_only_padded() -> None:
+    tokenizer = build_protein_tokenizer()
+    collator = MaskedLMCollator(tokenizer, max_length=32)
+    batch = collator(
+        [{"input_ids": [0, 5, 2], "labels": [-100, 6, -100]}, {"input_ids": [0, 2], "labels": [-100, -100]}]
+    )
+    assert batch["input_ids"].tolist() == [[0, 5, 2], [0, 2, tokenizer.pad_token_id]]
+    assert batch["labels"].tolist() == [[-100, 6, -100], [-100, -100, -100]]
+    assert pad_collate([{"input_ids": [0, 2]}], 1)["attention_mask"].tolist() == [[1, 1]]
+
+
+def test_token_budget_batches_respect_budget_and_cover_everything() -> None:
+    lengths = [5, 100, 30, 31, 2, 7, 64, 64, 300]
+    batches = token_budget_batches(lengths, max_tokens=128, max_batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 128
+    assert batches[0] == [8]  # the over-long protein goes alone, first (longest first)

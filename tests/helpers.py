@@ -1,0 +1,38 @@
+"""Test helpers: small real protein sets cut from the embedded Swiss-Prot sample, tiny run settings."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from seqstruct.data.fasta import FastaRecord, iter_fasta
+from seqstruct.demo import SAMPLE_FASTA
+
+
+def sample_records(n: int, max_residues: int | None = None) -> list[FastaRecord]:
+    """The first `n` proteins of the embedded sample, optionally cut to `max_residues`."""
+    records = list(itertools.islice(iter_fasta(SAMPLE_FASTA), n))
+    if max_residues is not None:
+        records = [FastaRecord(r.id, r.description, r.sequence[:max_residues]) for r in records]
+    return records
+
+
+def tiny_overrides(fasta: Path, output_dir: Path, **extra: object) -> list[str]:
+    """key=value overrides for a seconds-long `tiny` pretraining run."""
+    values: dict[str, object] = {
+        "output_dir": output_dir,
+        "data.fasta": fasta,
+        "model.preset": "tiny",
+        "data.max_length": 64,
+        "data.eval_fraction": 0.1,
+        "train.max_steps": 8,
+        "train.batch_size": 8,
+        "train.learning_rate": 3e-3,
+        "train.warmup_steps": 2,
+        "train.logging_steps": 2,
+        "train.eval_steps": 4,
+        "train.save_steps": 4,
+        "train.precision": "fp32",
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from seqstruct.config import PretrainConfig, load_config
+from seqstruct.train import pretrain
+from tests.helpers import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def finished_run(protein_fasta, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    config = load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out, **{"train.max_steps": 40}))
+    metrics = pretrain(config)
+    return out, metrics
+
+
+def test_heldout_loss_drops_and_outputs_are_written(finished_run) -> None:
+    out, metrics = finished_run
+    with open(out / "log.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    eval_losses = [float(r["eval_loss"]) for r in rows if r.get("eval_loss")]
+    assert len(eval_losses) >= 3
+    assert eval_losses[-1] < eval_losses[0] - 0.05
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "config.yaml",
+        "metrics.json",
+        "heldout_ids.txt",
+    ):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["steps"] == 40 and saved["heldout"]["masked_tokens"] > 0
+    assert 0.0 < saved["unigram_baseline"]["masked_accuracy"] < 0.2
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == 40
+    assert len((out / "heldout_ids.txt").read_text().split()) == 12
+
+
+def test_resume_equals_uninterrupted(protein_fasta, tmp_path) -> None:
+    """8 steps straight vs. 4 steps, 'interrupted' (later checkpoint removed), resumed to 8."""
+    straight = tmp_path / "straight"
+    pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, straight)))
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
+    metrics = pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, resumed)), resume=True)
+    assert metrics["steps"] == 8
+    a = load_file(straight / "model.safetensors")
+    b = load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max() <= 1e-6, key
+    first = load_file(straight / "checkpoints" / "checkpoint-4" / "model.safetensors")
+    assert any((first[k] - a[k]).abs().max() > 1e-4 for k in a)  # steps 5-8 really changed the weights
+
+
+def test_refuses_to_mix_runs_and_resume_needs_checkpoint(protein_fasta, tmp_path, finished_run) -> None:
+    out, _ = finished_run
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out)))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        pretrain(
+            load_config(PretrainConfig, None, tiny_overrides(protein_fasta, tmp_path / "new")), resume=True
+        )
