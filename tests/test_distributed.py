@@ -6,12 +6,9 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from tests.helpers import tiny_overrides
 
 
-@pytest.mark.slow
 def test_pretrain_under_torchrun_two_processes(protein_fasta, tmp_path) -> None:
     """The same config under `torchrun --nproc_per_node 2` (gloo on CPU): both ranks train, rank 0 saves."""
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -19,7 +16,16 @@ def test_pretrain_under_torchrun_two_processes(protein_fasta, tmp_path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("model:\n  preset: tiny\n")
     out = tmp_path / "ddp"
-    command = [torchrun, "--nproc_per_node", "2", "-m", "seqstruct.cli", "pretrain", str(config)]
+    command = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "seqstruct.cli",
+        "pretrain",
+        str(config),
+    ]
     command += tiny_overrides(protein_fasta, out, **{"train.max_steps": 4})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

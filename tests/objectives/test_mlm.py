@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqstruct.evaluation.metrics import masked_lm_metrics, token_predictions, unigram_baseline
+from seqstruct.objectives.mlm import masked_lm_metrics, token_predictions, unigram_baseline
 
 
 def test_token_predictions_and_metrics_against_manual() -> None:

@@ -1,4 +1,4 @@
-"""Masked-LM metrics on held-out data, and the unigram-frequency baseline they must beat."""
+"""The masked-LM objective's held-out metrics, and the unigram-frequency baseline they must beat."""
 
 from __future__ import annotations
 
