@@ -37,9 +37,9 @@ from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import read_fasta
 from seqstruct.data.pretraining import heldout_split, label_residues, premask, protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.objectives.mlm import masked_lm_metrics, token_predictions, unigram_baseline
 from seqstruct.io import atomic_open
 from seqstruct.models.encoders import build_encoder, count_parameters, keep_module_weight_names
+from seqstruct.objectives.mlm import masked_lm_metrics, token_predictions, unigram_baseline
 
 logger = logging.getLogger(__name__)
 
