@@ -16,7 +16,8 @@ def _heldout_line(metrics: dict) -> str:
     model, base = metrics["heldout"], metrics["unigram_baseline"]
     return (
         f"held-out masked-token accuracy {model['masked_accuracy']:.3f} (unigram baseline "
-        f"{base['masked_accuracy']:.3f}); perplexity {model['perplexity']:.2f} (baseline {base['perplexity']:.2f})"
+        f"{base['masked_accuracy']:.3f}; gain {model['accuracy_gain']:+.3f} +/- {model['accuracy_gain_se']:.3f} SE), "
+        f"perplexity {model['perplexity']:.2f} (baseline {base['perplexity']:.2f})"
     )
 
 

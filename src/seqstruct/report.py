@@ -74,6 +74,10 @@ def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -
         f"| this encoder | {_fmt(model['masked_accuracy'])} | {_fmt(model['perplexity'], 2)} |",
         f"| unigram-frequency baseline | {_fmt(base['masked_accuracy'])} | {_fmt(base['perplexity'], 2)} |",
         "",
+        f"Paired on the same positions, with standard errors clustered by protein: accuracy gain "
+        f"{model['accuracy_gain']:+.4f} +/- {model['accuracy_gain_se']:.4f}, log-likelihood gain "
+        f"{model['nll_gain']:+.4f} +/- {model['nll_gain_se']:.4f} nats per masked residue.",
+        "",
         "![training and held-out loss](loss_curve.png)",
         "",
         "## Files",

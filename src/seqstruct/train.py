@@ -35,11 +35,11 @@ from transformers.trainer_utils import get_last_checkpoint
 from seqstruct.config import PretrainConfig, save_config
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import read_fasta
-from seqstruct.data.pretraining import heldout_split, label_residues, premask, protein_dataset
+from seqstruct.data.pretraining import heldout_split, premask, protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.io import atomic_open
 from seqstruct.models.encoders import build_encoder, count_parameters, keep_module_weight_names
-from seqstruct.objectives.mlm import masked_lm_metrics, token_predictions, unigram_baseline
+from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +249,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     else:
         model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
     keep_module_weight_names(model)
+    unigram = Unigram.fit(train_set["sequence"], tokenizer)
     args = training_arguments(config, paths)
     collator = MaskedLMCollator(
         tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
@@ -260,7 +261,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids),
+        compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids, unigram),
         preprocess_logits_for_metrics=token_predictions,
         callbacks=[CsvLogCallback(paths.log_csv), CollatorEpochCallback(collator)],
     )
@@ -282,7 +283,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             _previous_metric(paths, "train_runtime_s"),
         )
     final_eval = _final_evaluation(trainer)
-    baseline = unigram_baseline(train_set["sequence"], label_residues(eval_set, tokenizer))
+    scores = {k.removeprefix("eval_"): v for k, v in final_eval.items()}
     metrics = {
         "parameters": count_parameters(model),
         "train_proteins": len(train_set),
@@ -291,8 +292,12 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         "train_loss": train_loss,
         "train_runtime_s": runtime,
         "train_tokens": trainer.state.num_input_tokens_seen,
-        "heldout": {k.removeprefix("eval_"): v for k, v in final_eval.items()},
-        "unigram_baseline": baseline,
+        "heldout": scores,
+        "unigram_baseline": {
+            "masked_accuracy": scores["unigram_accuracy"],
+            "perplexity": scores["unigram_perplexity"],
+            "most_frequent": tokenizer.convert_ids_to_tokens(unigram.most_frequent),
+        },
         "bf16": trainer.args.bf16,
         "torch_threads": torch.get_num_threads(),
         "world_size": trainer.args.world_size,

@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from seqstruct.data.collate import IGNORE_INDEX, MaskedLMCollator
+from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import FastaRecord
 
 
@@ -59,12 +59,3 @@ def premask(
         input_ids.append(batch["input_ids"][0].tolist())
         labels.append(batch["labels"][0].tolist())
     return Dataset.from_dict({"id": dataset["id"], "input_ids": input_ids, "labels": labels})
-
-
-def label_residues(eval_dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """The residues the held-out masking hides, as letters (for the unigram baseline)."""
-    letters = []
-    for labels in eval_dataset["labels"]:
-        ids = [t for t in labels if t != IGNORE_INDEX]
-        letters.append("".join(tokenizer.convert_ids_to_tokens(ids)))
-    return letters
