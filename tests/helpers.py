@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from seqstruct.data.fasta import FastaRecord, iter_fasta
-from seqstruct.demo import SAMPLE_FASTA
+from seqstruct.data.sources.embedded import SAMPLE_FASTA
 
 
 def sample_records(n: int, max_residues: int | None = None) -> list[FastaRecord]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 
@@ -40,8 +41,8 @@ def test_bad_inputs_exit_with_a_clear_message(protein_fasta, tmp_path, capsys) -
     assert "unknown config key(s) ['train.max_step']" in capsys.readouterr().err
 
 
-def test_demo_runs_on_tiny_settings(tmp_path, capsys) -> None:
-    out = tmp_path / "demo"
+def test_demo_runs_on_tiny_settings(tmp_path, capsys, caplog) -> None:
+    out = tmp_path / "demo #1"  # a path is taken as given, not parsed as YAML
     args = [
         "demo",
         "-o",
@@ -61,6 +62,14 @@ def test_demo_runs_on_tiny_settings(tmp_path, capsys) -> None:
     assert "unigram-frequency baseline" in summary and "loss_curve.png" in summary
     with np.load(out / "embeddings.npz") as data:
         assert sorted(data["ids"].tolist()) == sorted((out / "heldout_ids.txt").read_text().split())
-    # Running again resumes the finished run instead of training anew.
+    # Running again continues the finished run: nothing is trained anew.
+    first = json.loads((out / "metrics.json").read_text())
+    caplog.set_level(logging.INFO, logger="seqstruct")
     assert main(args) == 0
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    assert "already reached max_steps=4: evaluating and saving only" in caplog.text
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["steps"] == 4 and again["train_runtime_s"] == first["train_runtime_s"]
+    assert again["heldout"]["perplexity"] == first["heldout"]["perplexity"]
+    # Other settings in the same place are refused, not mixed in.
+    assert main([*args, "train.seed=1"]) == 2
+    assert "train.seed: 0 -> 1" in capsys.readouterr().err

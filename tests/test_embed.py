@@ -6,8 +6,7 @@ import torch
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import embed_fasta, encode, load_encoder
-from seqstruct.models.encoders import build_encoder
-from seqstruct.train import save_model_dir
+from seqstruct.models.encoders import build_encoder, save_model_dir
 from tests.helpers import sample_records
 
 
@@ -58,3 +57,12 @@ def test_embed_fasta_writes_ids_with_vectors(model_dir, protein_fasta, tmp_path)
     model, tokenizer = load_encoder(model_dir)
     first = encode(model, tokenizer, [sample_records(1, max_residues=150)[0].sequence], pooling="cls")
     np.testing.assert_allclose(vectors[0], first[0], atol=1e-5)
+
+
+def test_max_length_truncates_and_says_how_many(model_dir, caplog) -> None:
+    model, tokenizer = load_encoder(model_dir)
+    sequences = ["ACDEFGHIKL" * 5, "MKT"]
+    cut = encode(model, tokenizer, sequences, max_length=12)
+    assert "max_length=12 truncated 1 of 2 sequences" in caplog.text
+    manual = encode(model, tokenizer, [sequences[0][:10], "MKT"])
+    np.testing.assert_allclose(cut, manual, atol=1e-5)  # the first 10 residues, <eos> kept

@@ -64,8 +64,18 @@ def test_resume_equals_uninterrupted(protein_fasta, tmp_path) -> None:
 
 def test_refuses_to_mix_runs_and_resume_needs_checkpoint(protein_fasta, tmp_path, finished_run) -> None:
     out, _ = finished_run
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     with pytest.raises(FileExistsError, match="--resume"):
         pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out)))
+    with pytest.raises(FileExistsError, match=r"data.eval_fraction: 0.1 -> 0.2"):
+        overrides = tiny_overrides(protein_fasta, out, **{"train.max_steps": 40, "data.eval_fraction": 0.2})
+        pretrain(load_config(PretrainConfig, None, overrides), resume=True)
+    # A bad input fails before an --overwrite removes the old run's checkpoints.
+    with pytest.raises(FileNotFoundError):
+        pretrain(
+            load_config(PretrainConfig, None, tiny_overrides(tmp_path / "missing.fa", out)), overwrite=True
+        )
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         pretrain(
             load_config(PretrainConfig, None, tiny_overrides(protein_fasta, tmp_path / "new")), resume=True

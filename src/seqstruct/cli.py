@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
@@ -54,33 +53,24 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _bench_throughput(args: argparse.Namespace) -> None:
-    from seqstruct.bench.throughput import embed_throughput, pretrain_throughput
-    from seqstruct.demo import SAMPLE_FASTA
+    from seqstruct.bench.throughput import throughput_report
+    from seqstruct.data.sources.embedded import SAMPLE_FASTA
 
-    fasta = args.fasta or SAMPLE_FASTA
     print(
-        "| preset | max_length | batch | bf16 | steps timed | pretraining tokens/s |\n|---|---|---|---|---|---|"
-    )
-    rows = []
-    for length in args.lengths:
-        r = pretrain_throughput(fasta, args.preset, length, args.batch_size, args.steps, args.precision)
-        rows.append(vars(r))
-        print(
-            f"| {r.preset} | {r.max_length} | {r.batch_size} | {r.bf16} | {r.steps_timed} | {r.tokens_per_second:.0f} |"
+        throughput_report(
+            args.fasta or SAMPLE_FASTA,
+            args.preset,
+            args.lengths,
+            args.batch_size,
+            args.steps,
+            args.precision,
+            args.embed_n,
+            args.embed_batch_size,
+            args.embed_max_length,
+            args.repeats,
+            args.output,
         )
-    e = embed_throughput(
-        fasta, args.preset, args.embed_n, args.embed_batch_size, args.embed_max_length, args.repeats
     )
-    print(
-        "\n| preset | proteins | batch | max_length | encode seq/s | plain transformers seq/s | ratio (median) |\n"
-        f"|---|---|---|---|---|---|---|\n| {e['preset']} | {e['sequences']} | {e['batch_size']} | {e['max_length']} | "
-        f"{e['encode_seq_per_s']:.1f} | {e['plain_seq_per_s']:.1f} | {e['ratio_median']:.2f} |"
-    )
-    if args.output:
-        from seqstruct.io import atomic_open
-
-        with atomic_open(args.output, "w") as handle:
-            json.dump({"pretrain": rows, "embed": e}, handle, indent=2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (FastaError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
+        # One line for the user; the traceback with -v, for when the error is ours rather than theirs.
+        logging.getLogger("seqstruct").debug("traceback", exc_info=True)
         print(f"seqstruct {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

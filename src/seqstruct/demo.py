@@ -9,10 +9,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from seqstruct.config import PretrainConfig, config_dict, load_config
+from seqstruct.config import PretrainConfig, load_config
 from seqstruct.data.fasta import read_fasta, write_fasta
+from seqstruct.data.sources.embedded import SAMPLE_FASTA
 from seqstruct.embed import embed_fasta
 from seqstruct.report import pretrain_summary
 from seqstruct.train import RunPaths, pretrain
@@ -20,29 +19,15 @@ from seqstruct.train import RunPaths, pretrain
 logger = logging.getLogger(__name__)
 
 DEMO_CONFIG = Path(str(files("seqstruct") / "configs" / "demo.yaml"))
-SAMPLE_FASTA = Path(str(files("seqstruct") / "resources" / "swissprot_mf_sample.fasta.gz"))
 
 
 def demo_config(output_dir: str | None = None, overrides: list[str] | None = None) -> PretrainConfig:
-    extra = [f"output_dir={output_dir}"] if output_dir else []
-    config = load_config(PretrainConfig, DEMO_CONFIG, [*extra, *(overrides or [])])
+    config = load_config(PretrainConfig, DEMO_CONFIG, overrides)
+    if output_dir is not None:
+        config.output_dir = output_dir  # a path, taken as given (not parsed as YAML like an override)
     if not config.data.fasta:
         config.data.fasta = str(SAMPLE_FASTA)
     return config
-
-
-def _should_resume(paths: RunPaths, config: PretrainConfig, fresh: bool) -> bool:
-    """Resume when checkpoints of the same configuration exist; refuse to silently mix configurations."""
-    has_checkpoints = paths.checkpoints.is_dir() and any(paths.checkpoints.glob("checkpoint-*"))
-    if fresh or not has_checkpoints:
-        return False
-    saved = yaml.safe_load(paths.config.read_text(encoding="utf-8")) if paths.config.exists() else None
-    if saved != config_dict(config):
-        raise FileExistsError(
-            f"{paths.root} holds checkpoints of a different demo configuration; pass --fresh to start over "
-            "or -o to write elsewhere"
-        )
-    return True
 
 
 def run_demo(
@@ -50,8 +35,9 @@ def run_demo(
 ) -> dict[str, Any]:
     config = demo_config(output_dir, overrides)
     paths = RunPaths(Path(config.output_dir))
-    resume = _should_resume(paths, config, fresh)
-    metrics = pretrain(config, resume=resume, overwrite=True)
+    # An earlier demo here is continued (pretrain refuses if its settings differ); --fresh starts over.
+    has_checkpoints = paths.checkpoints.is_dir() and any(paths.checkpoints.glob("checkpoint-*"))
+    metrics = pretrain(config, resume=has_checkpoints and not fresh, overwrite=fresh)
 
     heldout_ids = set(paths.heldout_ids.read_text(encoding="utf-8").split())
     heldout_fasta = paths.root / "heldout.fasta"

@@ -10,14 +10,14 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from datasets import Dataset
 from transformers import (
     AutoModelForMaskedLM,
     PreTrainedModel,
@@ -32,13 +32,18 @@ from transformers import (
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from seqstruct.config import PretrainConfig, save_config
+from seqstruct.config import PretrainConfig, config_dict, save_config
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import read_fasta
 from seqstruct.data.pretraining import heldout_split, premask, protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.io import atomic_open
-from seqstruct.models.encoders import build_encoder, count_parameters, keep_module_weight_names
+from seqstruct.models.encoders import (
+    build_encoder,
+    count_parameters,
+    keep_module_weight_names,
+    save_model_dir,
+)
 from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictions
 
 logger = logging.getLogger(__name__)
@@ -112,39 +117,68 @@ class CollatorEpochCallback(TrainerCallback):
         self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
 
 
-def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
-    """Save in the Hugging Face layout (config.json, model.safetensors, tokenizer files).
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
 
-    Files are written to a temporary directory and moved into place one by one, so an interruption never
-    leaves a truncated weights file where a loader would read it.
+
+# Settings a resumed run may change: where it is and how long it goes on.
+RESUMABLE_CHANGES = ("output_dir", "train.max_steps")
+
+
+def _check_same_run(paths: RunPaths, config: PretrainConfig) -> None:
+    """Refuse to resume under other settings: a new seed or FASTA, say, would draw another held-out split
+    and put evaluation proteins into training."""
+    if not paths.config.exists():
+        return
+    saved = _flatten(yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {})
+    current = _flatten(config_dict(config))
+    differs = sorted(
+        k
+        for k in saved.keys() | current.keys()
+        if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+    )
+    if differs:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differs)
+        raise FileExistsError(
+            f"{paths.root} holds a run with other settings ({detail}); resume it with its own config.yaml, "
+            "start afresh (pretrain --overwrite, demo --fresh), or choose another output directory"
+        )
+
+
+def _resume_point(
+    paths: RunPaths, config: PretrainConfig, resume: bool, overwrite: bool
+) -> tuple[str | None, bool]:
+    """(checkpoint to resume from, whether an old run's checkpoints must be cleared before training).
+
+    Nothing is deleted here: clearing waits until the new run's inputs have been read and checked.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
-        model.save_pretrained(tmp, save_original_format=False)  # module names: see keep_module_weight_names
-        tokenizer.save_pretrained(tmp)
-        for name in os.listdir(tmp):
-            os.replace(Path(tmp) / name, directory / name)
-
-
-def _check_output_dir(paths: RunPaths, resume: bool, overwrite: bool) -> str | None:
-    """Return the checkpoint to resume from, refusing to mix a fresh run into an old one's checkpoints."""
     last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
     if resume:
         if last is None:
             raise FileNotFoundError(
                 f"--resume: no checkpoint in {paths.checkpoints}; run without --resume to start"
             )
+        _check_same_run(paths, config)
         logger.info("resuming from %s", last)
-        return last
-    if last is not None:
-        if not overwrite:
-            raise FileExistsError(
-                f"{paths.root} already holds checkpoints ({last}); pass --resume to continue that run, "
-                "--overwrite to start again, or choose another output_dir"
-            )
-        # Every DDP rank gets here; whichever removes the directory first wins, the others find it gone.
-        shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    return None
+        return last, False
+    if last is not None and not overwrite:
+        raise FileExistsError(
+            f"{paths.root} already holds checkpoints ({last}); pass --resume to continue that run, "
+            "--overwrite to start again, or choose another output_dir"
+        )
+    return None, last is not None
+
+
+def _clear_old_run(paths: RunPaths) -> None:
+    # Every DDP rank gets here; whichever removes a directory first wins, the others find it gone.
+    for directory in (paths.checkpoints, paths.tensorboard):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def use_bf16(precision: str) -> bool:
@@ -159,7 +193,7 @@ def use_bf16(precision: str) -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def training_arguments(config: PretrainConfig, paths: RunPaths) -> TrainingArguments:
+def training_arguments(config: PretrainConfig, paths: RunPaths, evaluate: bool = True) -> TrainingArguments:
     train = config.train
     return TrainingArguments(
         output_dir=str(paths.checkpoints),
@@ -172,7 +206,7 @@ def training_arguments(config: PretrainConfig, paths: RunPaths) -> TrainingArgum
         lr_scheduler_type=train.lr_scheduler,
         weight_decay=train.weight_decay,
         logging_steps=train.logging_steps,
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=train.eval_steps,
         save_strategy="steps",
         save_steps=train.save_steps,
@@ -217,15 +251,56 @@ def _final_evaluation(trainer: Trainer) -> dict[str, float]:
     return trainer.evaluate()
 
 
+def build_trainer(
+    config: PretrainConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_set: Dataset,
+    eval_set: Dataset | None = None,
+    unigram: Unigram | None = None,
+) -> Trainer:
+    """The masked-LM Trainer: length-grouped batches, per-batch seeded crops and masks, token-level held-out
+    metrics (against `unigram` on the same positions when given), CSV and TensorBoard logs."""
+    paths = RunPaths(Path(config.output_dir))
+    collator = MaskedLMCollator(
+        tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
+    )
+    tensorboard = TensorBoardCallback()
+    # Fixed, so that a final evaluation after training (the callback reopens its writer) lands there too.
+    tensorboard.logging_dir = str(paths.tensorboard)
+    return Trainer(
+        model=keep_module_weight_names(model),
+        args=training_arguments(config, paths, evaluate=eval_set is not None),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids, unigram),
+        preprocess_logits_for_metrics=token_predictions,
+        callbacks=[CsvLogCallback(paths.log_csv), CollatorEpochCallback(collator), tensorboard],
+    )
+
+
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Pretrain a protein encoder with masked-LM; returns the final metrics (also in metrics.json)."""
     paths = RunPaths(Path(config.output_dir))
     if not config.data.fasta:
         raise ValueError("data.fasta is not set: give the training FASTA in the config or as data.fasta=PATH")
-    checkpoint = _check_output_dir(paths, resume, overwrite)
-    set_seed(config.train.seed)
+    checkpoint, stale = _resume_point(paths, config, resume, overwrite)
+    use_bf16(config.train.precision)  # a bad setting fails now, not after the data is read
 
     tokenizer = build_protein_tokenizer()
+    set_seed(config.train.seed)
+    done = _completed_state(checkpoint, config.train.max_steps)
+    if done is not None:
+        # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
+        logger.info(
+            "%s already reached max_steps=%d: evaluating and saving only", checkpoint, config.train.max_steps
+        )
+        model = AutoModelForMaskedLM.from_pretrained(checkpoint, attn_implementation=config.model.attention)
+    else:
+        model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
+
     records = read_fasta(config.data.fasta)
     train_set, heldout = heldout_split(
         protein_dataset(records, config.data.max_length),
@@ -237,38 +312,11 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
     )
     logger.info("%d training proteins, %d held out", len(train_set), len(eval_set))
-
-    set_seed(config.train.seed)  # the same initial weights whatever the data preparation drew
-    done = _completed_state(checkpoint, config.train.max_steps)
-    if done is not None:
-        # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
-        logger.info(
-            "%s already reached max_steps=%d: evaluating and saving only", checkpoint, config.train.max_steps
-        )
-        model = AutoModelForMaskedLM.from_pretrained(checkpoint, attn_implementation=config.model.attention)
-    else:
-        model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
-    keep_module_weight_names(model)
     unigram = Unigram.fit(train_set["sequence"], tokenizer)
-    args = training_arguments(config, paths)
-    collator = MaskedLMCollator(
-        tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids, unigram),
-        preprocess_logits_for_metrics=token_predictions,
-        callbacks=[CsvLogCallback(paths.log_csv), CollatorEpochCallback(collator)],
-    )
+    if stale:
+        _clear_old_run(paths)
+    trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram)
     if trainer.is_world_process_zero():
-        from torch.utils.tensorboard import SummaryWriter
-
-        trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(paths.tensorboard))))
         save_config(config, paths.config)
         with atomic_open(paths.heldout_ids, "w") as handle:
             handle.writelines(f"{protein_id}\n" for protein_id in eval_set["id"])

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.models.encoders import build_encoder, count_parameters
-from seqstruct.train import save_model_dir
+from seqstruct.models.encoders import build_encoder, count_parameters, save_model_dir
 
 
 @pytest.mark.parametrize(
@@ -68,6 +67,7 @@ def test_saved_model_loads_with_plain_transformers(tmp_path) -> None:
         "assert 'seqstruct' not in sys.modules\n"
     )
     out = tmp_path / "logits.pt"
-    subprocess.run([sys.executable, "-c", script, str(out)], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
     loaded = torch.load(out, weights_only=True)
     assert torch.equal(expected, loaded)

@@ -5,6 +5,7 @@ embedding sequences/s of `encode()` against plain transformers inference of the 
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
 import tempfile
 import time
@@ -13,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import ProgressCallback, TrainerCallback, set_seed
 
-from seqstruct.data.collate import MaskedLMCollator
+from seqstruct.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
 from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.pretraining import protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import encode, load_encoder
-from seqstruct.models.encoders import build_encoder
-from seqstruct.train import save_model_dir, use_bf16
+from seqstruct.io import atomic_open
+from seqstruct.models.encoders import build_encoder, save_model_dir
+from seqstruct.train import build_trainer
 
 
 class StepTimer(TrainerCallback):
@@ -51,37 +53,34 @@ class PretrainThroughput:
 def pretrain_throughput(
     fasta: Path, preset: str, max_length: int, batch_size: int, steps: int, precision: str = "auto"
 ) -> PretrainThroughput:
-    """Train `steps` Trainer steps on proteins at least `max_length` long (so every batch is full)."""
-    set_seed(0)
+    """Train `steps` steps with pretraining's own Trainer on proteins at least `max_length` long (so
+    every batch is full), timing each step after two warm-up steps."""
     tokenizer = build_protein_tokenizer()
     records = [r for r in iter_fasta(fasta) if len(r.sequence) >= max_length - 2]
-    dataset = protein_dataset(records, max_length)
     timer = StepTimer(warmup=2)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
+        config = PretrainConfig(
             output_dir=tmp,
-            max_steps=steps + timer.warmup,
-            per_device_train_batch_size=batch_size,
-            learning_rate=1e-4,
-            save_strategy="no",
-            report_to="none",
-            remove_unused_columns=False,
-            bf16=use_bf16(precision),
-            use_cpu=not torch.cuda.is_available(),
-            dataloader_pin_memory=torch.cuda.is_available(),
-            disable_tqdm=True,
+            model=ModelConfig(preset=preset),
+            data=DataConfig(fasta=str(fasta), max_length=max_length),
+            train=TrainConfig(
+                max_steps=steps + timer.warmup,
+                batch_size=batch_size,
+                save_steps=10**9,
+                precision=precision,
+                warmup_steps=0,
+            ),
         )
-        trainer = Trainer(
-            model=build_encoder(preset, tokenizer),
-            args=args,
-            train_dataset=dataset,
-            data_collator=MaskedLMCollator(tokenizer, max_length),
-            callbacks=[timer],
-        )
+        set_seed(0)
+        model = build_encoder(preset, tokenizer)
+        trainer = build_trainer(config, model, tokenizer, protein_dataset(records, max_length))
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(timer)
         trainer.train()
+        bf16 = trainer.args.bf16
     tokens = batch_size * max_length * len(timer.times)
     return PretrainThroughput(
-        preset, max_length, batch_size, args.bf16, len(timer.times), tokens / sum(timer.times)
+        preset, max_length, batch_size, bf16, len(timer.times), tokens / sum(timer.times)
     )
 
 
@@ -141,3 +140,38 @@ def embed_throughput(
         "ratio_median": statistics.median(ratios),
         "ratios": ratios,
     }
+
+
+def throughput_report(
+    fasta: Path,
+    preset: str,
+    lengths: list[int],
+    batch_size: int,
+    steps: int,
+    precision: str,
+    embed_n: int,
+    embed_batch_size: int,
+    embed_max_length: int,
+    repeats: int,
+    output: str | None = None,
+) -> str:
+    """Run both benchmarks; return markdown tables (and write the raw figures as JSON to `output`)."""
+    rows = [pretrain_throughput(fasta, preset, n, batch_size, steps, precision) for n in lengths]
+    e = embed_throughput(fasta, preset, embed_n, embed_batch_size, embed_max_length, repeats)
+    lines = [
+        "| preset | max_length | batch | bf16 | steps timed | pretraining tokens/s |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r.preset} | {r.max_length} | {r.batch_size} | {r.bf16} | {r.steps_timed} | {r.tokens_per_second:.0f} |"
+            for r in rows
+        ),
+        "",
+        "| preset | proteins | batch | max_length | `encode` seq/s | plain transformers seq/s | ratio (median of pairs) |",
+        "|---|---|---|---|---|---|---|",
+        f"| {e['preset']} | {e['sequences']} | {e['batch_size']} | {e['max_length']} | {e['encode_seq_per_s']:.1f} | "
+        f"{e['plain_seq_per_s']:.1f} | {e['ratio_median']:.2f} |",
+    ]
+    if output:
+        with atomic_open(output, "w") as handle:
+            json.dump({"pretrain": [vars(r) for r in rows], "embed": e}, handle, indent=2)
+    return "\n".join(lines)

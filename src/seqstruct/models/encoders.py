@@ -6,7 +6,10 @@ for proteins: rotary positions put no ceiling on length, so long proteins need n
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from transformers import EsmConfig, EsmForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -70,6 +73,20 @@ def build_encoder(
     """A freshly initialised masked-LM encoder of the given preset."""
     config = encoder_config(preset, tokenizer, attn_implementation, dropout)
     return EsmForMaskedLM(config)
+
+
+def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    """Save in the Hugging Face layout (config.json, model.safetensors, tokenizer files).
+
+    Files are written to a temporary directory and moved into place one by one, so an interruption never
+    leaves a truncated weights file where a loader would read it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
+        model.save_pretrained(tmp, save_original_format=False)  # module names: see keep_module_weight_names
+        tokenizer.save_pretrained(tmp)
+        for name in os.listdir(tmp):
+            os.replace(Path(tmp) / name, directory / name)
 
 
 def count_parameters(model: EsmForMaskedLM) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqstruct.data.fasta import PROTEIN_ALPHABET
+
 METASTUDENT_DIR = Path("/usr/share/metastudent-data/dataset_201401")
 ONTOLOGIES = ("MFO", "BPO", "CCO")
 DB_NAME = "goasp.fasta"
@@ -33,7 +35,7 @@ INSTALL_HINT = "install the Debian package metastudent-data (apt-get install -y 
 # sequence in practice; it is the record separator in .psq.
 NCBISTDAA = "-ABCDEFGHIKLMNPQRSTVWXYZU*OJ"
 # Letters our FASTA reader accepts; '-', '*' and 'J' are valid NCBIstdaa but not protein residues for it.
-PROTEIN_LETTERS = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
+PROTEIN_LETTERS = frozenset(PROTEIN_ALPHABET)
 _INVALID_CODE = "?"
 
 _VERSION = 4
