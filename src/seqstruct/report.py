@@ -24,8 +24,8 @@ def read_log(path: Path) -> list[dict[str, float]]:
         ]
 
 
-def plot_loss_curve(rows: list[dict[str, float]], path: Path) -> None:
-    """Training loss and held-out loss against optimiser steps."""
+def plot_loss_curve(rows: list[dict[str, float]], path: Path, baseline_nll: float | None = None) -> None:
+    """Training loss and held-out loss against optimiser steps, with the unigram baseline's held-out loss."""
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     heldout = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -33,6 +33,8 @@ def plot_loss_curve(rows: list[dict[str, float]], path: Path) -> None:
         ax.plot(*zip(*train, strict=True), label="training loss (80/10/10 masking)")
     if heldout:
         ax.plot(*zip(*heldout, strict=True), "o-", label="held-out loss (all <mask>)")
+    if baseline_nll is not None:
+        ax.axhline(baseline_nll, color="grey", linestyle="--", label="unigram baseline, held-out")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("masked-LM cross-entropy (nats)")
     ax.grid(alpha=0.3)
@@ -51,8 +53,8 @@ def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -
     """Write `summary.md` and `loss_curve.png` into a pretraining run directory; returns the summary path."""
     run = Path(run_dir)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    plot_loss_curve(read_log(run / "log.csv"), run / "loss_curve.png")
     model, base = metrics["heldout"], metrics["unigram_baseline"]
+    plot_loss_curve(read_log(run / "log.csv"), run / "loss_curve.png", math.log(base["perplexity"]))
     tokens, seconds = metrics.get("train_tokens") or 0, metrics.get("train_runtime_s") or math.nan
     lines = [
         f"# Pretraining summary: `{run}`",
