@@ -34,6 +34,8 @@ def test_bad_inputs_exit_with_a_clear_message(protein_fasta, tmp_path, capsys) -
     bad.write_text(">P1\nMKT\n>P2\nMK1T\n")
     assert main(["embed", str(tmp_path), str(bad), "-o", str(tmp_path / "x.npz")]) == 2
     assert "bad.fasta, line 4, record 'P2'" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "nowhere"), str(protein_fasta), "-o", str(tmp_path / "x.npz")]) == 2
+    assert "nowhere: not a model directory" in capsys.readouterr().err
 
     config = tmp_path / "run.yaml"
     config.write_text("train:\n  max_step: 4\n")

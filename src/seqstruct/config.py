@@ -47,6 +47,7 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up steps
     lr_scheduler: str = "linear"  # transformers scheduler name after warm-up
     weight_decay: float = 0.01  # AdamW weight decay
+    adam_beta2: float = 0.999  # AdamW second-moment decay; ESM-2 and RoBERTa use 0.98
     logging_steps: int = 10  # steps between training-loss log rows
     eval_steps: int = 200  # steps between held-out evaluations
     save_steps: int = 200  # steps between checkpoints (resume points)

@@ -34,6 +34,11 @@ def load_encoder(
     path: str | Path, device: str | torch.device | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the encoder body (no MLM head) and tokenizer of a saved model directory, in eval mode."""
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: not a model directory (expected config.json, model.safetensors and tokenizer files, "
+            "as `seqstruct pretrain` writes them)"
+        )
     config = AutoConfig.from_pretrained(path)
     if any(name.endswith("ForMaskedLM") for name in config.architectures or []):
         # Load what was saved and keep its body: AutoModel would build a fresh pooler and report the MLM

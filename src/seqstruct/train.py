@@ -48,8 +48,6 @@ from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictio
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -205,6 +203,7 @@ def training_arguments(config: PretrainConfig, paths: RunPaths, evaluate: bool =
         warmup_steps=train.warmup_steps,
         lr_scheduler_type=train.lr_scheduler,
         weight_decay=train.weight_decay,
+        adam_beta2=train.adam_beta2,
         logging_steps=train.logging_steps,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=train.eval_steps,
@@ -222,7 +221,7 @@ def training_arguments(config: PretrainConfig, paths: RunPaths, evaluate: bool =
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
-        report_to="none",  # TensorBoard is attached below with a fixed directory
+        report_to="none",  # build_trainer attaches TensorBoard itself, with a fixed directory
         disable_tqdm=False,
     )
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
-import pickle
 from pathlib import Path
 
 import pytest
@@ -148,11 +148,12 @@ def test_empty_file(tmp_path: Path, content: bytes) -> None:
     assert (error.line, error.record_id) == (None, None)
 
 
-def test_fasta_error_is_a_value_error_and_pickles(tmp_path: Path) -> None:
+def test_fasta_error_is_a_value_error_and_survives_reduce(tmp_path: Path) -> None:
+    # Worker processes send exceptions back through __reduce__ (as deepcopy does): the details must survive.
     error = _error(_write(tmp_path, ">r\nMK9\n"))
     assert isinstance(error, ValueError)
-    copy = pickle.loads(pickle.dumps(error))
-    assert (str(copy), copy.path, copy.line, copy.record_id) == (str(error), error.path, 2, "r")
+    clone = copy.deepcopy(error)
+    assert (str(clone), clone.path, clone.line, clone.record_id) == (str(error), error.path, 2, "r")
 
 
 # --- writing ----------------------------------------------------------------------------------------------
