@@ -6,6 +6,7 @@ import logging
 import numpy as np
 
 from seqstruct.cli import main
+from seqstruct.data.fasta import read_fasta
 from tests.helpers import tiny_overrides
 
 
@@ -63,7 +64,7 @@ def test_demo_runs_on_tiny_settings(tmp_path, capsys, caplog) -> None:
     summary = (out / "summary.md").read_text()
     assert "unigram-frequency baseline" in summary and "loss_curve.png" in summary
     with np.load(out / "embeddings.npz") as data:
-        assert sorted(data["ids"].tolist()) == sorted((out / "heldout_ids.txt").read_text().split())
+        assert sorted(data["ids"].tolist()) == sorted(r.id for r in read_fasta(out / "heldout.fasta"))
     # Running again continues the finished run: nothing is trained anew.
     first = json.loads((out / "metrics.json").read_text())
     caplog.set_level(logging.INFO, logger="seqstruct")

@@ -9,6 +9,7 @@ import yaml
 from safetensors.torch import load_file
 
 from seqstruct.config import PretrainConfig, load_config
+from seqstruct.data.fasta import read_fasta
 from seqstruct.train import pretrain
 from tests.helpers import tiny_overrides
 
@@ -34,7 +35,7 @@ def test_heldout_loss_drops_and_outputs_are_written(finished_run) -> None:
         "tokenizer.json",
         "config.yaml",
         "metrics.json",
-        "heldout_ids.txt",
+        "heldout.fasta",
     ):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
@@ -42,7 +43,8 @@ def test_heldout_loss_drops_and_outputs_are_written(finished_run) -> None:
     assert saved["steps"] == 40 and saved["heldout"]["masked_tokens"] > 0
     assert 0.0 < saved["unigram_baseline"]["masked_accuracy"] < 0.2
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == 40
-    assert len((out / "heldout_ids.txt").read_text().split()) == 12
+    heldout = read_fasta(out / "heldout.fasta")
+    assert len(heldout) == 12 and all(len(r.sequence) > 0 for r in heldout)
 
 
 def test_resume_equals_uninterrupted(protein_fasta, tmp_path) -> None:

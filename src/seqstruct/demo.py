@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from seqstruct.config import PretrainConfig, load_config
-from seqstruct.data.fasta import read_fasta, write_fasta
 from seqstruct.data.sources.embedded import SAMPLE_FASTA
 from seqstruct.embed import embed_fasta
 from seqstruct.report import pretrain_summary
@@ -39,15 +38,12 @@ def run_demo(
     has_checkpoints = paths.checkpoints.is_dir() and any(paths.checkpoints.glob("checkpoint-*"))
     metrics = pretrain(config, resume=has_checkpoints and not fresh, overwrite=fresh)
 
-    heldout_ids = set(paths.heldout_ids.read_text(encoding="utf-8").split())
-    heldout_fasta = paths.root / "heldout.fasta"
-    write_fasta((r for r in read_fasta(config.data.fasta) if r.id in heldout_ids), heldout_fasta)
+    heldout_fasta = paths.heldout_fasta  # written by pretrain, with the FASTA ids
     embeddings = paths.root / "embeddings.npz"
     count = embed_fasta(paths.root, heldout_fasta, embeddings, pooling="mean")
     summary = pretrain_summary(
         paths.root,
         extra={
-            "heldout.fasta": "the held-out proteins",
             "embeddings.npz": f"mean-pooled embeddings of the {count} held-out proteins (`ids`, `embeddings`), "
             f"as `seqstruct embed {paths.root} {heldout_fasta} -o {embeddings}` writes them",
         },

@@ -87,7 +87,7 @@ def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -
         "- `config.json`, `model.safetensors`, `tokenizer*.json`: the model in the Hugging Face layout "
         "(`AutoModelForMaskedLM.from_pretrained`)",
         "- `config.yaml`: the resolved run configuration; `metrics.json`, `log.csv`, `tensorboard/`: metrics",
-        "- `checkpoints/`: resume points (`--resume`); `heldout_ids.txt`: the held-out proteins",
+        "- `checkpoints/`: resume points (`--resume`); `heldout.fasta`: the held-out proteins",
     ]
     for name, text in (extra or {}).items():
         lines.append(f"- `{name}`: {text}")

@@ -34,7 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from seqstruct.config import PretrainConfig, config_dict, save_config
 from seqstruct.data.collate import MaskedLMCollator
-from seqstruct.data.fasta import read_fasta
+from seqstruct.data.fasta import read_fasta, write_fasta
 from seqstruct.data.pretraining import heldout_split, premask, protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.io import atomic_open
@@ -76,8 +76,8 @@ class RunPaths:
         return self.root / "metrics.json"
 
     @property
-    def heldout_ids(self) -> Path:
-        return self.root / "heldout_ids.txt"
+    def heldout_fasta(self) -> Path:
+        return self.root / "heldout.fasta"
 
 
 class CsvLogCallback(TrainerCallback):
@@ -317,8 +317,8 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram)
     if trainer.is_world_process_zero():
         save_config(config, paths.config)
-        with atomic_open(paths.heldout_ids, "w") as handle:
-            handle.writelines(f"{protein_id}\n" for protein_id in eval_set["id"])
+        heldout_ids = set(eval_set["id"])
+        write_fasta((r for r in records if r.id in heldout_ids), paths.heldout_fasta)
 
     if done is None:
         output = trainer.train(resume_from_checkpoint=checkpoint)
