@@ -1,0 +1,1 @@
+"""Attention implementations: FAVOR+ maths (`favor`) and its registration with transformers (`interface`)."""

@@ -1,0 +1,447 @@
+"""FAVOR+ (Choromanski et al., "Rethinking Attention with Performers", ICLR 2021) as pure functions.
+
+softmax(q kᵀ) v is approximated by φ(q) (φ(k)ᵀ v) normalised row-wise, where φ maps a vector to m
+positive random features whose inner products estimate exp(q·k) without bias:
+
+    φ(x) = exp(W x − |x|²/2) / √m,     W ∈ R^{m×d}, rows w_i ~ N(0, I_d)  (optionally orthogonal)
+
+Cost is O(L·m·d) in time and O(L·m) in memory instead of O(L²·d) and O(L²); no L×L tensor is built.
+
+Conventions: q, k, v are [B, H, L, d] (the layout transformers' attention functions receive); the
+projection W is [m, d] and shared by the heads of one layer; `key_mask` is [B, L], True where a key is
+real. `scaling` is the softmax temperature the model asks for (1/√d for BERT; ESM pre-scales its queries
+and asks for 1): both q and k are multiplied by √scaling, which is the paper's d^(-1/4) data normaliser.
+
+Stabilisers. Any factor that is constant over a query row cancels in the row normalisation, and so does
+any factor common to all keys of a (batch, head). The attention therefore drops −|q|²/2 and 1/√m for
+queries and subtracts each query row's maximum, and subtracts the maximum over all (unpadded) keys from
+the key exponents: the largest feature is exactly 1, nothing overflows, and the result is unchanged.
+
+Padding. Padded keys are zeroed *after* the feature map, so they leave both the numerator and the
+normaliser (performer-pytorch masks before the map: exp(0) still enters the sum), and they never set
+the key stabiliser.
+
+The forward and backward passes are hand-written (`torch.autograd.Function`): features are recomputed
+chunk by chunk in the backward pass instead of being stored, which is what keeps memory at O(chunk·m)
+beyond the inputs; the normaliser rides along the values as an extra column of ones, so numerator and
+normaliser come out of one matmul.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+FeatureKind = Literal["positive", "trigonometric"]
+NormScaling = Literal["chi", "sqrt_d"]
+
+# Rows (batch·heads·tokens) of features materialised at once; ~8M floats = 32 MiB per buffer.
+_CHUNK_ELEMENTS = 1 << 23
+# Floor for the row normaliser: a query whose features all underflow gets a zero output, not NaN.
+_TINY = 1e-30
+
+
+# ---------------------------------------------------------------------------------------------------
+# Random projections
+# ---------------------------------------------------------------------------------------------------
+
+
+def gaussian_projection(
+    num_features: int,
+    dim: int,
+    *,
+    orthogonal: bool = True,
+    scaling: NormScaling = "chi",
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Draw the projection W [num_features, dim] whose rows are the random frequencies w_i.
+
+    iid: rows ~ N(0, I). Orthogonal: ⌈m/d⌉ independent d×d blocks, each the Q of a Gaussian matrix's QR
+    (sign-corrected so Q is Haar-distributed), rows then rescaled to the norm a Gaussian row would have:
+    a chi(d) draw ("chi", unbiased, the paper's choice) or exactly √d ("sqrt_d", its regularised option).
+    Drawn on the CPU from `generator` so every process that seeds it alike gets the same matrix.
+    """
+    if num_features < 1 or dim < 1:
+        raise ValueError(f"num_features and dim must be positive, got {num_features} and {dim}")
+    if scaling not in ("chi", "sqrt_d"):
+        raise ValueError(f"scaling must be 'chi' or 'sqrt_d', got {scaling!r}")
+    if not orthogonal:
+        w = torch.randn(num_features, dim, generator=generator, dtype=torch.float64)
+        return w.to(dtype=dtype, device=device)
+    blocks = []
+    for _ in range(math.ceil(num_features / dim)):
+        gaussian = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+        q, r = torch.linalg.qr(gaussian)
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # Haar measure, not QR's sign convention
+        blocks.append(q.T)  # rows orthonormal
+    directions = torch.cat(blocks)[:num_features]  # [m, d]
+    if scaling == "chi":
+        norms = torch.randn(num_features, dim, generator=generator, dtype=torch.float64).norm(dim=1)
+    else:
+        norms = torch.full((num_features,), math.sqrt(dim), dtype=torch.float64)
+    return (directions * norms.unsqueeze(1)).to(dtype=dtype, device=device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Feature maps (the paper's definitions, used for the kernel studies; the attention uses stabilised forms)
+# ---------------------------------------------------------------------------------------------------
+
+
+def positive_features(x: Tensor, projection: Tensor) -> Tensor:
+    """φ⁺(x) = exp(W x − |x|²/2)/√m: positive, unbiased for exp(x·y). x [..., d] -> [..., m]."""
+    m = projection.shape[0]
+    exponent = x @ projection.T - 0.5 * x.pow(2).sum(-1, keepdim=True)
+    return torch.exp(exponent) / math.sqrt(m)
+
+
+def trigonometric_features(x: Tensor, projection: Tensor) -> Tensor:
+    """φ^trig(x) = exp(|x|²/2)/√(m/2) [sin(W' x), cos(W' x)], W' the first m/2 rows: also unbiased for
+    exp(x·y), but with signed features whose estimates can make the normaliser negative (the paper's
+    reason for FAVOR+). Uses m/2 frequencies so it has the same m features as `positive_features`.
+    x [..., d] -> [..., m]."""
+    half = projection.shape[0] // 2
+    if half < 1:
+        raise ValueError("trigonometric features need at least 2 features")
+    u = x @ projection[:half].T  # [..., m/2]
+    scale = torch.exp(0.5 * x.pow(2).sum(-1, keepdim=True)) / math.sqrt(half)
+    return torch.cat([torch.sin(u), torch.cos(u)], dim=-1) * scale
+
+
+def kernel_attention(
+    q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, kind: FeatureKind = "positive"
+) -> Tensor:
+    """Bidirectional random-feature attention with the unstabilised features, for approximation
+    studies: D⁻¹ φ(q) (φ(k)ᵀ v), q/k already scaled so that softmax(q kᵀ) is the target.
+    q, k [..., L, d], v [..., L, dv] -> [..., L, dv]."""
+    feature_map = positive_features if kind == "positive" else trigonometric_features
+    qf, kf = feature_map(q, projection), feature_map(k, projection)  # [..., L, m]
+    kv = kf.transpose(-2, -1) @ v  # [..., m, dv]
+    normaliser = qf @ kf.sum(-2).unsqueeze(-1)  # [..., L, 1]
+    return (qf @ kv) / normaliser
+
+
+def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False) -> Tensor:
+    """Exact softmax(q kᵀ) v for reference (no extra scaling: q and k come scaled). Builds the L×L
+    matrix; only for tests and error studies. q, k [..., L, d], v [..., L, dv] -> [..., L, dv]."""
+    scores = q @ k.transpose(-2, -1)  # [..., L, L]
+    if causal:
+        length = q.shape[-2]
+        future = torch.ones(length, length, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stabilised feature maps used by the attention, in a [N = B·H, L, d] layout
+# ---------------------------------------------------------------------------------------------------
+# The projection arrives pre-multiplied by √scaling (W_s), so W_s q = W (√s q): the data normaliser costs
+# nothing, and `half_s` = s/2 completes the key exponent W_s k − (s/2)|k|². Feature buffers are reused
+# across chunks: a fresh 32 MiB tensor per chunk costs page faults on first touch every time.
+
+
+def _take(buffer: Tensor, rows: int) -> Tensor:
+    """The first `rows` rows of a [N, chunk, m] workspace, as a contiguous [N, rows, m] tensor."""
+    n, _, m = buffer.shape
+    return buffer.view(-1)[: n * rows * m].view(n, rows, m)
+
+
+def _query_features(q: Tensor, projection: Tensor, out: Tensor) -> Tensor:
+    """exp(W_s q − max_i (W_s q)_i) into `out`: φ⁺(q) up to a per-row factor, which cancels.
+    q [N, c, d] -> out [N, c, m]."""
+    torch.matmul(q, projection.T, out=out)
+    out -= out.amax(dim=-1, keepdim=True)
+    return out.exp_()
+
+
+def _key_exponents(
+    k: Tensor, projection: Tensor, half_s: float, key_mask: Tensor | None, out: Tensor
+) -> Tensor:
+    """W_s k − (s/2)|k|² into `out`, padded keys at −inf. k [N, c, d], key_mask [N, c] -> out [N, c, m]."""
+    torch.matmul(k, projection.T, out=out)
+    out -= half_s * k.pow(2).sum(-1, keepdim=True)
+    if key_mask is not None:
+        out.masked_fill_(~key_mask.unsqueeze(-1), float("-inf"))
+    return out
+
+
+def _rescale(stabiliser: Tensor, exponents: Tensor, *sums: Tensor) -> Tensor:
+    """Online stabiliser: raise the running maximum [N, 1, 1] to cover this chunk's exponents, and
+    rescale the sums accumulated so far to the new reference. Returns the new maximum."""
+    new = torch.maximum(stabiliser, exponents.amax(dim=(1, 2), keepdim=True))
+    factor = torch.exp(stabiliser - new)
+    for total in sums:
+        total *= factor
+    return new
+
+
+def _with_ones(v: Tensor) -> Tensor:
+    """[..., L, d] -> [..., L, d+1]: the extra column of ones turns the numerator matmul into the
+    normaliser's too."""
+    return torch.cat([v, v.new_ones(v.shape[:-1] + (1,))], dim=-1)
+
+
+def _row_chunk(rows: int, length: int, num_features: int) -> int:
+    """Tokens per chunk so that one feature buffer holds about _CHUNK_ELEMENTS floats."""
+    return max(1, min(length, _CHUNK_ELEMENTS // max(1, rows * num_features)))
+
+
+def _spans(length: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, length)) for start in range(0, length, chunk)]
+
+
+def _mask_slice(key_mask: Tensor | None, start: int, end: int) -> Tensor | None:
+    return None if key_mask is None else key_mask[:, start:end]
+
+
+def _grad_aug(grad_out: Tensor, out: Tensor, normaliser: Tensor) -> Tensor:
+    """out = num/den: the gradient w.r.t. [num | den] is [g/den | −Σ(g·out)/den], one [N, L, d+1]
+    tensor mirroring [v | 1]."""
+    return torch.cat([grad_out, -(grad_out * out).sum(-1, keepdim=True)], dim=-1) / normaliser
+
+
+# Initial running maximum: finite, so an all-padded prefix gives exp(−inf − (−1e30)) = 0, not NaN.
+_FLOOR = -1e30
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bidirectional FAVOR+
+# ---------------------------------------------------------------------------------------------------
+
+
+class _BidirectionalFavor(torch.autograd.Function):
+    """out = D⁻¹ φ(q) (φ(k)ᵀ [v, 1]) over [N, L, d] inputs. The backward pass recomputes the features
+    chunk by chunk rather than storing them; the key stabiliser is treated as a constant, exact because
+    the output does not depend on it."""
+
+    @staticmethod
+    def forward(
+        ctx, q: Tensor, k: Tensor, v: Tensor, projection: Tensor, half_s: float, key_mask: Tensor | None
+    ):
+        n, length, dim = q.shape
+        chunk = _row_chunk(n, length, projection.shape[0])
+        work = q.new_empty(n, chunk, projection.shape[0])
+        v1 = _with_ones(v)  # [N, L, d+1]
+        kv = q.new_zeros(n, projection.shape[0], dim + 1)  # Σ φ(k) [v, 1]ᵀ, [N, m, d+1]
+        stabiliser = q.new_full((n, 1, 1), _FLOOR)
+        for start, end in _spans(length, chunk):
+            u = _key_exponents(
+                k[:, start:end],
+                projection,
+                half_s,
+                _mask_slice(key_mask, start, end),
+                _take(work, end - start),
+            )
+            stabiliser = _rescale(stabiliser, u, kv)
+            kf = u.sub_(stabiliser).exp_()
+            kv.baddbmm_(kf.transpose(1, 2), v1[:, start:end])
+        out = q.new_empty(n, length, v.shape[-1])
+        normaliser = q.new_empty(n, length, 1)
+        for start, end in _spans(length, chunk):
+            num = torch.bmm(_query_features(q[:, start:end], projection, _take(work, end - start)), kv)
+            normaliser[:, start:end] = num[..., -1:].clamp_min(_TINY)
+            out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
+        ctx.save_for_backward(q, k, v, projection, key_mask, stabiliser, kv, out, normaliser)
+        ctx.half_s, ctx.chunk = half_s, chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        q, k, v, projection, key_mask, stabiliser, kv, out, normaliser = ctx.saved_tensors
+        n, length, _ = q.shape
+        work = q.new_empty(n, ctx.chunk, projection.shape[0])
+        grad_work = torch.empty_like(work)
+        grad_aug = _grad_aug(grad_out, out, normaliser)
+        grad_q = torch.empty_like(q)
+        grad_kv = torch.zeros_like(kv)  # [N, m, d+1]
+        for start, end in _spans(length, ctx.chunk):
+            qf = _query_features(q[:, start:end], projection, _take(work, end - start))
+            g = grad_aug[:, start:end]
+            grad_kv.baddbmm_(qf.transpose(1, 2), g)
+            weighted = torch.bmm(g, kv.transpose(1, 2), out=_take(grad_work, end - start)).mul_(qf)
+            grad_q[:, start:end] = weighted @ projection
+        grad_k = torch.empty_like(k)
+        grad_v = torch.empty_like(v)
+        v1 = _with_ones(v)
+        for start, end in _spans(length, ctx.chunk):
+            ks = k[:, start:end]
+            u = _key_exponents(
+                ks, projection, ctx.half_s, _mask_slice(key_mask, start, end), _take(work, end - start)
+            )
+            kf = u.sub_(stabiliser).exp_()
+            grad_v[:, start:end] = torch.bmm(kf, grad_kv[..., :-1])
+            # Padded keys have kf = 0, so their gradient vanishes through `weighted` by itself.
+            weighted = torch.bmm(
+                v1[:, start:end], grad_kv.transpose(1, 2), out=_take(grad_work, end - start)
+            ).mul_(kf)
+            grad_k[:, start:end] = weighted @ projection - (2 * ctx.half_s) * ks * weighted.sum(
+                -1, keepdim=True
+            )
+        return grad_q, grad_k, grad_v, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Causal FAVOR+: chunked prefix sums
+# ---------------------------------------------------------------------------------------------------
+
+
+class _CausalFavor(torch.autograd.Function):
+    """Within a chunk of c tokens the causal part is a c×c lower-triangular product; across chunks a
+    running state S = Σ φ(k_j) [v_j, 1]ᵀ ([N, m, d+1]) carries the prefix. The backward pass walks the
+    chunks forwards (for queries, rebuilding S) and then backwards (for keys and values, with the suffix
+    sum R = Σ φ(q_i) gradᵢᵀ), so nothing of size L·m·d is ever stored."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        projection: Tensor,
+        half_s: float,
+        key_mask: Tensor | None,
+        chunk: int,
+    ):
+        n, length, dim = q.shape
+        m = projection.shape[0]
+        v1 = _with_ones(v)
+        state = q.new_zeros(n, m, dim + 1)  # [N, m, d+1]
+        stabiliser = q.new_full((n, 1, 1), _FLOOR)
+        out = q.new_empty(n, length, v.shape[-1])
+        normaliser = q.new_empty(n, length, 1)
+        q_work, k_work = q.new_empty(n, chunk, m), q.new_empty(n, chunk, m)
+        upper = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu(1)
+        spans = _spans(length, chunk)
+        history = q.new_empty(len(spans), n, 1, 1)  # the running stabiliser each chunk was normalised with
+        for index, (start, end) in enumerate(spans):
+            c = end - start
+            u = _key_exponents(
+                k[:, start:end], projection, half_s, _mask_slice(key_mask, start, end), _take(k_work, c)
+            )
+            stabiliser = history[index] = _rescale(stabiliser, u, state)
+            kf = u.sub_(stabiliser).exp_()
+            qf = _query_features(q[:, start:end], projection, _take(q_work, c))
+            vs = v1[:, start:end]
+            local = torch.bmm(qf, kf.transpose(1, 2)).masked_fill_(upper[:c, :c], 0.0)  # [N, c, c]
+            num = torch.bmm(qf, state).baddbmm_(local, vs)  # [N, c, d+1]
+            normaliser[:, start:end] = num[..., -1:].clamp_min(_TINY)
+            out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
+            state.baddbmm_(kf.transpose(1, 2), vs)
+        ctx.save_for_backward(q, k, v, projection, key_mask, stabiliser, history, out, normaliser)
+        ctx.half_s, ctx.chunk = half_s, chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        q, k, v, projection, key_mask, stabiliser, history, out, normaliser = ctx.saved_tensors
+        chunk, half_s = ctx.chunk, ctx.half_s
+        n, length, _ = q.shape
+        m = projection.shape[0]
+        v1 = _with_ones(v)
+        # Each chunk's normaliser was computed against the running stabiliser of its time; the backward
+        # walks use the final one throughout, so the normalisers are brought to that reference first.
+        factors = torch.exp(history - stabiliser)  # [chunks, N, 1, 1]
+        spans = _spans(length, chunk)
+        normaliser = torch.cat(
+            [normaliser[:, start:end] * factors[index] for index, (start, end) in enumerate(spans)], dim=1
+        ).clamp_min(_TINY)
+        grad_aug = _grad_aug(grad_out, out, normaliser)
+        upper = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu(1)
+        q_work, k_work = q.new_empty(n, chunk, m), q.new_empty(n, chunk, m)
+
+        def features(start: int, end: int) -> tuple[Tensor, Tensor]:
+            c = end - start
+            u = _key_exponents(
+                k[:, start:end], projection, half_s, _mask_slice(key_mask, start, end), _take(k_work, c)
+            )
+            return _query_features(q[:, start:end], projection, _take(q_work, c)), u.sub_(stabiliser).exp_()
+
+        grad_q = torch.empty_like(q)
+        state = q.new_zeros(n, m, v1.shape[-1])
+        for start, end in spans:
+            qf, kf = features(start, end)
+            g, vs = grad_aug[:, start:end], v1[:, start:end]
+            pair = torch.bmm(g, vs.transpose(1, 2)).masked_fill_(upper[: end - start, : end - start], 0.0)
+            weighted = (
+                torch.bmm(g, state.transpose(1, 2)).baddbmm_(pair, kf).mul_(qf)
+            )  # d out / d φ(q), ⊙ φ(q)
+            grad_q[:, start:end] = weighted @ projection
+            state.baddbmm_(kf.transpose(1, 2), vs)
+
+        grad_k = torch.empty_like(k)
+        grad_v = torch.empty_like(v)
+        suffix = torch.zeros_like(state)  # R = Σ_{later i} φ(q_i) g_iᵀ, [N, m, d+1]
+        for start, end in reversed(spans):
+            qf, kf = features(start, end)
+            g, vs = grad_aug[:, start:end], v1[:, start:end]
+            lower_out = upper[: end - start, : end - start]
+            scores = torch.bmm(qf, kf.transpose(1, 2)).masked_fill_(lower_out, 0.0)  # [N, c_i, c_j]
+            grad_v[:, start:end] = torch.bmm(scores.transpose(1, 2), g[..., :-1]).baddbmm_(
+                kf, suffix[..., :-1]
+            )
+            pair = torch.bmm(g, vs.transpose(1, 2)).masked_fill_(lower_out, 0.0)  # [N, c_i, c_j]
+            weighted = torch.bmm(pair.transpose(1, 2), qf).baddbmm_(vs, suffix.transpose(1, 2)).mul_(kf)
+            ks = k[:, start:end]
+            grad_k[:, start:end] = weighted @ projection - (2 * half_s) * ks * weighted.sum(-1, keepdim=True)
+            suffix.baddbmm_(qf.transpose(1, 2), g)
+        return grad_q, grad_k, grad_v, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------------
+
+
+def favor_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    projection: Tensor,
+    *,
+    key_mask: Tensor | None = None,
+    causal: bool = False,
+    scaling: float | None = None,
+    chunk_size: int = 128,
+) -> Tensor:
+    """FAVOR+ attention approximating softmax(scaling · q kᵀ) v.
+
+    q, k, v [B, H, L, d] (k and v may have fewer heads, shared by groups of query heads); projection
+    [m, d]; key_mask [B, L] bool, True for real keys; scaling defaults to 1/√d. `causal` restricts
+    position i to keys ≤ i, computed chunk by chunk (`chunk_size` tokens) with a running prefix state.
+    Computed in float32 whatever the input dtype (the exponentials need it); returns q's dtype,
+    [B, H, L, d_v].
+    """
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(
+            f"q, k, v must be [B, H, L, d], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if projection.ndim != 2 or projection.shape[1] != q.shape[-1]:
+        raise ValueError(f"projection must be [m, {q.shape[-1]}], got {tuple(projection.shape)}")
+    if key_mask is not None and key_mask.shape != (k.shape[0], k.shape[2]):
+        raise ValueError(f"key_mask must be [B, L] = {(k.shape[0], k.shape[2])}, got {tuple(key_mask.shape)}")
+    if k.shape[1] != q.shape[1]:  # grouped keys/values: share them across their query heads
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    batch, heads, length, dim = q.shape
+    s = dim**-0.5 if scaling is None else float(scaling)
+    out_dtype = q.dtype
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        # [B, H, L, d] -> [B·H, L, d]; the data normaliser √s is folded into the projection.
+        qs, ks, vs = (x.float().reshape(batch * heads, length, x.shape[-1]) for x in (q, k, v))
+        proj = projection.float() * math.sqrt(s)
+        mask = None
+        if key_mask is not None:
+            mask = (
+                key_mask.to(torch.bool)[:, None, :]
+                .expand(batch, heads, length)
+                .reshape(batch * heads, length)
+            )
+        if causal:
+            out = _CausalFavor.apply(qs, ks, vs, proj, s / 2, mask, min(chunk_size, length))
+        else:
+            out = _BidirectionalFavor.apply(qs, ks, vs, proj, s / 2, mask)
+    return out.view(batch, heads, length, -1).to(out_dtype)
