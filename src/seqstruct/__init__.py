@@ -1,12 +1,15 @@
 """seqstruct: pretrain, adapt and evaluate sequence encoders for proteins and scientific text.
 
-The public names are imported on first use, so `seqstruct --help` does not wait for torch.
+Importing seqstruct registers `attn_implementation="favor"` (FAVOR+) with transformers; the other public
+names are imported on first use.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
+
+from seqstruct.attention.interface import register as _register_favor
 
 __version__ = "0.1.0"
 
@@ -20,8 +23,15 @@ _PUBLIC = {
     "pretrain": "seqstruct.train",
     "encode": "seqstruct.embed",
     "load_encoder": "seqstruct.embed",
+    "performerize": "seqstruct.attention.interface",
+    "redraw_projections": "seqstruct.attention.interface",
+    "FavorRedrawCallback": "seqstruct.attention.interface",
+    "favor_attention": "seqstruct.attention.favor",
+    "FavorConfig": "seqstruct.config",
 }
 __all__ = sorted(_PUBLIC)
+
+_register_favor()
 
 
 def __getattr__(name: str) -> Any:

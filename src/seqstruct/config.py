@@ -21,9 +21,22 @@ T = TypeVar("T")
 
 
 @dataclass
+class FavorConfig:
+    """FAVOR+ settings; saved in a Performer's config.json under `favor`, so it reloads as one."""
+
+    num_features: int = 256  # m random features per layer; error falls as 1/m, cost grows linearly
+    features: str = "orthogonal"  # orthogonal (block-QR, lower error) | iid Gaussian rows
+    norm_scaling: str = "chi"  # orthogonal row norms: chi (unbiased) | sqrt_d (regularised)
+    redraw_interval: int = 1000  # optimiser steps between redraws in training; 0 never redraws
+    causal_chunk: int = 128  # tokens per block of the causal prefix sums
+    seed: int = 0  # draws depend only on (seed, layer, step): identical on every DDP rank
+
+
+@dataclass
 class ModelConfig:
     preset: str = "small"  # encoder size: tiny (tests), small (~10M), base (~85M)
-    attention: str = "sdpa"  # attn_implementation passed to transformers: sdpa | eager | favor (later)
+    attention: str = "sdpa"  # attn_implementation passed to transformers: sdpa | eager | favor
+    favor: FavorConfig = field(default_factory=FavorConfig)  # used when attention is favor
     dropout: float = 0.0  # hidden and attention dropout; ESM-2 trains without dropout
 
 
