@@ -32,6 +32,7 @@ from transformers import (
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from seqstruct.attention.interface import FavorRedrawCallback
 from seqstruct.config import PretrainConfig, config_dict, save_config
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import read_fasta, write_fasta
@@ -276,7 +277,12 @@ def build_trainer(
         processing_class=tokenizer,
         compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids, unigram),
         preprocess_logits_for_metrics=token_predictions,
-        callbacks=[CsvLogCallback(paths.log_csv), CollatorEpochCallback(collator), tensorboard],
+        callbacks=[
+            CsvLogCallback(paths.log_csv),
+            CollatorEpochCallback(collator),
+            FavorRedrawCallback(),
+            tensorboard,
+        ],
     )
 
 
@@ -298,7 +304,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         )
         model = AutoModelForMaskedLM.from_pretrained(checkpoint, attn_implementation=config.model.attention)
     else:
-        model = build_encoder(config.model.preset, tokenizer, config.model.attention, config.model.dropout)
+        model = build_encoder(
+            config.model.preset, tokenizer, config.model.attention, config.model.dropout, config.model.favor
+        )
 
     records = read_fasta(config.data.fasta)
     train_set, heldout = heldout_split(

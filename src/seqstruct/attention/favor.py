@@ -159,14 +159,23 @@ def _query_features(q: Tensor, projection: Tensor, out: Tensor) -> Tensor:
 
 
 def _key_exponents(
-    k: Tensor, projection: Tensor, half_s: float, key_mask: Tensor | None, out: Tensor
+    k: Tensor,
+    projection: Tensor,
+    half_s: float,
+    key_mask: Tensor | None,
+    out: Tensor,
+    stabiliser: Tensor | None = None,
 ) -> Tensor:
-    """W_s k − (s/2)|k|² into `out`, padded keys at −inf. k [N, c, d], key_mask [N, c] -> out [N, c, m]."""
-    torch.matmul(k, projection.T, out=out)
-    out -= half_s * k.pow(2).sum(-1, keepdim=True)
+    """W_s k − (s/2)|k|² [− stabiliser] into `out`, padded keys at −inf. Everything subtracted is
+    gathered in one [N, c, 1] offset (+inf for padded keys) so the [N, c, m] buffer is touched once.
+    k [N, c, d], key_mask [N, c], stabiliser [N, 1, 1] -> out [N, c, m]."""
+    offset = half_s * k.pow(2).sum(-1, keepdim=True)  # [N, c, 1]
+    if stabiliser is not None:
+        offset += stabiliser
     if key_mask is not None:
-        out.masked_fill_(~key_mask.unsqueeze(-1), float("-inf"))
-    return out
+        offset.masked_fill_(~key_mask.unsqueeze(-1), float("inf"))
+    torch.matmul(k, projection.T, out=out)
+    return out.sub_(offset)
 
 
 def _rescale(stabiliser: Tensor, exponents: Tensor, *sums: Tensor) -> Tensor:
@@ -269,10 +278,8 @@ class _BidirectionalFavor(torch.autograd.Function):
         v1 = _with_ones(v)
         for start, end in _spans(length, ctx.chunk):
             ks = k[:, start:end]
-            u = _key_exponents(
-                ks, projection, ctx.half_s, _mask_slice(key_mask, start, end), _take(work, end - start)
-            )
-            kf = u.sub_(stabiliser).exp_()
+            mask = _mask_slice(key_mask, start, end)
+            kf = _key_exponents(ks, projection, ctx.half_s, mask, _take(work, end - start), stabiliser).exp_()
             grad_v[:, start:end] = torch.bmm(kf, grad_kv[..., :-1])
             # Padded keys have kf = 0, so their gradient vanishes through `weighted` by itself.
             weighted = torch.bmm(
@@ -355,10 +362,11 @@ class _CausalFavor(torch.autograd.Function):
 
         def features(start: int, end: int) -> tuple[Tensor, Tensor]:
             c = end - start
-            u = _key_exponents(
-                k[:, start:end], projection, half_s, _mask_slice(key_mask, start, end), _take(k_work, c)
-            )
-            return _query_features(q[:, start:end], projection, _take(q_work, c)), u.sub_(stabiliser).exp_()
+            mask = _mask_slice(key_mask, start, end)
+            kf = _key_exponents(
+                k[:, start:end], projection, half_s, mask, _take(k_work, c), stabiliser
+            ).exp_()
+            return _query_features(q[:, start:end], projection, _take(q_work, c)), kf
 
         grad_q = torch.empty_like(q)
         state = q.new_zeros(n, m, v1.shape[-1])

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from transformers import EsmConfig, EsmForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from seqstruct.config import FavorConfig
+
 
 @dataclass(frozen=True)
 class EncoderPreset:
@@ -38,8 +40,10 @@ def encoder_config(
     tokenizer: PreTrainedTokenizerBase,
     attn_implementation: str = "sdpa",
     dropout: float = 0.0,
+    favor: FavorConfig | None = None,
 ) -> EsmConfig:
-    """An `EsmConfig` for `preset` whose special-token ids come from `tokenizer`."""
+    """An `EsmConfig` for `preset` whose special-token ids come from `tokenizer`; with
+    attn_implementation="favor" it carries the FAVOR+ settings (`favor`, defaults if None)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown encoder preset {preset!r}; expected one of {sorted(PRESETS)}")
     config = EsmConfig(
@@ -61,6 +65,8 @@ def encoder_config(
         **asdict(PRESETS[preset]),
     )
     config._attn_implementation = attn_implementation
+    if attn_implementation == "favor":
+        config.favor = asdict(favor or FavorConfig())
     return config
 
 
@@ -69,9 +75,10 @@ def build_encoder(
     tokenizer: PreTrainedTokenizerBase,
     attn_implementation: str = "sdpa",
     dropout: float = 0.0,
+    favor: FavorConfig | None = None,
 ) -> EsmForMaskedLM:
     """A freshly initialised masked-LM encoder of the given preset."""
-    config = encoder_config(preset, tokenizer, attn_implementation, dropout)
+    config = encoder_config(preset, tokenizer, attn_implementation, dropout, favor)
     return EsmForMaskedLM(config)
 
 
