@@ -41,8 +41,13 @@ NormScaling = Literal["chi", "sqrt_d"]
 # Features materialised at once: 512k floats = 2 MiB per buffer, so the elementwise passes over them
 # stay in cache (32 MiB chunks made the backward pass ~15% slower at L=16k on this 2-core CPU).
 _CHUNK_ELEMENTS = 1 << 19
-# Floor for the row normaliser: a query whose features all underflow gets a zero output, not NaN.
-_TINY = 1e-30
+
+
+def _nonzero(normaliser: Tensor) -> Tensor:
+    """The normaliser with exact zeros (every key feature underflowed or padded: the numerator is
+    then zero too) replaced by 1, so such a query gets a zero output instead of NaN. Only exact zeros:
+    a floor would shrink the outputs of queries whose normaliser is legitimately tiny."""
+    return torch.where(normaliser > 0, normaliser, torch.ones_like(normaliser))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,8 +235,15 @@ def _mask_slice(key_mask: Tensor | None, start: int, end: int) -> Tensor | None:
 
 def _grad_aug(grad_out: Tensor, out: Tensor, normaliser: Tensor) -> Tensor:
     """out = num/den: the gradient w.r.t. [num | den] is [g/den | −Σ(g·out)/den], one [N, L, d+1]
-    tensor mirroring [v | 1]."""
-    return torch.cat([grad_out, -(grad_out * out).sum(-1, keepdim=True)], dim=-1) / normaliser
+    tensor mirroring [v | 1]. A normaliser below _GRAD_FLOOR (a query whose every key feature is
+    ~e^-69 of the largest: only at extreme norms) is floored here, in the backward pass only, so its
+    gradient is damped instead of overflowing to inf; the forward output is left exact."""
+    return torch.cat([grad_out, -(grad_out * out).sum(-1, keepdim=True)], dim=-1) / normaliser.clamp_min(
+        _GRAD_FLOOR
+    )
+
+
+_GRAD_FLOOR = 1e-30
 
 
 # Initial running maximum: finite, so an all-padded prefix gives exp(−inf − (−1e30)) = 0, not NaN.
@@ -252,13 +264,13 @@ class _BidirectionalFavor(torch.autograd.Function):
     def forward(
         ctx, q: Tensor, k: Tensor, v: Tensor, projection: Tensor, half_s: float, key_mask: Tensor | None
     ):
-        n, length, dim = q.shape
-        chunk = _row_chunk(n, length, projection.shape[0])
+        n, length, _ = q.shape
+        chunk = _row_chunk(n, max(length, k.shape[1]), projection.shape[0])
         work = q.new_empty(n, chunk, projection.shape[0])
         v1 = _with_ones(v)  # [N, L, d+1]
-        kv = q.new_zeros(n, projection.shape[0], dim + 1)  # Σ φ(k) [v, 1]ᵀ, [N, m, d+1]
+        kv = q.new_zeros(n, projection.shape[0], v1.shape[-1])  # Σ φ(k) [v, 1]ᵀ, [N, m, d_v+1]
         stabiliser = q.new_full((n, 1, 1), _FLOOR)
-        for start, end in _spans(length, chunk):
+        for start, end in _spans(k.shape[1], chunk):
             mask = _mask_slice(key_mask, start, end)
             kf, stabiliser = _online_key_features(
                 k[:, start:end], projection, half_s, mask, _take(work, end - start), stabiliser, kv
@@ -270,7 +282,7 @@ class _BidirectionalFavor(torch.autograd.Function):
         for start, end in _spans(length, chunk):
             qf, q_max[:, start:end] = _query_features(q[:, start:end], projection, _take(work, end - start))
             num = torch.bmm(qf, kv)  # [N, c, d+1]
-            normaliser[:, start:end] = num[..., -1:].clamp_min(_TINY)
+            normaliser[:, start:end] = _nonzero(num[..., -1:])
             out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
         ctx.save_for_backward(q, k, v, projection, key_mask, stabiliser, q_max, kv, out, normaliser)
         ctx.half_s, ctx.chunk = half_s, chunk
@@ -296,7 +308,7 @@ class _BidirectionalFavor(torch.autograd.Function):
         grad_k = torch.empty_like(k)
         grad_v = torch.empty_like(v)
         v1 = _with_ones(v)
-        for start, end in _spans(length, ctx.chunk):
+        for start, end in _spans(k.shape[1], ctx.chunk):
             ks = k[:, start:end]
             mask = _mask_slice(key_mask, start, end)
             kf = _key_exponents(ks, projection, ctx.half_s, mask, _take(work, end - start), stabiliser).exp_()
@@ -336,7 +348,7 @@ class _CausalFavor(torch.autograd.Function):
         n, length, dim = q.shape
         m = projection.shape[0]
         v1 = _with_ones(v)
-        state = q.new_zeros(n, m, dim + 1)  # [N, m, d+1]
+        state = q.new_zeros(n, m, v1.shape[-1])  # [N, m, d_v+1]
         stabiliser = q.new_full((n, 1, 1), _FLOOR)
         out = q.new_empty(n, length, v.shape[-1])
         normaliser = q.new_empty(n, length, 1)
@@ -356,7 +368,7 @@ class _CausalFavor(torch.autograd.Function):
             vs = v1[:, start:end]
             local = torch.bmm(qf, kf.transpose(1, 2)).masked_fill_(upper[:c, :c], 0.0)  # [N, c, c]
             num = torch.bmm(qf, state).baddbmm_(local, vs)  # [N, c, d+1]
-            normaliser[:, start:end] = num[..., -1:].clamp_min(_TINY)
+            normaliser[:, start:end] = _nonzero(num[..., -1:])
             out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
             state.baddbmm_(kf.transpose(1, 2), vs)
         ctx.save_for_backward(q, k, v, projection, key_mask, stabiliser, history, q_max, out, normaliser)
@@ -370,30 +382,31 @@ class _CausalFavor(torch.autograd.Function):
         n, length, _ = q.shape
         m = projection.shape[0]
         v1 = _with_ones(v)
-        # Each chunk's normaliser was computed against the running stabiliser of its time; the backward
-        # walks use the final one throughout, so the normalisers are brought to that reference first.
-        factors = torch.exp(history - stabiliser)  # [chunks, N, 1, 1]
+        # Chunk c was computed against the running key stabiliser μ_c (non-decreasing in c); both walks
+        # keep every sum in the current chunk's reference, rescaling by exp(μ_before − μ_after) <= 1 when
+        # they move on, exactly as the forward pass did, so nothing overflows and the normalisers saved
+        # by the forward pass stay consistent with the recomputed features.
         spans = _spans(length, chunk)
-        normaliser = torch.cat(
-            [normaliser[:, start:end] * factors[index] for index, (start, end) in enumerate(spans)], dim=1
-        ).clamp_min(_TINY)
         grad_aug = _grad_aug(grad_out, out, normaliser)
         upper = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu(1)
         q_work, k_work = q.new_empty(n, chunk, m), q.new_empty(n, chunk, m)
 
-        def features(start: int, end: int) -> tuple[Tensor, Tensor]:
+        def features(index: int) -> tuple[Tensor, Tensor]:
+            start, end = spans[index]
             c = end - start
             mask = _mask_slice(key_mask, start, end)
             kf = _key_exponents(
-                k[:, start:end], projection, half_s, mask, _take(k_work, c), stabiliser
+                k[:, start:end], projection, half_s, mask, _take(k_work, c), history[index]
             ).exp_()
             qf, _ = _query_features(q[:, start:end], projection, _take(q_work, c), q_max[:, start:end])
             return qf, kf
 
         grad_q = torch.empty_like(q)
         state = q.new_zeros(n, m, v1.shape[-1])
-        for start, end in spans:
-            qf, kf = features(start, end)
+        for index, (start, end) in enumerate(spans):
+            if index:
+                state *= torch.exp(history[index - 1] - history[index])
+            qf, kf = features(index)
             g, vs = grad_aug[:, start:end], v1[:, start:end]
             pair = torch.bmm(g, vs.transpose(1, 2)).masked_fill_(upper[: end - start, : end - start], 0.0)
             weighted = (
@@ -404,9 +417,10 @@ class _CausalFavor(torch.autograd.Function):
 
         grad_k = torch.empty_like(k)
         grad_v = torch.empty_like(v)
-        suffix = torch.zeros_like(state)  # R = Σ_{later i} φ(q_i) g_iᵀ, [N, m, d+1]
-        for start, end in reversed(spans):
-            qf, kf = features(start, end)
+        suffix = torch.zeros_like(state)  # R = Σ_{later i} φ(q_i) g_iᵀ, [N, m, d_v+1]
+        for index in reversed(range(len(spans))):
+            start, end = spans[index]
+            qf, kf = features(index)
             g, vs = grad_aug[:, start:end], v1[:, start:end]
             lower_out = upper[: end - start, : end - start]
             scores = torch.bmm(qf, kf.transpose(1, 2)).masked_fill_(lower_out, 0.0)  # [N, c_i, c_j]
@@ -418,6 +432,8 @@ class _CausalFavor(torch.autograd.Function):
             ks = k[:, start:end]
             grad_k[:, start:end] = weighted @ projection - (2 * half_s) * ks * weighted.sum(-1, keepdim=True)
             suffix.baddbmm_(qf.transpose(1, 2), g)
+            if index:
+                suffix *= torch.exp(history[index - 1] - history[index])
         return grad_q, grad_k, grad_v, None, None, None, None
 
 
@@ -436,12 +452,15 @@ def favor_attention(
     causal: bool = False,
     scaling: float | None = None,
     chunk_size: int = 128,
+    balance: float = 1.0,
 ) -> Tensor:
     """FAVOR+ attention approximating softmax(scaling · q kᵀ) v.
 
     q, k, v [B, H, L, d] (k and v may have fewer heads, shared by groups of query heads); projection
     [m, d]; key_mask [B, L] bool, True for real keys; scaling defaults to 1/√d. `causal` restricts
     position i to keys ≤ i, computed chunk by chunk (`chunk_size` tokens) with a running prefix state.
+    `balance` multiplies q and divides k, leaving q·k unchanged: the estimator's variance grows with
+    |q|² + |k|², so a model that folds the whole 1/√d into q (ESM) is evened out with balance = d^(1/4).
     Computed in float32 whatever the input dtype (the exponentials need it); returns q's dtype,
     [B, H, L, d_v].
     """
@@ -456,19 +475,23 @@ def favor_attention(
     if k.shape[1] != q.shape[1]:  # grouped keys/values: share them across their query heads
         groups = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    if causal and q.shape[2] != k.shape[2]:
+        raise ValueError(f"causal attention needs as many queries as keys, got {q.shape[2]} and {k.shape[2]}")
     batch, heads, length, dim = q.shape
     s = dim**-0.5 if scaling is None else float(scaling)
     out_dtype = q.dtype
     with torch.autocast(device_type=q.device.type, enabled=False):
         # [B, H, L, d] -> [B·H, L, d]; the data normaliser √s is folded into the projection.
-        qs, ks, vs = (x.float().reshape(batch * heads, length, x.shape[-1]) for x in (q, k, v))
+        qs, ks, vs = (x.float().reshape(batch * heads, x.shape[2], x.shape[-1]) for x in (q, k, v))
+        if balance != 1.0:
+            qs, ks = qs * balance, ks / balance
         proj = projection.float() * math.sqrt(s)
         mask = None
         if key_mask is not None:
             mask = (
                 key_mask.to(torch.bool)[:, None, :]
-                .expand(batch, heads, length)
-                .reshape(batch * heads, length)
+                .expand(batch, heads, k.shape[2])
+                .reshape(batch * heads, k.shape[2])
             )
         if causal:
             out = _CausalFavor.apply(qs, ks, vs, proj, s / 2, mask, min(chunk_size, length))

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 NAME = "favor"
 BUFFER = "favor_projection"
+# Attention modules that scale queries by 1/√d themselves and pass scaling=1.
+_QUERY_PRESCALED = frozenset({"EsmSelfAttention"})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -52,7 +54,11 @@ def favor_settings(config: Any) -> FavorConfig:
     unknown = sorted(set(stored) - known)
     if unknown:
         raise ValueError(f"config.favor has unknown key(s) {unknown}; expected some of {sorted(known)}")
-    settings = FavorConfig(**stored)
+    return check_settings(FavorConfig(**stored))
+
+
+def check_settings(settings: FavorConfig) -> FavorConfig:
+    """Validate FAVOR+ settings, returning them unchanged."""
     if settings.features not in ("orthogonal", "iid"):
         raise ValueError(f"favor.features must be 'orthogonal' or 'iid', got {settings.features!r}")
     if settings.num_features < 1 or settings.causal_chunk < 1 or settings.redraw_interval < 0:
@@ -169,8 +175,8 @@ def performerize(
         if value is not None
     }
     chosen = dataclasses.replace(base, **updates)
+    check_settings(chosen)  # before anything about the model changes
     model.config.favor = dataclasses.asdict(chosen)
-    favor_settings(model.config)  # validate before changing the model
     model.set_attn_implementation(NAME)
     if model.config._attn_implementation != NAME:
         raise ValueError(
@@ -247,6 +253,9 @@ def favor_attention_forward(
     causal = bool(getattr(module, "is_causal", False) if is_causal is None else is_causal)
     causal = causal and query.shape[2] == key.shape[2] and query.shape[2] > 1
     settings_chunk = getattr(module.config, NAME, None) or {}
+    # ESM folds the whole 1/√d into its queries (before rotary) and asks for scaling 1: even the
+    # norms out again, which lowers the estimator's variance without changing q·k.
+    balance = query.shape[-1] ** 0.25 if type(module).__name__ in _QUERY_PRESCALED else 1.0
     out = favor_attention(
         query,
         key,
@@ -256,6 +265,7 @@ def favor_attention_forward(
         causal=causal,
         scaling=scaling,
         chunk_size=settings_chunk.get("causal_chunk", FavorConfig.causal_chunk),
+        balance=balance,
     )
     return out.transpose(1, 2).contiguous(), None
 
