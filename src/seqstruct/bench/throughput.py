@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -43,25 +44,35 @@ class StepTimer(TrainerCallback):
 @dataclass
 class PretrainThroughput:
     preset: str
+    attention: str
     max_length: int
     batch_size: int
     bf16: bool
     steps_timed: int
     tokens_per_second: float
+    peak_rss_gib: float  # the process's peak resident memory so far (a run's largest case dominates)
 
 
 def pretrain_throughput(
-    fasta: Path, preset: str, max_length: int, batch_size: int, steps: int, precision: str = "auto"
+    fasta: Path,
+    preset: str,
+    max_length: int,
+    batch_size: int,
+    steps: int,
+    precision: str = "auto",
+    attention: str = "sdpa",
 ) -> PretrainThroughput:
     """Train `steps` steps with pretraining's own Trainer on proteins at least `max_length` long (so
     every batch is full), timing each step after two warm-up steps."""
     tokenizer = build_protein_tokenizer()
     records = [r for r in iter_fasta(fasta) if len(r.sequence) >= max_length - 2]
+    if not records:
+        raise ValueError(f"{fasta}: no protein of at least {max_length - 2} residues to fill batches")
     timer = StepTimer(warmup=2)
     with tempfile.TemporaryDirectory() as tmp:
         config = PretrainConfig(
             output_dir=tmp,
-            model=ModelConfig(preset=preset),
+            model=ModelConfig(preset=preset, attention=attention),
             data=DataConfig(fasta=str(fasta), max_length=max_length),
             train=TrainConfig(
                 max_steps=steps + timer.warmup,
@@ -72,15 +83,16 @@ def pretrain_throughput(
             ),
         )
         set_seed(0)
-        model = build_encoder(preset, tokenizer)
+        model = build_encoder(preset, tokenizer, attention, favor=config.model.favor)
         trainer = build_trainer(config, model, tokenizer, protein_dataset(records, max_length))
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(timer)
         trainer.train()
         bf16 = trainer.args.bf16
     tokens = batch_size * max_length * len(timer.times)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     return PretrainThroughput(
-        preset, max_length, batch_size, bf16, len(timer.times), tokens / sum(timer.times)
+        preset, attention, max_length, batch_size, bf16, len(timer.times), tokens / sum(timer.times), peak
     )
 
 
@@ -154,23 +166,35 @@ def throughput_report(
     embed_max_length: int,
     repeats: int,
     output: str | None = None,
+    attentions: tuple[str, ...] = ("sdpa",),
 ) -> str:
-    """Run both benchmarks; return markdown tables (and write the raw figures as JSON to `output`)."""
-    rows = [pretrain_throughput(fasta, preset, n, batch_size, steps, precision) for n in lengths]
-    e = embed_throughput(fasta, preset, embed_n, embed_batch_size, embed_max_length, repeats)
+    """Run both benchmarks (embedding only when embed_n > 0); return markdown tables (and write the
+    raw figures as JSON to `output`). Lengths run in the order given, so put the longest last: the
+    peak-memory column is the process's running maximum."""
+    rows = [
+        pretrain_throughput(fasta, preset, n, batch_size, steps, precision, attention)
+        for n in lengths
+        for attention in attentions
+    ]
     lines = [
-        "| preset | max_length | batch | bf16 | steps timed | pretraining tokens/s |",
-        "|---|---|---|---|---|---|",
+        "| preset | attention | max_length | batch | bf16 | steps timed | pretraining tokens/s | peak RSS so far (GiB) |",
+        "|---|---|---|---|---|---|---|---|",
         *(
-            f"| {r.preset} | {r.max_length} | {r.batch_size} | {r.bf16} | {r.steps_timed} | {r.tokens_per_second:.0f} |"
+            f"| {r.preset} | {r.attention} | {r.max_length} | {r.batch_size} | {r.bf16} | {r.steps_timed} | "
+            f"{r.tokens_per_second:.0f} | {r.peak_rss_gib:.1f} |"
             for r in rows
         ),
-        "",
-        "| preset | proteins | batch | max_length | `encode` seq/s | plain transformers seq/s | ratio (median of pairs) |",
-        "|---|---|---|---|---|---|---|",
-        f"| {e['preset']} | {e['sequences']} | {e['batch_size']} | {e['max_length']} | {e['encode_seq_per_s']:.1f} | "
-        f"{e['plain_seq_per_s']:.1f} | {e['ratio_median']:.2f} |",
     ]
+    e = None
+    if embed_n > 0:
+        e = embed_throughput(fasta, preset, embed_n, embed_batch_size, embed_max_length, repeats)
+        lines += [
+            "",
+            "| preset | proteins | batch | max_length | `encode` seq/s | plain transformers seq/s | ratio (median of pairs) |",
+            "|---|---|---|---|---|---|---|",
+            f"| {e['preset']} | {e['sequences']} | {e['batch_size']} | {e['max_length']} | {e['encode_seq_per_s']:.1f} | "
+            f"{e['plain_seq_per_s']:.1f} | {e['ratio_median']:.2f} |",
+        ]
     if output:
         with atomic_open(output, "w") as handle:
             json.dump({"pretrain": [vars(r) for r in rows], "embed": e}, handle, indent=2)
