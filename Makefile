@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean bench-deps
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# performer-pytorch for `seqstruct bench attention`; --no-deps because its requirements would pull other
+# torch builds (see the `bench` extra in pyproject.toml for why these four).
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps performer-pytorch==1.1.4 einops==0.8.2 \
+		local-attention==1.9.15 axial-positional-embedding==0.3.12
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

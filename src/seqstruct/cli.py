@@ -28,6 +28,25 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(f"{_heldout_line(metrics)}\nmodel, metrics.json and log.csv in {config.output_dir}")
 
 
+def _distill(args: argparse.Namespace) -> None:
+    from seqstruct.config import DistillConfig
+    from seqstruct.distill import distill
+
+    config = load_config(DistillConfig, args.config, args.overrides)
+    metrics = distill(config, resume=args.resume, overwrite=args.overwrite)
+    before, after, targets = metrics["before"], metrics["after"], metrics["targets"]
+    print(
+        f"FAVOR+ vs exact mean cosine on {after['cosine']['n']} held-out GO definitions: "
+        f"{before['cosine']['mean']:.4f} before, {after['cosine']['mean']:.4f} after "
+        f"(target >= {targets['min_mean_cosine']}: {'met' if targets['cosine_met'] else 'NOT met'})\n"
+        f"Spearman vs Lin similarity on {metrics['pairs']} pairs: teacher {metrics['teacher_spearman']:.4f}, "
+        f"student {before['spearman']:.4f} before, {after['spearman']:.4f} after "
+        f"(drop {after['spearman_drop']:+.4f}, target <= {targets['max_spearman_drop']}: "
+        f"{'met' if targets['spearman_met'] else 'NOT met'})\n"
+        f"student, metrics.json and summary.md in {config.output_dir}"
+    )
+
+
 def _embed(args: argparse.Namespace) -> None:
     from seqstruct.embed import embed_fasta
 
@@ -69,8 +88,41 @@ def _bench_throughput(args: argparse.Namespace) -> None:
             args.embed_max_length,
             args.repeats,
             args.output,
+            tuple(args.attention),
         )
     )
+
+
+def _bench_favor_error(args: argparse.Namespace) -> None:
+    from seqstruct.bench.attention import favor_error_report
+
+    result = favor_error_report(
+        args.output, args.length, args.dim, args.features, args.draws, args.seed, args.input_std
+    )
+    beats = result["orthogonal_beats_iid"]["positive"]
+    print(f"orthogonal beats iid at every m (positive features): {beats}")
+    print("wrote " + ", ".join(str(path) for path in result["files"].values()))
+
+
+def _bench_attention(args: argparse.Namespace) -> None:
+    from seqstruct.bench.attention import attention_report
+
+    result = attention_report(
+        args.output,
+        args.lengths,
+        args.heads,
+        args.head_dim,
+        args.features,
+        args.repeats,
+        args.methods,
+        args.modes,
+        args.max_seconds,
+        args.device,
+        args.dtype,
+        isolate=not args.in_process,
+        matmul_size=args.matmul_size,
+    )
+    print("wrote " + ", ".join(str(path) for path in result["files"].values()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
     p.set_defaults(func=_pretrain)
+
+    p = commands.add_parser(
+        "distill", help="performerize a sentence encoder (FAVOR+), recover it by distillation on GO text"
+    )
+    p.add_argument("config", help="YAML run configuration, e.g. src/seqstruct/configs/distill-minilm.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
+    p.set_defaults(func=_distill)
 
     p = commands.add_parser("embed", help="embed the proteins of a FASTA file with a saved encoder")
     p.add_argument("model_dir")
@@ -113,12 +175,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--embed-n", type=int, default=512, help="proteins embedded per repeat")
+    p.add_argument("--attention", nargs="+", default=["sdpa"], help="attention implementations to compare")
+    p.add_argument("--embed-n", type=int, default=512, help="proteins embedded per repeat (0: skip)")
     p.add_argument("--embed-batch-size", type=int, default=32)
     p.add_argument("--embed-max-length", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
     p.set_defaults(func=_bench_throughput)
+
+    p = kinds.add_parser("favor-error", help="FAVOR+ output MSE vs exact softmax over m (Performer fig. 3)")
+    p.add_argument(
+        "-o", "--output", required=True, help="directory for favor_error.{csv,md,png}, config.json"
+    )
+    p.add_argument("--length", type=int, default=4096)
+    p.add_argument("--dim", type=int, default=16)
+    p.add_argument("--features", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="values of m")
+    p.add_argument("--draws", type=int, default=10, help="independent inputs and projections per m")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--input-std", type=float, default=1.0, help="standard deviation of q and k entries")
+    p.set_defaults(func=_bench_favor_error)
+
+    p = kinds.add_parser("attention", help="time and peak memory: SDPA vs favor vs performer-pytorch over L")
+    p.add_argument("-o", "--output", required=True, help="directory for attention.{csv,md,png}, config.json")
+    p.add_argument("--lengths", type=int, nargs="+", default=[256 * 2**i for i in range(9)])
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--features", type=int, default=256, help="random features m")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per case (median), after a warm-up")
+    p.add_argument(
+        "--methods", nargs="+", choices=["sdpa", "favor", "performer"], default=["sdpa", "favor", "performer"]
+    )
+    p.add_argument(
+        "--modes", nargs="+", choices=["bidirectional", "causal"], default=["bidirectional", "causal"]
+    )
+    p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer L once fwd+bwd exceeds this")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument(
+        "--in-process", action="store_true", help="no fresh process per case: quicker, peaks less trustworthy"
+    )
+    p.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
+    p.set_defaults(func=_bench_attention)
     return parser
 
 

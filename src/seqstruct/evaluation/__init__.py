@@ -1,0 +1,1 @@
+"""Evaluation of encoders: graded similarity on real data (`similarity`), agreement between two models."""
