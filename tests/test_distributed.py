@@ -6,11 +6,17 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from tests.helpers import tiny_overrides
 
 
-def test_pretrain_under_torchrun_two_processes(protein_fasta, tmp_path) -> None:
-    """The same config under `torchrun --nproc_per_node 2` (gloo on CPU): both ranks train, rank 0 saves."""
+@pytest.mark.parametrize("attention", ["sdpa", "favor"])
+def test_pretrain_under_torchrun_two_processes(protein_fasta, tmp_path, attention: str) -> None:
+    """The same config under `torchrun --nproc_per_node 2` (gloo on CPU): both ranks train, rank 0 saves.
+    With FAVOR+ redrawing every 2 steps, the saved projections are the step-4 draws: what every rank
+    computes from (seed, layer, step) alone."""
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert torchrun is not None, "torchrun comes with torch; the venv is incomplete"
     config = tmp_path / "run.yaml"
@@ -26,10 +32,24 @@ def test_pretrain_under_torchrun_two_processes(protein_fasta, tmp_path) -> None:
         "pretrain",
         str(config),
     ]
-    command += tiny_overrides(protein_fasta, out, **{"train.max_steps": 4})
+    extra = {"train.max_steps": 4, "model.attention": attention, "model.favor.redraw_interval": 2}
+    command += tiny_overrides(protein_fasta, out, **extra)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 4
     assert (out / "model.safetensors").is_file()
+    if attention == "favor":
+        from safetensors.torch import load_file
+
+        from seqstruct.attention.interface import draw_projection
+        from seqstruct.config import FavorConfig
+
+        saved = load_file(out / "model.safetensors")
+        projections = sorted(k for k in saved if k.endswith("favor_projection"))
+        assert len(projections) == 2  # the tiny preset's two layers
+        settings = FavorConfig(num_features=256, redraw_interval=2)
+        for layer, key in enumerate(projections):
+            expected = draw_projection(settings, saved[key].shape[1], layer, 4)
+            assert torch.equal(saved[key], expected), key
