@@ -1,0 +1,169 @@
+"""Graphs over the pretraining sequences: an edge list whose ids are those of the FASTA or text records.
+
+File format: tab-separated `id_a  id_b [weight]`, one edge per line; blank lines and lines starting with
+`#` are skipped; plain or gzipped. Undirected unless asked otherwise, so `a b` and `b a` are one edge.
+
+What is wrong with the file is an error naming the file and line (a line without 2 or 3 columns, a weight
+that is not a positive finite number) or, for ids that match no record, the first few unknown ids and
+their count. What is merely untidy is dropped and reported, not fatal: self-loops, repeated edges (the
+first weight is kept), and nodes without any edge (they stay in the graph with degree 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqstruct.io import open_text
+
+logger = logging.getLogger(__name__)
+
+_SHOWN = 5  # ids or lines quoted in an error or report before "... and N more"
+
+
+class GraphError(ValueError):
+    """A malformed edge list. `line` is 1-based, None for errors about the file as a whole."""
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = str(path), line, reason
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self) -> tuple[type[GraphError], tuple[str, int | None, str]]:
+        return (type(self), (self.path, self.line, self.reason))
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes in record order; edges as index pairs (a < b when undirected), one weight each."""
+
+    nodes: tuple[str, ...]
+    edges: np.ndarray  # [E, 2] int64 node indices
+    weights: np.ndarray  # [E] float32
+    directed: bool = False
+
+    def degrees(self) -> np.ndarray:
+        """[N] edges per node (out-edges when directed)."""
+        ends = self.edges[:, 0] if self.directed else self.edges.ravel()
+        return np.bincount(ends, minlength=len(self.nodes))
+
+    def neighbours(self) -> list[np.ndarray]:
+        """Per node, the sorted indices of its neighbours (successors when directed)."""
+        pairs = self.edges if self.directed else np.concatenate([self.edges, self.edges[:, ::-1]])
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        pairs = pairs[order]
+        bounds = np.searchsorted(pairs[:, 0], np.arange(len(self.nodes) + 1))
+        return [pairs[bounds[i] : bounds[i + 1], 1] for i in range(len(self.nodes))]
+
+
+@dataclass
+class GraphReport:
+    """What reading the edge list found besides the edges themselves."""
+
+    edges: int = 0
+    self_loops: list[int] = field(default_factory=list)  # line numbers
+    duplicates: list[int] = field(default_factory=list)  # line numbers of repeats
+    isolated: int = 0
+    degree_min: int = 0
+    degree_median: float = 0.0
+    degree_mean: float = 0.0
+    degree_max: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.edges} edges; degree min {self.degree_min}, median {self.degree_median:g}, "
+            f"mean {self.degree_mean:.2f}, max {self.degree_max}; {self.isolated} isolated nodes; "
+            f"dropped {len(self.self_loops)} self-loops{_lines(self.self_loops)} and "
+            f"{len(self.duplicates)} repeated edges{_lines(self.duplicates)}"
+        )
+
+
+def _lines(numbers: list[int]) -> str:
+    if not numbers:
+        return ""
+    shown = ", ".join(str(n) for n in numbers[:_SHOWN])
+    more = f" and {len(numbers) - _SHOWN} more" if len(numbers) > _SHOWN else ""
+    return f" (lines {shown}{more})"
+
+
+def _weight(raw: str, path: Path, line: int) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise GraphError(path, line, f"weight {raw!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise GraphError(path, line, f"weight {raw!r} must be a positive finite number")
+    return value
+
+
+def read_edge_list(
+    path: str | Path, node_ids: Sequence[str], *, directed: bool = False
+) -> tuple[Graph, GraphReport]:
+    """Read `path` into a Graph over `node_ids` (the records' ids, in record order), with a report of
+    self-loops, repeated edges, isolated nodes and degrees (also logged)."""
+    path = Path(path)
+    index = {node: i for i, node in enumerate(node_ids)}
+    if len(index) != len(node_ids):
+        raise ValueError("node ids must be unique")
+    report = GraphReport()
+    seen: set[tuple[int, int]] = set()
+    edges: list[tuple[int, int]] = []
+    weights: list[float] = []
+    unknown: dict[str, int] = {}  # id -> first line it appears on
+    with open_text(path) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if not text.strip() or text.startswith("#"):
+                continue
+            columns = text.split("\t")
+            if len(columns) not in (2, 3):
+                raise GraphError(
+                    path, line_number, f"expected 2 or 3 tab-separated columns, got {len(columns)}"
+                )
+            a, b = columns[0].strip(), columns[1].strip()
+            weight = _weight(columns[2].strip(), path, line_number) if len(columns) == 3 else 1.0
+            missing = [node for node in (a, b) if node not in index]
+            for node in missing:
+                unknown.setdefault(node, line_number)
+            if missing:
+                continue
+            i, j = index[a], index[b]
+            if i == j:
+                report.self_loops.append(line_number)
+                continue
+            key = (i, j) if directed or i < j else (j, i)
+            if key in seen:
+                report.duplicates.append(line_number)
+                continue
+            seen.add(key)
+            edges.append(key)
+            weights.append(weight)
+    if unknown:
+        first = sorted(unknown.items(), key=lambda item: item[1])[:_SHOWN]
+        shown = ", ".join(f"{node!r} (line {line})" for node, line in first)
+        raise GraphError(
+            path,
+            None,
+            f"{len(unknown)} ids match no record: {shown}" + (" ..." if len(unknown) > _SHOWN else ""),
+        )
+    if not edges:
+        raise GraphError(path, None, "no edges between known records")
+    graph = Graph(
+        nodes=tuple(node_ids),
+        edges=np.asarray(edges, dtype=np.int64).reshape(-1, 2),
+        weights=np.asarray(weights, dtype=np.float32),
+        directed=directed,
+    )
+    degrees = graph.degrees()
+    report.edges = len(edges)
+    touched = np.bincount(graph.edges.ravel(), minlength=len(node_ids))  # edges at either end
+    report.isolated = int((touched == 0).sum())
+    report.degree_min, report.degree_max = int(degrees.min()), int(degrees.max())
+    report.degree_median, report.degree_mean = float(np.median(degrees)), float(degrees.mean())
+    logger.info("%s: %s", path, report.summary())
+    return graph, report

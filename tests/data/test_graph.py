@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqstruct.data.graph import GraphError, read_edge_list
+
+NODES = ["P1", "P2", "P3", "P4", "P5"]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_undirected_edges_with_untidy_lines_reported(tmp_path) -> None:
+    path = _write(
+        tmp_path / "g.tsv",
+        "# comment\nP1\tP2\nP2\tP1\n\nP3\tP3\nP2\tP3\t0.5\nP1\tP2\t2\n",
+    )
+    graph, report = read_edge_list(path, NODES)
+    assert graph.edges.tolist() == [[0, 1], [1, 2]]
+    assert graph.weights.tolist() == [1.0, 0.5]  # the first weight of a repeated edge is kept
+    assert report.self_loops == [5]
+    assert report.duplicates == [3, 7]  # "P2 P1" repeats "P1 P2" when undirected
+    assert report.isolated == 2  # P4, P5
+    assert graph.degrees().tolist() == [1, 2, 1, 0, 0]
+    assert (report.degree_min, report.degree_max, report.degree_median) == (0, 2, 1.0)
+    assert [n.tolist() for n in graph.neighbours()] == [[1], [0, 2], [1], [], []]
+    assert "2 isolated nodes" in report.summary() and "lines 3, 7" in report.summary()
+
+
+def test_directed_keeps_both_directions(tmp_path) -> None:
+    path = _write(tmp_path / "g.tsv", "P1\tP2\nP2\tP1\nP2\tP3\n")
+    graph, report = read_edge_list(path, NODES, directed=True)
+    assert graph.edges.tolist() == [[0, 1], [1, 0], [1, 2]]
+    assert report.duplicates == []
+    assert graph.degrees().tolist() == [1, 2, 0, 0, 0]  # out-degrees
+    assert [n.tolist() for n in graph.neighbours()][:3] == [[1], [0, 2], []]
+    assert report.isolated == 2
+
+
+def test_gzip_input(tmp_path) -> None:
+    path = tmp_path / "g.tsv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("P4\tP5\n")
+    graph, _ = read_edge_list(path, NODES)
+    assert graph.edges.tolist() == [[3, 4]]
+
+
+def test_unknown_ids_named_with_count(tmp_path) -> None:
+    lines = "".join(f"P1\tX{i}\n" for i in range(7))
+    path = _write(tmp_path / "g.tsv", "P1\tP2\n" + lines)
+    with pytest.raises(GraphError) as err:
+        read_edge_list(path, NODES)
+    message = str(err.value)
+    assert "7 ids match no record" in message
+    assert "'X0' (line 2)" in message and "'X4' (line 6)" in message and "X5" not in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("P1\tP2\nP1 P3\n", 2, "expected 2 or 3 tab-separated columns, got 1"),
+        ("P1\tP2\tP3\tP4\n", 1, "got 4"),
+        ("P1\tP2\theavy\n", 1, "is not a number"),
+        ("P1\tP2\t-1\n", 1, "positive finite"),
+        ("P1\tP2\tnan\n", 1, "positive finite"),
+    ],
+)
+def test_malformed_lines_name_file_and_line(tmp_path, text: str, line: int, reason: str) -> None:
+    path = _write(tmp_path / "g.tsv", text)
+    with pytest.raises(GraphError) as err:
+        read_edge_list(path, NODES)
+    assert err.value.line == line and reason in str(err.value)
+    assert f"line {line}" in str(err.value)
+
+
+def test_no_edges_is_an_error(tmp_path) -> None:
+    path = _write(tmp_path / "g.tsv", "# nothing\nP1\tP1\n")
+    with pytest.raises(GraphError, match="no edges"):
+        read_edge_list(path, NODES)
+
+
+def test_duplicate_node_ids_refused(tmp_path) -> None:
+    path = _write(tmp_path / "g.tsv", "P1\tP2\n")
+    with pytest.raises(ValueError, match="unique"):
+        read_edge_list(path, ["P1", "P2", "P1"])
+
+
+def test_weights_are_float32_and_edges_int64(tmp_path) -> None:
+    graph, _ = read_edge_list(_write(tmp_path / "g.tsv", "P1\tP2\t3\n"), NODES)
+    assert graph.edges.dtype == np.int64 and graph.weights.dtype == np.float32
