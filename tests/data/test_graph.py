@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqstruct.data.graph import GraphError, read_edge_list
+from seqstruct.data.graph import GraphError, read_edge_list, sample_contrast
 
 NODES = ["P1", "P2", "P3", "P4", "P5"]
 
@@ -95,3 +95,46 @@ def test_duplicate_node_ids_refused(tmp_path) -> None:
 def test_weights_are_float32_and_edges_int64(tmp_path) -> None:
     graph, _ = read_edge_list(_write(tmp_path / "g.tsv", "P1\tP2\t3\n"), NODES)
     assert graph.edges.dtype == np.int64 and graph.weights.dtype == np.float32
+
+
+def _ring(tmp_path: Path, n: int = 8):
+    nodes = [f"N{i}" for i in range(n)]
+    text = "".join(f"N{i}\tN{(i + 1) % n}\n" for i in range(n))
+    graph, _ = read_edge_list(_write(tmp_path / "ring.tsv", text), nodes)
+    return graph
+
+
+def test_contrast_samples_neighbours_and_non_neighbours(tmp_path) -> None:
+    graph = _ring(tmp_path)
+    anchors = np.arange(8).repeat(20)
+    positives, negatives = sample_contrast(graph, anchors, num_negatives=3, seed=0)
+    near = graph.neighbours()
+    for anchor, positive, row in zip(anchors, positives, negatives, strict=True):
+        assert positive in near[anchor]
+        assert len(set(row)) == 3 and anchor not in row and not set(row) & set(near[anchor])
+    # both neighbours get drawn: the positive is not always the same one
+    assert {int(p) for p in positives[anchors == 0]} == {1, 7}
+
+
+def test_contrast_is_deterministic_and_seeded(tmp_path) -> None:
+    graph = _ring(tmp_path)
+    anchors = np.arange(8)
+    first = sample_contrast(graph, anchors, num_negatives=2, seed=3)
+    again = sample_contrast(graph, anchors, num_negatives=2, seed=3)
+    other = sample_contrast(graph, np.arange(8).repeat(5), num_negatives=2, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(
+        sample_contrast(graph, np.arange(8).repeat(5), num_negatives=2, seed=3)[1], other[1]
+    )
+
+
+def test_contrast_within_groups_and_isolated_anchor(tmp_path) -> None:
+    nodes = ["A", "B", "C", "D", "E", "F"]
+    graph, _ = read_edge_list(_write(tmp_path / "g.tsv", "A\tB\nC\tD\n"), nodes)
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    positives, negatives = sample_contrast(graph, np.array([0, 4]), num_negatives=1, seed=0, groups=groups)
+    assert positives.tolist() == [1, -1]  # E has no neighbour
+    assert negatives[0, 0] == 2  # A's group {A, B, C} minus A and its neighbour B
+    assert negatives[1, 0] in (3, 5)
+    with pytest.raises(ValueError, match="'A': 1 non-neighbours in its group"):
+        sample_contrast(graph, np.array([0]), num_negatives=2, seed=0, groups=groups)

@@ -167,3 +167,46 @@ def read_edge_list(
     report.degree_median, report.degree_mean = float(np.median(degrees)), float(degrees.mean())
     logger.info("%s: %s", path, report.summary())
     return graph, report
+
+
+def sample_contrast(
+    graph: Graph,
+    anchors: np.ndarray,
+    *,
+    num_negatives: int,
+    seed: int,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each anchor (node index): one positive drawn uniformly from its neighbours, and
+    `num_negatives` distinct negatives drawn uniformly from the nodes that are neither the anchor nor
+    its neighbours, restricted to the anchor's group when `groups` ([N] labels, e.g. species) is given.
+
+    Deterministic in (seed, anchors). Returns positives [A] (-1 for an anchor without neighbours, which
+    callers skip) and negatives [A, num_negatives]; a group too small to supply the negatives is an
+    error naming the anchor.
+    """
+    rng = np.random.default_rng(seed)
+    neighbours = graph.neighbours()
+    n = len(graph.nodes)
+    members: dict[object, np.ndarray] = {}
+    if groups is not None:
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} labels for {n} nodes")
+        for label in np.unique(groups):
+            members[label] = np.flatnonzero(groups == label)
+    positives = np.full(len(anchors), -1, dtype=np.int64)
+    negatives = np.empty((len(anchors), num_negatives), dtype=np.int64)
+    for row, anchor in enumerate(np.asarray(anchors, dtype=np.int64)):
+        near = neighbours[anchor]
+        if len(near):
+            positives[row] = near[rng.integers(len(near))]
+        pool = members[groups[anchor]] if groups is not None else np.arange(n)
+        allowed = pool[~np.isin(pool, near) & (pool != anchor)]
+        if len(allowed) < num_negatives:
+            raise ValueError(
+                f"node {graph.nodes[anchor]!r}: {len(allowed)} non-neighbours"
+                + (" in its group" if groups is not None else "")
+                + f", fewer than the {num_negatives} negatives asked for"
+            )
+        negatives[row] = rng.choice(allowed, size=num_negatives, replace=False)
+    return positives, negatives
