@@ -1,0 +1,103 @@
+"""Metric-learning losses over a graph of sequences (structure-inducing pretraining, McDermott et al.).
+
+Each loss takes pooled sequence embeddings and which of them the graph links; the combined objective
+(1 − λ)·MLM + λ·structure is assembled by the training model. Shapes: B embeddings of width D.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def margin_contrastive_loss(
+    anchor: Tensor, positive: Tensor, negatives: Tensor, margin: float = 1.0
+) -> Tensor:
+    """Contrastive loss on Euclidean distance (Hadsell, Chopra & LeCun 2006; the structure-inducing
+    paper's choice): positives are pulled to distance 0, negatives pushed beyond `margin`.
+
+        L = mean_a ‖e_a − e_p‖²  +  mean_{a,k} max(0, margin − ‖e_a − e_{n_k}‖)²
+
+    anchor, positive [A, D]; negatives [A, K, D] -> scalar.
+    Example: margin_contrastive_loss(z[anchors], z[positives], z[negatives]) with z = pooled embeddings.
+    """
+    pull = (anchor - positive).pow(2).sum(-1).mean()
+    distance = (anchor.unsqueeze(1) - negatives).pow(2).sum(-1).clamp_min(1e-12).sqrt()  # [A, K]
+    push = F.relu(margin - distance).pow(2).mean()
+    return pull + push
+
+
+def _check_positives(embeddings: Tensor, positives: Tensor) -> Tensor:
+    batch = embeddings.shape[0]
+    if positives.shape != (batch, batch):
+        raise ValueError(f"positives must be [B, B] = {(batch, batch)}, got {tuple(positives.shape)}")
+    eye = torch.eye(batch, dtype=torch.bool, device=embeddings.device)
+    return positives.to(torch.bool) & ~eye
+
+
+def graph_info_nce_loss(embeddings: Tensor, positives: Tensor, temperature: float = 0.05) -> Tensor:
+    """InfoNCE with graph positives: every in-batch neighbour is a positive, every other sequence a
+    negative (the multi-positive form of Khosla et al. 2020, "Supervised Contrastive Learning").
+
+        s_ij = cos(e_i, e_j) / τ,   L_i = −1/|P_i| Σ_{p ∈ P_i} log( exp s_ip / Σ_{j ≠ i} exp s_ij )
+
+    averaged over anchors with at least one positive in the batch. embeddings [B, D]; positives [B, B]
+    boolean (the graph restricted to the batch; the diagonal is ignored) -> scalar.
+    """
+    positives = _check_positives(embeddings, positives)
+    z = F.normalize(embeddings, dim=-1)
+    logits = z @ z.T / temperature  # [B, B]
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    log_prob = logits.masked_fill(eye, float("-inf")).log_softmax(dim=-1)
+    counts = positives.sum(-1)
+    has = counts > 0
+    if not has.any():
+        return embeddings.sum() * 0.0  # no graph edge in this batch: nothing to learn, keep the graph
+    per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(-1)[has] / counts[has])
+    return per_anchor.mean()
+
+
+def multi_similarity_loss(
+    embeddings: Tensor,
+    positives: Tensor,
+    alpha: float = 2.0,
+    beta: float = 50.0,
+    base: float = 0.5,
+    epsilon: float = 0.1,
+) -> Tensor:
+    """Multi-similarity loss with graph positives (Wang et al. 2019), with its pair mining.
+
+    On cosine similarities S, for anchor i: keep negatives n with S_in + ε > min_p S_ip and positives p
+    with S_ip − ε < max_n S_in (the informative pairs), then
+
+        L_i = 1/α log(1 + Σ_p exp(−α (S_ip − base))) + 1/β log(1 + Σ_n exp(β (S_in − base)))
+
+    averaged over anchors with at least one positive and one negative. embeddings [B, D]; positives
+    [B, B] boolean -> scalar. Defaults are the paper's α, β and pytorch-metric-learning's base and ε.
+    """
+    positives = _check_positives(embeddings, positives)
+    z = F.normalize(embeddings, dim=-1)
+    sim = z @ z.T  # [B, B]
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    negatives = ~positives & ~eye
+    inf = torch.tensor(float("inf"), device=z.device, dtype=sim.dtype)
+    hardest_positive = torch.where(positives, sim, inf).amin(-1, keepdim=True)  # [B, 1]
+    hardest_negative = torch.where(negatives, sim, -inf).amax(-1, keepdim=True)
+    keep_neg = negatives & (sim + epsilon > hardest_positive)
+    keep_pos = positives & (sim - epsilon < hardest_negative)
+    valid = positives.any(-1) & negatives.any(-1)
+    if not valid.any():
+        return embeddings.sum() * 0.0
+    zero = torch.zeros((), device=z.device, dtype=sim.dtype)
+    pos_term = torch.where(keep_pos, torch.exp(-alpha * (sim - base)), zero).sum(-1)
+    neg_term = torch.where(keep_neg, torch.exp(beta * (sim - base)), zero).sum(-1)
+    per_anchor = torch.log1p(pos_term) / alpha + torch.log1p(neg_term) / beta
+    return per_anchor[valid].mean()
+
+
+STRUCTURE_LOSSES = {
+    "margin": margin_contrastive_loss,
+    "info_nce": graph_info_nce_loss,
+    "multi_similarity": multi_similarity_loss,
+}
