@@ -237,6 +237,12 @@ def _mask_slice(key_mask: Tensor | None, start: int, end: int) -> Tensor | None:
     return None if key_mask is None else key_mask[:, start:end]
 
 
+def _write_normalised(num: Tensor, out: Tensor, normaliser: Tensor, start: int, end: int) -> None:
+    """Split num = φ(q)·[KV | ks] [N, c, d+1] into out[:, start:end] = num/den and the normaliser den."""
+    normaliser[:, start:end] = _nonzero(num[..., -1:])
+    out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
+
+
 def _grad_aug(grad_out: Tensor, out: Tensor, normaliser: Tensor) -> Tensor:
     """out = num/den: the gradient w.r.t. [num | den] is [g/den | −Σ(g·out)/den], one [N, L, d+1]
     tensor mirroring [v | 1]. A normaliser below _GRAD_FLOOR (a query whose every key feature is
@@ -286,8 +292,7 @@ class _BidirectionalFavor(torch.autograd.Function):
         for start, end in _spans(length, chunk):
             qf, q_max[:, start:end] = _query_features(q[:, start:end], projection, _take(work, end - start))
             num = torch.bmm(qf, kv)  # [N, c, d+1]
-            normaliser[:, start:end] = _nonzero(num[..., -1:])
-            out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
+            _write_normalised(num, out, normaliser, start, end)
         ctx.save_for_backward(q, k, v, projection, key_mask, stabiliser, q_max, kv, out, normaliser)
         ctx.half_s, ctx.chunk = half_s, chunk
         return out
@@ -372,8 +377,7 @@ class _CausalFavor(torch.autograd.Function):
             vs = v1[:, start:end]
             local = torch.bmm(qf, kf.transpose(1, 2)).masked_fill_(upper[:c, :c], 0.0)  # [N, c, c]
             num = torch.bmm(qf, state).baddbmm_(local, vs)  # [N, c, d+1]
-            normaliser[:, start:end] = _nonzero(num[..., -1:])
-            out[:, start:end] = num[..., :-1] / normaliser[:, start:end]
+            _write_normalised(num, out, normaliser, start, end)
             state.baddbmm_(kf.transpose(1, 2), vs)
         ctx.save_for_backward(q, k, v, projection, key_mask, stabiliser, history, q_max, out, normaliser)
         ctx.half_s, ctx.chunk = half_s, chunk
