@@ -82,3 +82,19 @@ def test_refuses_to_mix_runs_and_resume_needs_checkpoint(protein_fasta, tmp_path
         pretrain(
             load_config(PretrainConfig, None, tiny_overrides(protein_fasta, tmp_path / "new")), resume=True
         )
+
+
+def test_gradient_accumulation_keeps_the_loss_scale(protein_fasta, tmp_path) -> None:
+    """Batch 8 at once and 2 x 4 accumulated log the same loss scale: ESM's forward ignores
+    `num_items_in_batch`, and the model must say so (`accepts_loss_kwargs`), or the Trainer would skip
+    dividing by the accumulation steps and the logged loss (and the gradient) would double."""
+    first_losses = []
+    for steps, batch in ((1, 8), (2, 4)):
+        out = tmp_path / f"ga{steps}"
+        overrides = tiny_overrides(
+            protein_fasta, out, **{"train.gradient_accumulation_steps": steps, "train.batch_size": batch}
+        )
+        pretrain(load_config(PretrainConfig, None, overrides))
+        with open(out / "log.csv", encoding="utf-8") as handle:
+            first_losses.append(float(next(row["loss"] for row in csv.DictReader(handle) if row["loss"])))
+    assert abs(first_losses[1] / first_losses[0] - 1) < 0.2, first_losses

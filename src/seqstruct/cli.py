@@ -63,12 +63,54 @@ def _embed(args: argparse.Namespace) -> None:
     print(f"wrote {count} embeddings to {args.output}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from seqstruct.evaluate import evaluate, summary_lines
+
+    result = evaluate(
+        args.model,
+        args.data,
+        args.task,
+        pooling=args.pooling,
+        label_columns=args.label,
+        k=args.k,
+        output=args.output,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        metric=args.metric,
+    )
+    print("\n".join(summary_lines(result)))
+    if args.output:
+        print(f"evaluation.json and evaluation.md in {args.output}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from seqstruct.demo import run_demo
 
     result = run_demo(args.output_dir, args.overrides, fresh=args.fresh)
     print(_heldout_line(result))
     print(f"summary: {result['summary']}\nembeddings: {result['embeddings']}")
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from seqstruct.data.synthetic import generator, write_dataset
+
+    config_class, generate = generator(args.name)
+    config = load_config(config_class, None, args.overrides)
+    summary = write_dataset(generate(config), args.output_dir, overwrite=args.overwrite)
+    counts = summary["counts"]
+    print(
+        f"wrote {args.name}: {counts['nodes']} sequences, {counts['edges']} edges ({counts['training_edges']} "
+        f"in graph.tsv, {counts['heldout_edges']} touching {counts['heldout_nodes']} held-out nodes in "
+        f"graph_heldout.tsv), labels {', '.join(summary['labels'])} to {args.output_dir}"
+    )
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from seqstruct.compare import CompareConfig, compare
+
+    config = load_config(CompareConfig, args.config, args.overrides)
+    result = compare(config)
+    print(f"{result['table']}results.md, results.csv and every run in {config.output_dir}")
 
 
 def _bench_throughput(args: argparse.Namespace) -> None:
@@ -159,12 +201,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_embed)
 
     p = commands.add_parser(
+        "evaluate", help="score embeddings without fine-tuning: kNN on labels, held-out link retrieval"
+    )
+    p.add_argument("model", help="saved model directory, or a .npz from `seqstruct embed`")
+    p.add_argument("--data", required=True, help="dataset directory: sequences.fasta, labels.tsv, graph*.tsv")
+    p.add_argument("--task", nargs="+", choices=["knn", "link"], default=["knn", "link"])
+    p.add_argument("--label", nargs="+", default=None, help="label columns for knn (default: all)")
+    p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean", help="ignored for a .npz")
+    p.add_argument("--k", type=int, default=3, help="neighbours that vote in knn")
+    p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
+    p.add_argument("-o", "--output", default=None, help="directory for evaluation.json and evaluation.md")
+    p.add_argument("--batch-size", type=int, default=64, help="most sequences in one batch")
+    p.add_argument("--max-length", type=int, default=None, help="truncate longer proteins (default: none)")
+    p.set_defaults(func=_evaluate)
+
+    p = commands.add_parser(
         "demo", help="pretrain `small` on the embedded Swiss-Prot sample, embed, summarise"
     )
     p.add_argument("-o", "--output-dir", default=None, help="default: runs/demo")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the demo config")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier demo")
     p.set_defaults(func=_demo)
+
+    p = commands.add_parser(
+        "synth", help="synthetic graph dataset with a sequence per node: cliques | manifold | topology"
+    )
+    p.add_argument("name", help="generator: cliques | manifold | topology (seqstruct.data.synthetic)")
+    p.add_argument("-o", "--output-dir", required=True, help="directory for sequences.fasta, graph.tsv, ...")
+    # argparse takes positionals only before an option: `synth NAME key=value -o DIR`, as for `demo`.
+    p.add_argument(
+        "overrides", nargs="*", help="key=value generator config overrides (before -o), e.g. seed=1"
+    )
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
+    p.set_defaults(func=_synth)
+
+    p = commands.add_parser(
+        "compare", help="pretraining arms x seeds on one graph dataset, evaluated without fine-tuning"
+    )
+    p.add_argument("config", help="YAML, e.g. src/seqstruct/configs/compare-manifold.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. 'synth_overrides=[shape=torus]'")
+    p.set_defaults(func=_compare)
 
     bench = commands.add_parser("bench", help="benchmarks (results belong in docs/benchmarks.md)")
     kinds = bench.add_subparsers(dest="bench", required=True)

@@ -34,7 +34,9 @@ class FavorConfig:
 
 @dataclass
 class ModelConfig:
-    preset: str = "small"  # encoder size: tiny (tests), small (~10M), base (~85M)
+    preset: str = (
+        "small"  # encoder size: tiny (tests), mini (~0.8M, synthetic graphs), small (~10M), base (~85M)
+    )
     attention: str = "sdpa"  # attn_implementation passed to transformers: sdpa | eager | favor
     favor: FavorConfig = field(default_factory=FavorConfig)  # used when attention is favor
     dropout: float = 0.0  # hidden and attention dropout; ESM-2 trains without dropout
@@ -71,11 +73,28 @@ class TrainConfig:
 
 
 @dataclass
+class StructureConfig:
+    """Structure-inducing pretraining (McDermott et al.): loss = (1 - weight) * MLM + weight * structure."""
+
+    graph: str = ""  # edge list (TSV id_a id_b [weight]) over the FASTA ids; "" with weight 0 = plain MLM
+    directed: bool = False  # read `a b` as a -> b (positives are successors); in-batch losses symmetrise
+    weight: float = 0.0  # lambda in [0, 1]; 0 is masked-LM alone, exactly (no graph batches are built)
+    loss: str = "margin"  # margin (contrastive on Euclidean distance) | info_nce | multi_similarity
+    pooling: str = "cls"  # sequence vector the loss acts on: cls (the paper's) | mean (over residues)
+    margin: float = 1.0  # margin loss: negatives are pushed beyond this Euclidean distance
+    temperature: float = 0.05  # info_nce: softmax temperature on cosine similarities
+    negatives: int = 1  # non-neighbours sampled per anchor and added to the batch (margin needs >= 1)
+    groups: str = ""  # optional TSV `id<TAB>group...` (e.g. species): negatives only from the anchor's group
+    group_column: str = ""  # which column of `groups` to use; "" = the first after id
+
+
+@dataclass
 class PretrainConfig:
     output_dir: str = "runs/pretrain"  # model, resolved config, metrics and checkpoints land here
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)  # graph loss; off at weight 0
 
 
 class ConfigError(ValueError):

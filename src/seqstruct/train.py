@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import yaml
 from datasets import Dataset
 from transformers import (
     AutoModelForMaskedLM,
@@ -33,10 +33,13 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from seqstruct.attention.interface import FavorRedrawCallback
-from seqstruct.config import PretrainConfig, config_dict, save_config
+from seqstruct.config import PretrainConfig, StructureConfig, config_dict, load_config, save_config
 from seqstruct.data.collate import MaskedLMCollator
-from seqstruct.data.fasta import read_fasta, write_fasta
+from seqstruct.data.fasta import FastaRecord, read_fasta, write_fasta
+from seqstruct.data.graph import Graph, GraphReport, read_edge_list
+from seqstruct.data.labels import read_labels
 from seqstruct.data.pretraining import heldout_split, premask, protein_dataset
+from seqstruct.data.structure import GraphContrastCollator, pop_structure
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.io import atomic_open
 from seqstruct.models.encoders import (
@@ -45,7 +48,9 @@ from seqstruct.models.encoders import (
     keep_module_weight_names,
     save_model_dir,
 )
+from seqstruct.models.pooling import POOLINGS, get_pooling
 from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictions
+from seqstruct.objectives.structure import StructureObjective
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ class CsvLogCallback(TrainerCallback):
 class CollatorEpochCallback(TrainerCallback):
     """Tell the collator which epoch begins, so that its per-batch crops and masks change every epoch."""
 
-    def __init__(self, collator: MaskedLMCollator) -> None:
+    def __init__(self, collator: MaskedLMCollator | GraphContrastCollator) -> None:
         self.collator = collator
 
     def on_epoch_begin(
@@ -135,7 +140,8 @@ def _check_same_run(paths: RunPaths, config: PretrainConfig) -> None:
     and put evaluation proteins into training."""
     if not paths.config.exists():
         return
-    saved = _flatten(yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {})
+    # Read through the dataclass, so that sections added since the run began count as their defaults.
+    saved = _flatten(config_dict(load_config(PretrainConfig, paths.config)))
     current = _flatten(config_dict(config))
     differs = sorted(
         k
@@ -251,6 +257,116 @@ def _final_evaluation(trainer: Trainer) -> dict[str, float]:
     return trainer.evaluate()
 
 
+@dataclass(frozen=True)
+class StructureData:
+    """The graph over the training sequences and what the graph collator needs besides it."""
+
+    graph: Graph  # over the training sequences, in training-set order
+    sequences: list[str]  # node index -> sequence
+    groups: np.ndarray | None  # [N] group per node, or None
+    report: GraphReport  # what reading the full edge list found
+
+
+def structure_objective(settings: StructureConfig) -> StructureObjective:
+    return StructureObjective(settings.loss, settings.weight, settings.margin, settings.temperature)
+
+
+def check_structure(settings: StructureConfig) -> None:
+    """Refuse settings that cannot train, before any data is read."""
+    structure_objective(settings)  # loss name and weight range
+    if settings.pooling not in POOLINGS:
+        raise ValueError(f"structure.pooling must be one of {sorted(POOLINGS)}; got {settings.pooling!r}")
+    if settings.weight > 0 and not settings.graph:
+        raise ValueError("structure.weight > 0 needs structure.graph: the edge list over the FASTA ids")
+    if settings.negatives < 0 or (
+        settings.loss == "margin" and settings.weight > 0 and settings.negatives < 1
+    ):
+        raise ValueError(
+            f"structure.negatives must be >= 1 for the margin loss (>= 0 otherwise); got {settings.negatives}"
+        )
+    if settings.margin <= 0 or settings.temperature <= 0:
+        raise ValueError("structure.margin and structure.temperature must be positive")
+    if settings.group_column and not settings.groups:
+        raise ValueError("structure.group_column is set but structure.groups (the TSV) is not")
+
+
+def load_structure(
+    settings: StructureConfig, records: list[FastaRecord], train_ids: list[str]
+) -> StructureData:
+    """Read and check the edge list over every record, then keep the graph among training sequences: a
+    held-out protein is neither a positive nor a negative, so masked-LM evaluation never sees it in training."""
+    graph, report = read_edge_list(settings.graph, [r.id for r in records], directed=settings.directed)
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    keep = np.array([position[i] for i in train_ids], dtype=np.int64)
+    train_graph = graph.subgraph(keep)
+    sequences = {r.id: r.sequence for r in records}
+    groups = None
+    if settings.groups:
+        table = read_labels(settings.groups, [r.id for r in records])
+        column = settings.group_column or next(iter(table))
+        if column not in table:
+            raise ValueError(f"{settings.groups}: no column {column!r}; it has {sorted(table)}")
+        groups = table[column][keep]
+    kept = int(len(train_graph.edges))
+    logger.info(
+        "structure graph: %d of %d edges lie among the %d training sequences", kept, report.edges, len(keep)
+    )
+    if kept == 0:
+        raise ValueError(f"{settings.graph}: no edge joins two training sequences")
+    return StructureData(train_graph, [sequences[i] for i in train_graph.nodes], groups, report)
+
+
+class StructureTrainer(Trainer):
+    """The Trainer with the structure-inducing objective: (1 − λ)·MLM + λ·structure on batches from
+    `GraphContrastCollator`; batches without `structure_*` entries (evaluation) get the plain MLM loss.
+
+    The model stays the plain masked-LM model, so checkpoints, resume and `save_pretrained` are those of
+    plain pretraining; the final hidden states come from a forward hook on the base model (the encoder
+    body, whose `last_hidden_state` is what `encode()` pools at inference). The two terms' running means
+    are logged beside the loss as `mlm_loss` and `structure_loss`.
+    """
+
+    def __init__(self, *args: Any, objective: StructureObjective, pooling: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.pool = get_pooling(pooling)
+        self._sums = {"mlm_loss": 0.0, "structure_loss": 0.0}
+        self._count = 0
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        rows = pop_structure(inputs)
+        if not rows:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        captured: list[torch.Tensor] = []
+        body = self.accelerator.unwrap_model(model).base_model
+        hook = body.register_forward_hook(lambda module, args, output: captured.append(output[0]))
+        try:
+            mlm_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        finally:
+            hook.remove()
+        pooled = self.pool(captured[0], rows["pool_mask"])  # [R, D]
+        structure_loss = self.objective.structure_loss(pooled, rows)
+        if model.training:
+            self._sums["mlm_loss"] += float(mlm_loss.detach())
+            self._sums["structure_loss"] += float(structure_loss.detach())
+            self._count += 1
+        loss = self.objective.combine(mlm_loss, structure_loss)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._count:
+            logs |= {key: total / self._count for key, total in self._sums.items()}
+            self._sums = dict.fromkeys(self._sums, 0.0)
+            self._count = 0
+        super().log(logs, start_time)
+
+
 def build_trainer(
     config: PretrainConfig,
     model: PreTrainedModel,
@@ -258,17 +374,27 @@ def build_trainer(
     train_set: Dataset,
     eval_set: Dataset | None = None,
     unigram: Unigram | None = None,
+    structure: StructureData | None = None,
 ) -> Trainer:
     """The masked-LM Trainer: length-grouped batches, per-batch seeded crops and masks, token-level held-out
-    metrics (against `unigram` on the same positions when given), CSV and TensorBoard logs."""
+    metrics (against `unigram` on the same positions when given), CSV and TensorBoard logs; with
+    `structure` and a positive `structure.weight`, the structure-inducing Trainer on graph batches."""
     paths = RunPaths(Path(config.output_dir))
-    collator = MaskedLMCollator(
+    collator: MaskedLMCollator | GraphContrastCollator = MaskedLMCollator(
         tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
     )
+    trainer_class: type[Trainer] = Trainer
+    extra: dict[str, Any] = {}
+    if structure is not None and config.structure.weight > 0:
+        collator = GraphContrastCollator(
+            collator, structure.graph, structure.sequences, config.structure.negatives, structure.groups
+        )
+        trainer_class = StructureTrainer
+        extra = {"objective": structure_objective(config.structure), "pooling": config.structure.pooling}
     tensorboard = TensorBoardCallback()
     # Fixed, so that a final evaluation after training (the callback reopens its writer) lands there too.
     tensorboard.logging_dir = str(paths.tensorboard)
-    return Trainer(
+    return trainer_class(
         model=keep_module_weight_names(model),
         args=training_arguments(config, paths, evaluate=eval_set is not None),
         train_dataset=train_set,
@@ -283,6 +409,7 @@ def build_trainer(
             FavorRedrawCallback(),
             tensorboard,
         ],
+        **extra,
     )
 
 
@@ -293,6 +420,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         raise ValueError("data.fasta is not set: give the training FASTA in the config or as data.fasta=PATH")
     checkpoint, stale = _resume_point(paths, config, resume, overwrite)
     use_bf16(config.train.precision)  # a bad setting fails now, not after the data is read
+    check_structure(config.structure)
 
     tokenizer = build_protein_tokenizer()
     set_seed(config.train.seed)
@@ -320,9 +448,11 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     )
     logger.info("%d training proteins, %d held out", len(train_set), len(eval_set))
     unigram = Unigram.fit(train_set["sequence"], tokenizer)
+    # Read (and so checked) whenever given; at weight 0 it is not used, and the run is plain masked-LM.
+    structure = load_structure(config.structure, records, train_set["id"]) if config.structure.graph else None
     if stale:
         _clear_old_run(paths)
-    trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram)
+    trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram, structure)
     if trainer.is_world_process_zero():
         save_config(config, paths.config)
         heldout_ids = set(eval_set["id"])
@@ -352,6 +482,16 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             "masked_accuracy": scores["unigram_accuracy"],
             "perplexity": scores["unigram_perplexity"],
             "most_frequent": tokenizer.convert_ids_to_tokens(unigram.most_frequent),
+        },
+        "structure": None
+        if structure is None
+        else {
+            "weight": config.structure.weight,
+            "loss": config.structure.loss,
+            "pooling": config.structure.pooling,
+            "graph_edges": structure.report.edges,
+            "training_edges": int(len(structure.graph.edges)),
+            "graph": structure.report.summary(),
         },
         "bf16": trainer.args.bf16,
         "torch_threads": torch.get_num_threads(),

@@ -6,7 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqstruct.data.graph import GraphError, read_edge_list, sample_contrast
+from seqstruct.data.graph import (
+    Graph,
+    GraphError,
+    read_edge_list,
+    sample_contrast,
+    split_heldout_nodes,
+    write_edge_list,
+)
 
 NODES = ["P1", "P2", "P3", "P4", "P5"]
 
@@ -138,3 +145,48 @@ def test_contrast_within_groups_and_isolated_anchor(tmp_path) -> None:
     assert negatives[1, 0] in (3, 5)
     with pytest.raises(ValueError, match="'A': 1 non-neighbours in its group"):
         sample_contrast(graph, np.array([0]), num_negatives=2, seed=0, groups=groups)
+
+
+def _weighted_graph(weights: list[float]) -> Graph:
+    edges = np.array([[0, 1], [1, 2], [0, 3], [3, 4]], dtype=np.int64)
+    return Graph(tuple(NODES), edges, np.asarray(weights, dtype=np.float32))
+
+
+def test_write_edge_list_round_trips_without_weights(tmp_path) -> None:
+    graph = _weighted_graph([1, 1, 1, 1])
+    write_edge_list(graph, tmp_path / "g.tsv")
+    assert (tmp_path / "g.tsv").read_text().splitlines()[0] == "P1\tP2"  # no weight column
+    again, _ = read_edge_list(tmp_path / "g.tsv", NODES)
+    assert np.array_equal(again.edges, graph.edges) and np.array_equal(again.weights, graph.weights)
+
+
+def test_write_edge_list_round_trips_weights_exactly_and_gzipped(tmp_path) -> None:
+    graph = _weighted_graph([1, 0.1, 2.5, 1e-7])
+    write_edge_list(graph, tmp_path / "g.tsv.gz")
+    with gzip.open(tmp_path / "g.tsv.gz", "rt") as handle:
+        assert handle.read().splitlines()[:2] == ["P1\tP2\t1", "P2\tP3\t0.1"]
+    again, _ = read_edge_list(tmp_path / "g.tsv.gz", NODES)
+    assert np.array_equal(again.edges, graph.edges) and np.array_equal(again.weights, graph.weights)
+
+
+def test_split_heldout_nodes_partitions_the_edges(tmp_path) -> None:
+    graph = _ring(tmp_path, n=20)
+    training, heldout, held = split_heldout_nodes(graph, 0.25, seed=1)
+    assert held.tolist() == sorted(held.tolist()) and len(held) == 5
+    assert training.nodes == heldout.nodes == graph.nodes
+    touches = np.isin(graph.edges, held).any(axis=1)
+    assert np.array_equal(heldout.edges, graph.edges[touches])
+    assert np.array_equal(training.edges, graph.edges[~touches])
+    assert not np.isin(training.edges, held).any()
+    again = split_heldout_nodes(graph, 0.25, seed=1)[2]
+    other = split_heldout_nodes(graph, 0.25, seed=2)[2]
+    assert np.array_equal(held, again) and not np.array_equal(held, other)
+
+
+def test_split_heldout_nodes_holds_out_at_least_one_and_never_all(tmp_path) -> None:
+    graph = _ring(tmp_path, n=8)
+    assert len(split_heldout_nodes(graph, 0.01, seed=0)[2]) == 1
+    with pytest.raises(ValueError, match="leaves none"):
+        split_heldout_nodes(graph, 0.99, seed=0)
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        split_heldout_nodes(graph, 0.0, seed=0)

@@ -90,7 +90,14 @@ class MaskedLMCollator:
         if "labels" in examples[0]:
             # Held-out examples arrive pre-masked (see data.pretraining.premask): pad them, mask nothing.
             return pad_collate(examples, self.tokenizer.pad_token_id)
-        generator = self.generator or self.batch_generator(examples)
+        batch = self.crop_and_mask(examples, self.generator or self.batch_generator(examples))
+        batch.pop("special_tokens_mask")
+        return batch
+
+    def crop_and_mask(
+        self, examples: Sequence[dict[str, Any]], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Crop, tokenize, pad and mask; the batch keeps `special_tokens_mask` (B, L) for the caller."""
         crops = [random_crop(ex["sequence"], self.max_length - 2, generator) for ex in examples]
         batch = self.tokenizer(
             crops,
@@ -99,7 +106,7 @@ class MaskedLMCollator:
             return_special_tokens_mask=True,
             return_token_type_ids=False,
         )
-        special = batch.pop("special_tokens_mask").bool()
+        special = batch["special_tokens_mask"].bool()
         batch["input_ids"], batch["labels"] = mask_tokens(
             batch["input_ids"],
             special,
@@ -110,12 +117,20 @@ class MaskedLMCollator:
             self.random_replace_prob,
             generator,
         )
+        batch["special_tokens_mask"] = special
         return dict(batch)
 
-    def batch_generator(self, examples: Sequence[dict[str, Any]]) -> torch.Generator:
-        key = f"{self.seed}:{self.epoch}:" + "\x1f".join(str(ex.get("id", ex["sequence"])) for ex in examples)
+    def batch_seed(self, examples: Sequence[dict[str, Any]], salt: str = "") -> int:
+        """A 63-bit seed determined by (seed, epoch, the batch's ids, salt)."""
+        salted = f"{salt}:" if salt else ""  # unsalted keys stay those of earlier releases: same masks
+        key = f"{self.seed}:{self.epoch}:{salted}" + "\x1f".join(
+            str(ex.get("id", ex["sequence"])) for ex in examples
+        )
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-        return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+        return int.from_bytes(digest, "little") & (2**63 - 1)
+
+    def batch_generator(self, examples: Sequence[dict[str, Any]]) -> torch.Generator:
+        return torch.Generator().manual_seed(self.batch_seed(examples))
 
 
 def pad_collate(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -60,6 +60,24 @@ class Graph:
         bounds = np.searchsorted(pairs[:, 0], np.arange(len(self.nodes) + 1))
         return [pairs[bounds[i] : bounds[i + 1], 1] for i in range(len(self.nodes))]
 
+    def subgraph(self, keep: np.ndarray) -> Graph:
+        """The graph induced on the nodes `keep` ([K] indices, in the order they are given): edges with an
+        end outside `keep` are dropped, the rest renumbered."""
+        keep = np.asarray(keep, dtype=np.int64)
+        position = np.full(len(self.nodes), -1, dtype=np.int64)
+        position[keep] = np.arange(len(keep))
+        ends = position[self.edges]  # [E, 2]
+        inside = (ends >= 0).all(axis=1)
+        edges = ends[inside]
+        if not self.directed:
+            edges = np.sort(edges, axis=1)  # keep a < b after renumbering
+        return Graph(
+            nodes=tuple(self.nodes[i] for i in keep),
+            edges=edges.reshape(-1, 2),
+            weights=self.weights[inside],
+            directed=self.directed,
+        )
+
 
 @dataclass
 class GraphReport:
@@ -176,6 +194,7 @@ def sample_contrast(
     num_negatives: int,
     seed: int,
     groups: np.ndarray | None = None,
+    neighbours: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each anchor (node index): one positive drawn uniformly from its neighbours, and
     `num_negatives` distinct negatives drawn uniformly from the nodes that are neither the anchor nor
@@ -183,10 +202,10 @@ def sample_contrast(
 
     Deterministic in (seed, anchors). Returns positives [A] (-1 for an anchor without neighbours, which
     callers skip) and negatives [A, num_negatives]; a group too small to supply the negatives is an
-    error naming the anchor.
+    error naming the anchor. `neighbours` (from `graph.neighbours()`) saves recomputing them per batch.
     """
     rng = np.random.default_rng(seed)
-    neighbours = graph.neighbours()
+    neighbours = graph.neighbours() if neighbours is None else neighbours
     n = len(graph.nodes)
     members: dict[object, np.ndarray] = {}
     if groups is not None:
@@ -200,13 +219,89 @@ def sample_contrast(
         near = neighbours[anchor]
         if len(near):
             positives[row] = near[rng.integers(len(near))]
-        pool = members[groups[anchor]] if groups is not None else np.arange(n)
-        allowed = pool[~np.isin(pool, near) & (pool != anchor)]
-        if len(allowed) < num_negatives:
+        if num_negatives == 0:
+            continue
+        pool = members[groups[anchor]] if groups is not None else None
+        excluded = near if groups is None else near[groups[near] == groups[anchor]]
+        available = (n if pool is None else len(pool)) - len(excluded) - 1
+        if available < num_negatives:
             raise ValueError(
-                f"node {graph.nodes[anchor]!r}: {len(allowed)} non-neighbours"
+                f"node {graph.nodes[anchor]!r}: {available} non-neighbours"
                 + (" in its group" if groups is not None else "")
                 + f", fewer than the {num_negatives} negatives asked for"
             )
-        negatives[row] = rng.choice(allowed, size=num_negatives, replace=False)
+        negatives[row] = _draw_excluding(rng, pool, n, np.append(excluded, anchor), num_negatives, available)
     return positives, negatives
+
+
+def _draw_excluding(
+    rng: np.random.Generator,
+    pool: np.ndarray | None,
+    n: int,
+    excluded: np.ndarray,
+    count: int,
+    available: int,
+) -> np.ndarray:
+    """`count` distinct uniform draws from `pool` (all n nodes when None) minus `excluded` ([X] sorted-able).
+
+    Rejection sampling while the allowed nodes are at least half the pool keeps a batch's cost
+    independent of the graph's size (a 500k-node graph must not be scanned per anchor); a crowded pool
+    is enumerated instead.
+    """
+    size = n if pool is None else len(pool)
+    if 2 * available >= size:
+        chosen: list[int] = []
+        banned = set(excluded.tolist())
+        while len(chosen) < count:
+            draw = rng.integers(size, size=2 * (count - len(chosen)))
+            for value in (draw if pool is None else pool[draw]).tolist():
+                if value not in banned:
+                    banned.add(value)
+                    chosen.append(value)
+                    if len(chosen) == count:
+                        break
+        return np.asarray(chosen, dtype=np.int64)
+    candidates = np.arange(n) if pool is None else pool
+    allowed = candidates[~np.isin(candidates, excluded)]
+    return rng.choice(allowed, size=count, replace=False)
+
+
+def split_heldout_nodes(graph: Graph, fraction: float, seed: int) -> tuple[Graph, Graph, np.ndarray]:
+    """Hold out a seeded random `fraction` of the nodes (at least one, never all of them).
+
+    Returns the training graph (edges with no held-out end), the held-out graph (edges with at least one
+    held-out end) and the sorted held-out node indices [H]. Both graphs keep every node, so indices and ids
+    stay those of the records, and together their edges are exactly the graph's edges.
+    """
+    n = len(graph.nodes)
+    if not 0 < fraction < 1:
+        raise ValueError(f"held-out fraction must be in (0, 1), got {fraction}")
+    count = max(1, round(fraction * n))
+    if count >= n:
+        raise ValueError(f"holding out {count} of {n} nodes (fraction {fraction}) leaves none to train on")
+    heldout = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+    touches = np.isin(graph.edges, heldout).any(axis=1)  # [E]
+
+    def part(keep: np.ndarray) -> Graph:
+        return Graph(graph.nodes, graph.edges[keep], graph.weights[keep], graph.directed)
+
+    return part(~touches), part(touches), heldout
+
+
+def write_edge_list(graph: Graph, path: str | Path) -> None:
+    """Write `graph` as `read_edge_list` reads it back: `id_a<TAB>id_b`, plus a weight column only when
+    some weight is not 1; atomically, gzipped when `path` ends in .gz.
+
+    A graph without edges writes an empty file, which `read_edge_list` rejects ("no edges").
+    """
+    from seqstruct.io import atomic_open  # graph.py otherwise only reads
+
+    weighted = bool(np.any(graph.weights != 1))
+    # Shortest text that reads back as the same float32, so a round trip is exact.
+    weights = (
+        [np.format_float_positional(w, unique=True, trim="-") for w in graph.weights] if weighted else []
+    )
+    with atomic_open(path, "w") as handle:
+        for row, (a, b) in enumerate(graph.edges.tolist()):
+            line = f"{graph.nodes[a]}\t{graph.nodes[b]}"
+            handle.write(f"{line}\t{weights[row]}\n" if weighted else f"{line}\n")

@@ -26,6 +26,8 @@ class EncoderPreset:
 
 PRESETS: dict[str, EncoderPreset] = {
     "tiny": EncoderPreset(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
+    # Synthetic-graph experiments: big enough to learn a sequence-level signal, seconds per hundred steps.
+    "mini": EncoderPreset(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256),
     "small": EncoderPreset(
         hidden_size=320, num_hidden_layers=8, num_attention_heads=10, intermediate_size=1280
     ),

@@ -6,6 +6,8 @@ Each loss takes pooled sequence embeddings and which of them the graph links; th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -101,3 +103,44 @@ STRUCTURE_LOSSES = {
     "info_nce": graph_info_nce_loss,
     "multi_similarity": multi_similarity_loss,
 }
+
+
+@dataclass(frozen=True)
+class StructureObjective:
+    """The structure term of structure-inducing pretraining and its combination with masked-LM.
+
+        loss = (1 − λ)·L_MLM + λ·L_structure(pool(h))
+
+    `pooled` [R, D] are the pooled final hidden states of a batch built by
+    `seqstruct.data.structure.GraphContrastCollator`; `rows` its `structure_*` entries (prefix removed).
+    The margin loss reads the sampled anchor/positive/negative rows; the in-batch losses read the
+    batch's adjacency, where every linked pair is a positive and every other pair a negative.
+    """
+
+    loss: str = "margin"
+    weight: float = 0.5  # λ
+    margin: float = 1.0
+    temperature: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.loss not in STRUCTURE_LOSSES:
+            raise ValueError(
+                f"unknown structure loss {self.loss!r}; expected one of {sorted(STRUCTURE_LOSSES)}"
+            )
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"structure weight (lambda) must be in [0, 1]; got {self.weight}")
+
+    def structure_loss(self, pooled: Tensor, rows: dict[str, Tensor]) -> Tensor:
+        pooled = pooled.float()  # distances and exponentials of similarities lose too much in bf16
+        if self.loss == "margin":
+            if rows["anchor"].numel() == 0:
+                return pooled.sum() * 0.0  # no anchor in this batch has a neighbour
+            return margin_contrastive_loss(
+                pooled[rows["anchor"]], pooled[rows["positive"]], pooled[rows["negative"]], self.margin
+            )
+        if self.loss == "info_nce":
+            return graph_info_nce_loss(pooled, rows["adjacency"], self.temperature)
+        return multi_similarity_loss(pooled, rows["adjacency"])
+
+    def combine(self, mlm_loss: Tensor, structure_loss: Tensor) -> Tensor:
+        return (1.0 - self.weight) * mlm_loss + self.weight * structure_loss

@@ -1,0 +1,212 @@
+"""`seqstruct compare CONFIG`: pretraining arms x seeds on one graph dataset, each model evaluated without
+fine-tuning (kNN on labels, link retrieval), summarised as mean ± std per arm.
+
+This is how the structure-inducing results in docs/results.md are made: the arms differ only in their
+pretraining overrides (e.g. `structure.weight=0` against `structure.weight=0.5`), at equal steps. With a
+synthetic dataset the data is regenerated per seed (data seed = training seed), so the spread covers both
+the graph and the training draw. A k-mer composition baseline (no model: normalised k-mer counts of each
+sequence) says how much of a label a sequence's counts carry at all.
+
+Every cell (arm, seed) lives in its own directory; a cell whose evaluation.json exists is not run again
+and a cell with checkpoints resumes, so an interrupted comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqstruct.config import PretrainConfig, load_config, save_config
+from seqstruct.data.fasta import read_fasta
+from seqstruct.data.synthetic import generate, generator, write_dataset
+from seqstruct.embed import save_embeddings
+from seqstruct.evaluate import evaluate
+from seqstruct.evaluation.baselines import kmer_composition
+from seqstruct.io import atomic_open
+from seqstruct.train import pretrain
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+@dataclass
+class CompareConfig:
+    output_dir: str = "runs/compare"  # one directory per dataset seed and arm, plus results.{csv,md,json}
+    synth: str = (
+        ""  # synthetic generator (cliques | manifold | topology): a dataset per seed; or use data_dir
+    )
+    synth_overrides: list[str] = field(default_factory=list)  # key=value for the generator's config
+    data_dir: str = (
+        ""  # a fixed dataset directory (sequences.fasta, graph.tsv, labels.tsv, ...) for all seeds
+    )
+    pretrain: str = "synthetic.yaml"  # base pretraining config: a path, or a name in seqstruct/configs
+    pretrain_overrides: list[str] = field(default_factory=list)  # key=value applied to every arm
+    arms: dict[str, list[str]] = field(default_factory=dict)  # arm name -> its own pretraining overrides
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training (and synthetic data) seeds
+    tasks: list[str] = field(default_factory=lambda: ["knn", "link"])  # evaluations without fine-tuning
+    pooling: str = "cls"  # how every model's embeddings are pooled for evaluation
+    kmer: int = 2  # k of the composition baseline; 0 skips it
+
+
+def _pretrain_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.exists() else PACKAGED_CONFIGS / name
+
+
+def _check(config: CompareConfig) -> None:
+    if bool(config.synth) == bool(config.data_dir):
+        raise ValueError("give exactly one of synth (a generator name) and data_dir (a dataset directory)")
+    if config.synth:
+        generator(config.synth)  # names the generators on a typo
+    if not config.arms or not all(isinstance(v, list) for v in config.arms.values()):
+        raise ValueError("arms: expected a mapping of arm name -> list of key=value overrides")
+    if not config.seeds:
+        raise ValueError("seeds: expected at least one seed")
+    if not _pretrain_path(config.pretrain).exists():
+        raise FileNotFoundError(
+            f"pretrain config {config.pretrain!r} is neither a file nor a packaged config"
+        )
+
+
+def _dataset(config: CompareConfig, seed: int, root: Path) -> Path:
+    """The dataset directory for `seed`, generated on first use."""
+    if config.data_dir:
+        return Path(config.data_dir)
+    directory = root / f"data-seed{seed}"
+    if not (directory / "dataset.json").exists():
+        config_class, _ = generator(config.synth)
+        synth_config = load_config(config_class, None, [*config.synth_overrides, f"seed={seed}"])
+        write_dataset(generate(config.synth, synth_config), directory, overwrite=True)
+    return directory
+
+
+def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
+    if (cell / "evaluation.json").exists():
+        return json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))
+    overrides = [
+        *config.pretrain_overrides,
+        *config.arms[arm],
+        f"output_dir={cell}",
+        f"data.fasta={data / 'sequences.fasta'}",
+        f"structure.graph={data / 'graph.tsv'}",
+        f"train.seed={seed}",
+    ]
+    settings = load_config(PretrainConfig, _pretrain_path(config.pretrain), overrides)
+    start = time.perf_counter()
+    if not (cell / "metrics.json").exists():
+        resume = (cell / "checkpoints").is_dir() and any((cell / "checkpoints").glob("checkpoint-*"))
+        pretrain(settings, resume=resume, overwrite=not resume)
+    trained = time.perf_counter() - start
+    result = evaluate(cell, data, config.tasks, pooling=config.pooling)
+    result["pretrain_seconds"] = trained
+    with atomic_open(cell / "evaluation.json") as handle:
+        json.dump(result, handle, indent=2)
+    return result
+
+
+def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
+    if (cell / "evaluation.json").exists():
+        return json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))
+    records = read_fasta(data / "sequences.fasta")
+    vectors = kmer_composition([r.sequence for r in records], config.kmer)
+    cell.mkdir(parents=True, exist_ok=True)
+    save_embeddings(cell / "embeddings.npz", [r.id for r in records], vectors, pooling=f"{config.kmer}-mer")
+    result = evaluate(cell / "embeddings.npz", data, config.tasks)
+    result["pretrain_seconds"] = 0.0
+    with atomic_open(cell / "evaluation.json") as handle:
+        json.dump(result, handle, indent=2)
+    return result
+
+
+def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The figures a comparison reports: kNN accuracy and AUROC per label column, link MRR and nDCG@10."""
+    figures: dict[str, float] = {}
+    for column, knn in result.get("knn", {}).items():
+        figures[f"knn accuracy ({column})"] = knn["accuracy"]
+        if knn["auroc"] is not None:
+            figures[f"knn AUROC ({column})"] = knn["auroc"]
+    if "link" in result:
+        figures["link MRR"] = result["link"]["mrr"]
+        figures["link nDCG@10"] = result["link"]["ndcg@10"]
+    return figures
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else math.nan
+
+
+def summarise(rows: list[dict[str, Any]], arms: list[str]) -> tuple[dict[str, Any], str]:
+    """Mean ± std over seeds per (figure, arm), and each arm's paired difference to the first arm."""
+    figures = list(dict.fromkeys(row["figure"] for row in rows))
+    value = {(row["figure"], row["arm"], row["seed"]): row["value"] for row in rows}
+    seeds = sorted({row["seed"] for row in rows})
+    reference = arms[0]
+    summary: dict[str, Any] = {}
+    header = ["figure", *arms, *[f"{arm} − {reference}" for arm in arms[1:]]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for figure in figures:
+        cells, entry = [figure], {}
+        for arm in arms:
+            values = [value[(figure, arm, s)] for s in seeds if (figure, arm, s) in value]
+            mean, std = _mean_std(values)
+            entry[arm] = {"mean": mean, "std": std, "n": len(values)}
+            cells.append(f"{mean:.3f} ± {std:.3f}" if values else "—")
+        for arm in arms[1:]:
+            paired = [
+                value[(figure, arm, s)] - value[(figure, reference, s)]
+                for s in seeds
+                if (figure, arm, s) in value and (figure, reference, s) in value
+            ]
+            mean, std = _mean_std(paired) if paired else (math.nan, math.nan)
+            entry[f"{arm} - {reference}"] = {"mean": mean, "std": std, "n": len(paired)}
+            cells.append(f"{mean:+.3f} ± {std:.3f}" if paired else "—")
+        summary[figure] = entry
+        lines.append("| " + " | ".join(cells) + " |")
+    return summary, "\n".join(lines) + "\n"
+
+
+def compare(config: CompareConfig) -> dict[str, Any]:
+    """Run every (seed, arm) cell not yet finished, then write results.csv, results.md, results.json."""
+    _check(config)
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(config, root / "compare.yaml")
+    arms = list(config.arms) + (["kmer"] if config.kmer else [])
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for seed in config.seeds:
+        data = _dataset(config, seed, root)
+        for arm in arms:
+            cell = root / f"seed{seed}" / arm
+            logger.info("comparison cell: seed %d, arm %s", seed, arm)
+            if arm == "kmer" and "kmer" not in config.arms:
+                result = _run_kmer(config, data, cell)
+            else:
+                result = _run_arm(config, arm, seed, data, cell)
+            for figure, number in headline_metrics(result).items():
+                rows.append({"seed": seed, "arm": arm, "figure": figure, "value": number})
+            rows.append(
+                {"seed": seed, "arm": arm, "figure": "pretrain seconds", "value": result["pretrain_seconds"]}
+            )
+    summary, table = summarise(rows, arms)
+    with atomic_open(root / "results.csv", "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["seed", "arm", "figure", "value"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_open(root / "results.md", "w") as handle:
+        handle.write(f"Mean ± std over seeds {config.seeds}; differences are paired by seed.\n\n{table}")
+    result = {"arms": arms, "seeds": config.seeds, "summary": summary, "seconds": time.perf_counter() - start}
+    with atomic_open(root / "results.json", "w") as handle:
+        json.dump(result, handle, indent=2)
+    result["table"] = table
+    return result
