@@ -145,8 +145,8 @@ def test_every_loss_trains_and_is_logged(two_components, tmp_path, loss) -> None
             "unknown structure loss",
         ),
         (
-            {"structure.weight": 0.5, "structure.graph": "g.tsv", "structure.negatives": 0},
-            "negatives must be >= 1",
+            {"structure.weight": 0.5, "structure.graph": "g.tsv", "structure.negatives": -1},
+            "negatives must be >= 0",
         ),
         (
             {"structure.weight": 0.5, "structure.graph": "g.tsv", "structure.pooling": "max"},
@@ -168,3 +168,17 @@ def test_graph_ids_must_match_the_fasta(two_components, tmp_path) -> None:
     bad.write_text("c0_00\tc0_01\nc0_00\tnobody\n")
     with pytest.raises(ValueError, match=r"'nobody' \(line 2\)"):
         _run(fasta, tmp_path / "out", bad, **{"structure.weight": 0.5})
+
+
+def test_groups_file_restricts_negatives_and_is_checked(two_components, tmp_path) -> None:
+    fasta, graph = two_components
+    ids = [record.id for record in read_fasta(fasta)]
+    groups = tmp_path / "groups.tsv"
+    groups.write_text(
+        "id\tspecies\n" + "".join(f"{i}\t{'even' if n % 2 else 'odd'}\n" for n, i in enumerate(ids))
+    )
+    settings = {"structure.weight": 0.5, "structure.negatives": 2, "structure.groups": groups}
+    metrics = _run(fasta, tmp_path / "grouped", graph, **settings)
+    assert metrics["steps"] == 8
+    with pytest.raises(ValueError, match="no column 'genus'"):
+        _run(fasta, tmp_path / "bad", graph, **settings, **{"structure.group_column": "genus"})

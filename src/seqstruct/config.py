@@ -35,7 +35,7 @@ class FavorConfig:
 @dataclass
 class ModelConfig:
     preset: str = (
-        "small"  # encoder size: tiny (tests), mini (~0.8M, synthetic graphs), small (~10M), base (~85M)
+        "small"  # encoder size: tiny (tests), mini (0.16M, synthetic graphs), small (~10M), base (~85M)
     )
     attention: str = "sdpa"  # attn_implementation passed to transformers: sdpa | eager | favor
     favor: FavorConfig = field(default_factory=FavorConfig)  # used when attention is favor
@@ -83,7 +83,7 @@ class StructureConfig:
     pooling: str = "cls"  # sequence vector the loss acts on: cls (the paper's) | mean (over residues)
     margin: float = 1.0  # margin loss: negatives are pushed beyond this Euclidean distance
     temperature: float = 0.05  # info_nce: softmax temperature on cosine similarities
-    negatives: int = 1  # non-neighbours sampled per anchor and added to the batch (margin needs >= 1)
+    negatives: int = 1  # non-neighbours sampled per anchor into the batch; 0: margin uses the batch's rows
     groups: str = ""  # optional TSV `id<TAB>group...` (e.g. species): negatives only from the anchor's group
     group_column: str = ""  # which column of `groups` to use; "" = the first after id
 

@@ -278,12 +278,8 @@ def check_structure(settings: StructureConfig) -> None:
         raise ValueError(f"structure.pooling must be one of {sorted(POOLINGS)}; got {settings.pooling!r}")
     if settings.weight > 0 and not settings.graph:
         raise ValueError("structure.weight > 0 needs structure.graph: the edge list over the FASTA ids")
-    if settings.negatives < 0 or (
-        settings.loss == "margin" and settings.weight > 0 and settings.negatives < 1
-    ):
-        raise ValueError(
-            f"structure.negatives must be >= 1 for the margin loss (>= 0 otherwise); got {settings.negatives}"
-        )
+    if settings.negatives < 0:
+        raise ValueError(f"structure.negatives must be >= 0; got {settings.negatives}")
     if settings.margin <= 0 or settings.temperature <= 0:
         raise ValueError("structure.margin and structure.temperature must be positive")
     if settings.group_column and not settings.groups:

@@ -86,3 +86,20 @@ def test_heldout_examples_pass_through() -> None:
     collator = _collator()
     batch = collator([{"id": "p0", "input_ids": [0, 5, 6, 2], "labels": [-100, 5, -100, -100]}])
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
+
+
+def test_negatives_come_from_the_anchors_group() -> None:
+    groups = np.array(["a", "a", "b", "b", "a", "a", "b", "a"])
+    mlm = MaskedLMCollator(build_protein_tokenizer(), max_length=16)
+    collator = GraphContrastCollator(mlm, _graph(), SEQUENCES, num_negatives=2, groups=groups)
+    seen = set()
+    for seed in range(10):
+        collator.mlm.seed = seed
+        rows = pop_structure(collator(_examples([0, 1, 4])))
+        nodes = rows["nodes"]
+        assert nodes[:3].tolist() == [0, 1, 4]
+        for anchor, negatives in zip(rows["anchor"].tolist(), rows["negative"].tolist(), strict=True):
+            negative_nodes = nodes[negatives].tolist()
+            assert all(groups[n] == groups[nodes[anchor]] for n in negative_nodes)
+            seen.update(negative_nodes)
+    assert not seen & {2, 3, 6}  # group b never supplies a negative to these group-a anchors

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from seqstruct.objectives.structure import (
+    StructureObjective,
     graph_info_nce_loss,
+    margin_contrastive_in_batch_loss,
     margin_contrastive_loss,
     multi_similarity_loss,
 )
@@ -26,6 +28,46 @@ def test_margin_loss_matches_formula() -> None:
     expected = 25.0 + ((2.0 - 0.5) ** 2 + 0.0) / 2
     loss = margin_contrastive_loss(anchor, positive, negatives, margin=2.0)
     assert loss.item() == pytest.approx(expected)
+
+
+def test_in_batch_margin_loss_matches_formula() -> None:
+    # rows: 0 anchor, 1 its positive (linked), 2 linked to 0 too, 3 unlinked
+    embeddings = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.1, 0.0], [0.6, 0.8]])
+    linked = torch.zeros(4, 4, dtype=torch.bool)
+    for a, b in ((0, 1), (0, 2)):
+        linked[a, b] = linked[b, a] = True
+    loss = margin_contrastive_in_batch_loss(
+        embeddings, torch.tensor([0]), torch.tensor([1]), linked, margin=2.0
+    )
+    # pull 1.0; the one negative of row 0 is row 3 at distance 1: (2 - 1)^2; row 2 is linked, no push
+    assert loss.item() == pytest.approx(1.0 + 1.0)
+    far = margin_contrastive_in_batch_loss(
+        embeddings, torch.tensor([0]), torch.tensor([1]), linked, margin=0.5
+    )
+    assert far.item() == pytest.approx(1.0)  # every negative already beyond the margin
+
+
+def test_objective_combines_and_picks_in_batch_negatives_when_none_sampled() -> None:
+    embeddings = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    linked = torch.tensor([[False, True, False], [True, False, False], [False, False, False]])
+    rows = {
+        "anchor": torch.tensor([0]),
+        "positive": torch.tensor([1]),
+        "negative": torch.zeros(1, 0, dtype=torch.long),
+        "adjacency": linked,
+    }
+    objective = StructureObjective("margin", weight=0.25, margin=2.0)
+    structure = objective.structure_loss(embeddings, rows)
+    assert structure.item() == pytest.approx(1.0 + 1.0)
+    sampled = rows | {"negative": torch.tensor([[2]])}
+    assert objective.structure_loss(embeddings, sampled).item() == pytest.approx(2.0)
+    total = objective.combine(torch.tensor(4.0), structure)
+    assert total.item() == pytest.approx(0.75 * 4.0 + 0.25 * 2.0)
+    assert (
+        StructureObjective("margin", weight=0.0).combine(torch.tensor(3.0), torch.tensor(100.0)).item() == 3.0
+    )
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        StructureObjective("margin", weight=-0.1)
 
 
 def test_info_nce_matches_manual_and_skips_anchors_without_positives() -> None:

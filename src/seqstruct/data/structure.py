@@ -13,7 +13,7 @@ Row layout (R = B + V·(1 + K) for V anchors with a positive and K negatives eac
     rows [B + V, R)             their negatives, K per valid anchor, anchor-major
 
 Keys added to the masked-LM batch (all prefixed `structure_`, which the Trainer removes before the
-model's forward): `anchor` [V], `positive` [V], `negative` [V, K] row indices; `adjacency` [R, R] bool,
+model's forward): `nodes` [R] each row's node index; `anchor` [V], `positive` [V], `negative` [V, K] row indices; `adjacency` [R, R] bool,
 the graph (symmetrised) restricted to the rows plus repeated nodes, for the in-batch losses; `pool_mask`
 [R, L] bool, residue tokens for mean pooling. Sampling is seeded by (seed, epoch, the anchors' ids), like
 the masks, so a resumed run draws the same extras.
@@ -103,6 +103,7 @@ class GraphContrastCollator:
         node_tensor = torch.from_numpy(nodes)
         same = node_tensor[:, None] == node_tensor[None, :]  # [R, R] a node drawn twice is its own positive
         linked = torch.from_numpy(self._adjacency[nodes][:, nodes].toarray())
+        batch[STRUCTURE_PREFIX + "nodes"] = node_tensor
         batch[STRUCTURE_PREFIX + "anchor"] = torch.from_numpy(valid)
         batch[STRUCTURE_PREFIX + "positive"] = torch.arange(b, b + v)
         batch[STRUCTURE_PREFIX + "negative"] = torch.arange(b + v, b + v + v * k).reshape(v, k)

@@ -30,6 +30,28 @@ def margin_contrastive_loss(
     return pull + push
 
 
+def margin_contrastive_in_batch_loss(
+    embeddings: Tensor, anchor: Tensor, positive: Tensor, linked: Tensor, margin: float = 1.0
+) -> Tensor:
+    """The contrastive margin loss with the batch as negatives: every row not linked to the anchor.
+
+        L = mean_a ‖e_a − e_p(a)‖²  +  mean_{a, j ∉ N(a) ∪ {a}} max(0, margin − ‖e_a − e_j‖)²
+
+    embeddings [R, D]; anchor, positive [A] row indices; linked [R, R] boolean (the graph restricted to
+    the batch; the diagonal is ignored) -> scalar. The same fixed point as `margin_contrastive_loss`
+    without paying a forward pass per sampled negative.
+    """
+    linked = _check_positives(embeddings, linked)
+    pull = (embeddings[anchor] - embeddings[positive]).pow(2).sum(-1).mean()
+    eye = torch.eye(len(embeddings), dtype=torch.bool, device=embeddings.device)
+    negatives = (~linked & ~eye)[anchor]  # [A, R]
+    if not negatives.any():
+        return pull
+    distance = (embeddings[anchor].unsqueeze(1) - embeddings.unsqueeze(0)).pow(2).sum(-1)  # [A, R]
+    push = F.relu(margin - distance.clamp_min(1e-12).sqrt()).pow(2)
+    return pull + push[negatives].mean()
+
+
 def _check_positives(embeddings: Tensor, positives: Tensor) -> Tensor:
     batch = embeddings.shape[0]
     if positives.shape != (batch, batch):
@@ -99,7 +121,7 @@ def multi_similarity_loss(
 
 
 STRUCTURE_LOSSES = {
-    "margin": margin_contrastive_loss,
+    "margin": margin_contrastive_loss,  # margin_contrastive_in_batch_loss when no negatives are sampled
     "info_nce": graph_info_nce_loss,
     "multi_similarity": multi_similarity_loss,
 }
@@ -113,8 +135,9 @@ class StructureObjective:
 
     `pooled` [R, D] are the pooled final hidden states of a batch built by
     `seqstruct.data.structure.GraphContrastCollator`; `rows` its `structure_*` entries (prefix removed).
-    The margin loss reads the sampled anchor/positive/negative rows; the in-batch losses read the
-    batch's adjacency, where every linked pair is a positive and every other pair a negative.
+    The margin loss reads the sampled anchor/positive/negative rows (or, with no sampled negatives, takes
+    every unlinked row of the batch as one); the in-batch losses read the batch's adjacency, where every
+    linked pair is a positive and every other pair a negative.
     """
 
     loss: str = "margin"
@@ -135,6 +158,10 @@ class StructureObjective:
         if self.loss == "margin":
             if rows["anchor"].numel() == 0:
                 return pooled.sum() * 0.0  # no anchor in this batch has a neighbour
+            if rows["negative"].shape[1] == 0:  # structure.negatives = 0: the batch supplies them
+                return margin_contrastive_in_batch_loss(
+                    pooled, rows["anchor"], rows["positive"], rows["adjacency"], self.margin
+                )
             return margin_contrastive_loss(
                 pooled[rows["anchor"]], pooled[rows["positive"]], pooled[rows["negative"]], self.margin
             )

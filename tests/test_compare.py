@@ -1,0 +1,127 @@
+"""`seqstruct compare`: arms x seeds on a synthetic dataset, cached cells, mean ± std tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+import seqstruct.compare as compare_module
+from seqstruct.cli import main
+from seqstruct.compare import CompareConfig, compare, summarise
+from seqstruct.config import load_config
+
+TINY_PRETRAIN = [
+    "model.preset=tiny",
+    "data.max_length=48",
+    "data.eval_fraction=0.1",
+    "train.max_steps=4",
+    "train.batch_size=8",
+    "train.warmup_steps=1",
+    "train.logging_steps=2",
+    "train.eval_steps=4",
+    "train.save_steps=2",
+    "train.precision=fp32",
+]
+
+
+def _config(tmp_path, **extra: object) -> CompareConfig:
+    values = {
+        "output_dir": str(tmp_path / "cmp"),
+        "synth": "cliques",
+        "synth_overrides": ["topics=3", "clique_size=8", "min_length=20", "max_length=30"],
+        "pretrain_overrides": TINY_PRETRAIN,
+        "arms": {"mlm": ["structure.weight=0.0"], "structure": ["structure.weight=0.5"]},
+        "seeds": [0, 1],
+    }
+    values.update(extra)
+    return load_config(CompareConfig, None, [f"{k}={json.dumps(v)}" for k, v in values.items()])
+
+
+def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> None:
+    config = _config(tmp_path)
+    result = compare(config)
+    root = tmp_path / "cmp"
+    assert result["arms"] == ["mlm", "structure", "kmer"]
+    for seed in (0, 1):
+        assert (root / f"data-seed{seed}" / "dataset.json").exists()
+        for arm in ("mlm", "structure"):
+            assert (root / f"seed{seed}" / arm / "model.safetensors").exists()
+    # the two seeds got different datasets (data seed = training seed)
+    assert (root / "data-seed0" / "sequences.fasta").read_text() != (
+        root / "data-seed1" / "sequences.fasta"
+    ).read_text()
+    with open(root / "results.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    figures = {row["figure"] for row in rows}
+    assert {"knn accuracy (topic)", "knn AUROC (topic)", "link MRR", "link nDCG@10"} <= figures
+    assert len([r for r in rows if r["figure"] == "knn accuracy (topic)"]) == 2 * 3  # seeds x arms
+    table = (root / "results.md").read_text()
+    assert "| knn accuracy (topic) |" in table and "structure − mlm" in table and " ± " in table
+    summary = json.loads((root / "results.json").read_text())["summary"]
+    assert summary["knn accuracy (topic)"]["mlm"]["n"] == 2
+
+    # A second run finds every cell finished: nothing is trained again.
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(compare_module, "pretrain", refuse)
+    again = compare(config)
+    assert again["summary"] == result["summary"]
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
+    config = _config(tmp_path, seeds=[0], arms={"structure": ["structure.weight=0.5"]}, kmer=0)
+    compare(config)
+    cell = tmp_path / "cmp" / "seed0" / "structure"
+    for name in ("evaluation.json", "metrics.json"):
+        (cell / name).unlink()
+    calls = []
+    original = compare_module.pretrain
+
+    def spy(settings, resume: bool = False, overwrite: bool = False):
+        calls.append(resume)
+        return original(settings, resume=resume, overwrite=overwrite)
+
+    monkeypatch.setattr(compare_module, "pretrain", spy)
+    compare(config)
+    assert calls == [True]
+    assert (cell / "evaluation.json").exists()
+
+
+def test_summary_pairs_differences_by_seed() -> None:
+    rows = [
+        {"seed": 0, "arm": "a", "figure": "f", "value": 0.1},
+        {"seed": 1, "arm": "a", "figure": "f", "value": 0.3},
+        {"seed": 0, "arm": "b", "figure": "f", "value": 0.4},
+        {"seed": 1, "arm": "b", "figure": "f", "value": 0.5},
+    ]
+    summary, table = summarise(rows, ["a", "b"])
+    assert summary["f"]["a"]["mean"] == pytest.approx(0.2)
+    assert summary["f"]["a"]["std"] == pytest.approx(0.1414213, abs=1e-6)
+    assert summary["f"]["b - a"]["mean"] == pytest.approx(0.25)  # (0.3 + 0.2) / 2
+    assert summary["f"]["b - a"]["std"] == pytest.approx(0.0707107, abs=1e-6)
+    assert "| f | 0.200 ± 0.141 | 0.450 ± 0.071 | +0.250 ± 0.071 |" in table
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"synth": ""}, "exactly one of synth"),
+        ({"synth": "spirals"}, "unknown synthetic dataset"),
+        ({"arms": {}}, "arms"),
+        ({"pretrain": "nowhere.yaml"}, "neither a file nor a packaged config"),
+    ],
+)
+def test_bad_comparisons_are_refused(tmp_path, extra, message) -> None:
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        compare(_config(tmp_path, **extra))
+
+
+def test_cli_prints_the_table(tmp_path, capsys) -> None:
+    config = _config(tmp_path, seeds=[0], arms={"mlm": ["structure.weight=0.0"]}, tasks=["knn"])
+    overrides = [f"{k}={json.dumps(v)}" for k, v in vars(config).items()]
+    assert main(["compare", str(compare_module.PACKAGED_CONFIGS / "compare-manifold.yaml"), *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "| knn accuracy (topic) |" in out and "results.md" in out
