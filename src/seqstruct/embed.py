@@ -114,17 +114,16 @@ def save_embeddings(path: str | Path, ids: Sequence[str], embeddings: np.ndarray
         np.savez(handle, ids=np.array(ids, dtype=str), embeddings=embeddings.astype(np.float32), **extra)
 
 
-def embed_fasta(
+def embed_records(
     model_dir: str | Path,
     fasta: str | Path,
-    output: str | Path,
     pooling: str = "mean",
     batch_size: int = 64,
     max_tokens: int = 16384,
     max_length: int | None = None,
     normalize_embeddings: bool = False,
-) -> int:
-    """Embed every protein of a FASTA file into `output` (.npz with `ids` and `embeddings`); returns N."""
+) -> tuple[list[str], np.ndarray]:
+    """(FASTA ids, embeddings [N, D]) of every protein of a FASTA file, embedded by a saved encoder."""
     records = read_fasta(fasta)
     model, tokenizer = load_encoder(model_dir)
     vectors = encode(
@@ -138,5 +137,22 @@ def embed_fasta(
         max_length=max_length,
         show_progress_bar=True,
     )
-    save_embeddings(output, [r.id for r in records], vectors, pooling=pooling, model=str(model_dir))
-    return len(records)
+    return [r.id for r in records], vectors
+
+
+def embed_fasta(
+    model_dir: str | Path,
+    fasta: str | Path,
+    output: str | Path,
+    pooling: str = "mean",
+    batch_size: int = 64,
+    max_tokens: int = 16384,
+    max_length: int | None = None,
+    normalize_embeddings: bool = False,
+) -> int:
+    """Embed every protein of a FASTA file into `output` (.npz with `ids` and `embeddings`); returns N."""
+    ids, vectors = embed_records(
+        model_dir, fasta, pooling, batch_size, max_tokens, max_length, normalize_embeddings
+    )
+    save_embeddings(output, ids, vectors, pooling=pooling, model=str(model_dir))
+    return len(ids)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from seqstruct.data.fasta import read_fasta
 from seqstruct.evaluation.structure import TASKS, evaluate_embeddings
 from seqstruct.io import atomic_open
 
@@ -38,20 +37,9 @@ def embed_dataset(
     model_dir: str | Path, fasta: Path, pooling: str, batch_size: int, max_length: int | None
 ) -> tuple[list[str], np.ndarray]:
     """(ids, embeddings [N, D]) of the records of `fasta`, embedded by the encoder in `model_dir`."""
-    from seqstruct.embed import encode, load_encoder  # transformers loads only when a model is used
+    from seqstruct.embed import embed_records  # transformers loads only when a model is used
 
-    records = read_fasta(fasta)
-    model, tokenizer = load_encoder(model_dir)
-    vectors = encode(
-        model,
-        tokenizer,
-        [r.sequence for r in records],
-        batch_size=batch_size,
-        pooling=pooling,
-        max_length=max_length,
-        show_progress_bar=True,
-    )
-    return [r.id for r in records], vectors
+    return embed_records(model_dir, fasta, pooling, batch_size, max_length=max_length)
 
 
 def _number(value: float | None) -> str:
