@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from seqstruct.config import PretrainConfig, load_config
@@ -182,3 +183,14 @@ def test_groups_file_restricts_negatives_and_is_checked(two_components, tmp_path
     assert metrics["steps"] == 8
     with pytest.raises(ValueError, match="no column 'genus'"):
         _run(fasta, tmp_path / "bad", graph, **settings, **{"structure.group_column": "genus"})
+
+
+def test_run_saved_before_the_structure_section_still_resumes(two_components, tmp_path) -> None:
+    """A config.yaml written before `structure:` existed reads as its defaults, not as changed settings."""
+    fasta, _ = two_components
+    out = tmp_path / "old"
+    _run(fasta, out, None, **{"train.max_steps": 4})
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["structure"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert _run(fasta, out, None, resume=True, **{"train.max_steps": 6})["steps"] == 6

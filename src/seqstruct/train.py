@@ -135,13 +135,13 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 RESUMABLE_CHANGES = ("output_dir", "train.max_steps")
 
 
-def _check_same_run(paths: RunPaths, config: PretrainConfig) -> None:
+def _check_same_run(paths: RunPaths, config: Any) -> None:
     """Refuse to resume under other settings: a new seed or FASTA, say, would draw another held-out split
     and put evaluation proteins into training."""
     if not paths.config.exists():
         return
     # Read through the dataclass, so that sections added since the run began count as their defaults.
-    saved = _flatten(config_dict(load_config(PretrainConfig, paths.config)))
+    saved = _flatten(config_dict(load_config(type(config), paths.config)))
     current = _flatten(config_dict(config))
     differs = sorted(
         k
