@@ -18,7 +18,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +91,17 @@ def _dataset(config: CompareConfig, seed: int, root: Path) -> Path:
     return directory
 
 
-def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
+def _cached(cell: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The cell's evaluation.json if it exists; else `run()`'s result, written there."""
     if (cell / "evaluation.json").exists():
         return json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))
+    result = run()
+    with atomic_open(cell / "evaluation.json") as handle:
+        json.dump(result, handle, indent=2)
+    return result
+
+
+def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
     overrides = [
         *config.pretrain_overrides,
         *config.arms[arm],
@@ -106,25 +116,15 @@ def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path)
         resume = (cell / "checkpoints").is_dir() and any((cell / "checkpoints").glob("checkpoint-*"))
         pretrain(settings, resume=resume, overwrite=not resume)
     trained = time.perf_counter() - start
-    result = evaluate(cell, data, config.tasks, pooling=config.pooling)
-    result["pretrain_seconds"] = trained
-    with atomic_open(cell / "evaluation.json") as handle:
-        json.dump(result, handle, indent=2)
-    return result
+    return evaluate(cell, data, config.tasks, pooling=config.pooling) | {"pretrain_seconds": trained}
 
 
 def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
-    if (cell / "evaluation.json").exists():
-        return json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))
     records = read_fasta(data / "sequences.fasta")
     vectors = kmer_composition([r.sequence for r in records], config.kmer)
     cell.mkdir(parents=True, exist_ok=True)
     save_embeddings(cell / "embeddings.npz", [r.id for r in records], vectors, pooling=f"{config.kmer}-mer")
-    result = evaluate(cell / "embeddings.npz", data, config.tasks)
-    result["pretrain_seconds"] = 0.0
-    with atomic_open(cell / "evaluation.json") as handle:
-        json.dump(result, handle, indent=2)
-    return result
+    return evaluate(cell / "embeddings.npz", data, config.tasks) | {"pretrain_seconds": 0.0}
 
 
 def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -190,9 +190,9 @@ def compare(config: CompareConfig) -> dict[str, Any]:
             cell = root / f"seed{seed}" / arm
             logger.info("comparison cell: seed %d, arm %s", seed, arm)
             if arm == "kmer" and "kmer" not in config.arms:
-                result = _run_kmer(config, data, cell)
+                result = _cached(cell, partial(_run_kmer, config, data, cell))
             else:
-                result = _run_arm(config, arm, seed, data, cell)
+                result = _cached(cell, partial(_run_arm, config, arm, seed, data, cell))
             for figure, number in headline_metrics(result).items():
                 rows.append({"seed": seed, "arm": arm, "figure": figure, "value": number})
             rows.append(

@@ -298,7 +298,7 @@ def load_structure(
     sequences = {r.id: r.sequence for r in records}
     groups = None
     if settings.groups:
-        table = read_labels(settings.groups, [r.id for r in records])
+        table = read_labels(settings.groups, graph.nodes)
         column = settings.group_column or next(iter(table))
         if column not in table:
             raise ValueError(f"{settings.groups}: no column {column!r}; it has {sorted(table)}")
@@ -326,7 +326,7 @@ class StructureTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.pool = get_pooling(pooling)
-        self._sums = {"mlm_loss": 0.0, "structure_loss": 0.0}
+        self._sums: dict[str, torch.Tensor | float] = {"mlm_loss": 0.0, "structure_loss": 0.0}
         self._count = 0
 
     def compute_loss(
@@ -348,16 +348,16 @@ class StructureTrainer(Trainer):
             hook.remove()
         pooled = self.pool(captured[0], rows["pool_mask"])  # [R, D]
         structure_loss = self.objective.structure_loss(pooled, rows)
-        if model.training:
-            self._sums["mlm_loss"] += float(mlm_loss.detach())
-            self._sums["structure_loss"] += float(structure_loss.detach())
+        if model.training:  # kept as tensors: a float() per step would make the GPU wait every step
+            self._sums["mlm_loss"] = self._sums["mlm_loss"] + mlm_loss.detach()
+            self._sums["structure_loss"] = self._sums["structure_loss"] + structure_loss.detach()
             self._count += 1
         loss = self.objective.combine(mlm_loss, structure_loss)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._count:
-            logs |= {key: total / self._count for key, total in self._sums.items()}
+            logs |= {key: float(total) / self._count for key, total in self._sums.items()}
             self._sums = dict.fromkeys(self._sums, 0.0)
             self._count = 0
         super().log(logs, start_time)
