@@ -25,8 +25,10 @@ Recipes register with `@register_recipe(NAME)`; `prepare(NAME, output, **options
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -110,7 +112,8 @@ def _check_splits(splits: Mapping[str, Dataset], kind: str) -> None:
 
 
 def split_graph(graph: Graph, train_ids: Iterable[str]) -> tuple[Graph, Graph, list[str]]:
-    """(edges with both ends in train, edges with an end outside it, the outside ids that have an edge)."""
+    """(the graph induced on the train ids, edges with an end outside train, the outside ids that have an
+    edge). The first is over train nodes only, so its degree statistics describe what pretraining sees."""
     train = set(train_ids)
     inside = np.array([node in train for node in graph.nodes], dtype=bool)
     both = inside[graph.edges].all(axis=1) if len(graph.edges) else np.zeros(0, dtype=bool)
@@ -121,7 +124,7 @@ def split_graph(graph: Graph, train_ids: Iterable[str]) -> tuple[Graph, Graph, l
     touched = np.zeros(len(graph.nodes), dtype=bool)
     touched[graph.edges[~both].ravel()] = True
     heldout = [node for node, out, hit in zip(graph.nodes, ~inside, touched, strict=True) if out and hit]
-    return part(both), part(~both), heldout
+    return graph.subgraph(np.flatnonzero(inside)), part(~both), heldout
 
 
 def degree_stats(graph: Graph) -> dict[str, float]:
@@ -140,6 +143,16 @@ def degree_stats(graph: Graph) -> dict[str, float]:
     }
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
 def card(info: DatasetInfo, method: str = "") -> str:
     """README.md of a prepared dataset: counts, splits, columns, graph, provenance, licence, method."""
     out = [
@@ -154,11 +167,17 @@ def card(info: DatasetInfo, method: str = "") -> str:
         out += ["", "## Label columns", "", "| column | meaning |", "|---|---|"]
         out += [f"| `{name}` | {meaning} |" for name, meaning in info.columns.items()]
     if info.graph:
+        flat = {key: value for key, value in info.graph.items() if not isinstance(value, dict)}
+        nested = {key: value for key, value in info.graph.items() if isinstance(value, dict)}
         out += ["", "## Graph", "", "| | |", "|---|---|"]
-        out += [
-            f"| {key} | {value:,} |" if isinstance(value, int) else f"| {key} | {value} |"
-            for key, value in info.graph.items()
-        ]
+        out += [f"| {key} | {_cell(value)} |" for key, value in flat.items()]
+        if nested:  # degree statistics of the whole graph and of its train part, side by side
+            stats = list(dict.fromkeys(stat for value in nested.values() for stat in value))
+            out += ["", "| statistic | " + " | ".join(nested) + " |", "|---|" + "---:|" * len(nested)]
+            out += [
+                f"| {stat} | " + " | ".join(_cell(value.get(stat, "")) for value in nested.values()) + " |"
+                for stat in stats
+            ]
     if info.counts:
         out += ["", "## Counts", "", "| | |", "|---|---|"]
         out += [f"| {key} | {value} |" for key, value in info.counts.items()]
@@ -290,9 +309,55 @@ def recipes() -> dict[str, Recipe]:
     return dict(RECIPES)
 
 
-def prepare(name: str, output: str | Path | None = None, overwrite: bool = False, **options: Any) -> Prepared:
-    """Run recipe `name`, writing to `output` (default data/prepared/NAME)."""
+def recipe_options(recipe: Recipe) -> dict[str, Any]:
+    """A recipe's options and their defaults: its keyword parameters other than `output` and `overwrite`."""
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {
+        p.name: p.default
+        for p in inspect.signature(recipe).parameters.values()
+        if p.kind in kinds and p.name not in ("output", "overwrite")
+    }
+
+
+def _checked_options(name: str, recipe: Recipe, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` checked against the recipe's signature, scalars brought to the types of its defaults.
+
+    Command-line values arrive parsed as YAML: `name=2024` as an int and `graph=` as None where the recipe
+    wants strings, `valid_fraction=0` as an int where it wants a float. Those are converted, as is a Path
+    given from Python for a string option; a value that cannot stand for the default's type (seed=0.5, a
+    list for a string) is an error, as is an unknown name.
+    """
+    known = recipe_options(recipe)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listed = ", ".join(f"{key}={value!r}" for key, value in known.items())
+        raise ValueError(f"recipe {name!r} has no option {', '.join(unknown)}; its options are {listed}")
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        default = known[key]
+        if isinstance(default, str) and (value is None or isinstance(value, (int, float, str, os.PathLike))):
+            value = "" if value is None else str(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(default, (str, bool, int, float)) and type(value) is not type(default):
+            raise ValueError(
+                f"recipe {name!r}: option {key}={value!r} should be a {type(default).__name__} "
+                f"(default {default!r})"
+            )
+        checked[key] = value
+    return checked
+
+
+def prepare(
+    name: str, /, output: str | Path | None = None, overwrite: bool = False, **options: Any
+) -> Prepared:
+    """Run recipe `name`, writing to `output` (default data/prepared/NAME).
+
+    `name` is positional-only so that a recipe may have an option called `name` (the `files` recipe does).
+    An option the recipe does not take is a ValueError listing those it does (see `_checked_options`)."""
     available = recipes()
     if name not in available:
         raise ValueError(f"unknown dataset recipe {name!r}; expected one of {sorted(available)}")
-    return available[name](Path(output) if output else DEFAULT_ROOT / name, overwrite=overwrite, **options)
+    recipe = available[name]
+    checked = _checked_options(name, recipe, options)
+    return recipe(Path(output) if output else DEFAULT_ROOT / name, overwrite=overwrite, **checked)
