@@ -4,6 +4,8 @@ Reads one ontology of the Debian package metastudent-data (no ncbi-blast+ needed
 (`mf` stands for the ontology: mf, bp or cc):
     swissprot_mf_sample.fasta.gz      `>ACCESSION` records, 60 residues a line, sorted by accession
     swissprot_mf_sample_go.tsv.gz     header `accession<TAB>go_mf`, then GO terms comma-separated, same order
+    swissprot_mf_sample_go_graph.tsv.gz  header `child<TAB>parent<TAB>relation`, then the is_a and part_of
+                                      edges of goGraph.txt among the ontology's terms (for propagation)
     swissprot_mf_sample.md            provenance, licence, the command and summary counts
 Rebuilding with the same arguments gives byte-identical files (gzip mtime 0, no timestamps).
 
@@ -26,6 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from seqstruct.data.sources.metastudent import METASTUDENT_DIR, is_protein, read_ontology
+from seqstruct.data.sources.swissprot_go import (
+    GO_GRAPH,
+    PROPAGATED,
+    ROOT_TERMS,
+    SAMPLE_GRAPH_HEADER,
+    Propagation,
+    read_go_graph,
+)
 from seqstruct.io import atomic_open, atomic_path
 
 SHORT = {"MFO": "mf", "BPO": "bp", "CCO": "cc"}  # ontology -> the tag used in file and column names
@@ -73,6 +83,26 @@ def output_names(ontology: str) -> tuple[str, str, str]:
     """File names of the FASTA, the GO table and the data card for one ontology."""
     stem = f"swissprot_{SHORT[ontology]}_sample"
     return f"{stem}.fasta.gz", f"{stem}_go.tsv.gz", f"{stem}.md"
+
+
+def graph_name(ontology: str) -> str:
+    """File name of the ontology's GO graph (is_a and part_of edges) shipped beside the sample."""
+    return f"swissprot_{SHORT[ontology]}_sample_go_graph.tsv.gz"
+
+
+def go_graph_text(root: Path, ontology: str) -> str:
+    """The is_a and part_of edges of goGraph.txt whose two ends are terms of `ontology` (the root
+    included), as `child<TAB>parent<TAB>relation` under a header, sorted: what the swissprot-go recipe
+    needs to propagate the sample's labels without metastudent-data. goGraph.txt lists the parent first."""
+    path = root / GO_GRAPH
+    terms = Propagation(read_go_graph(path), ROOT_TERMS[ontology])
+    rows: set[str] = set()
+    with open(path, encoding="ascii") as handle:
+        for line in handle:
+            parent, child, _, relation = line.rstrip("\n").split("\t")
+            if relation in PROPAGATED and terms.inside(child) and terms.inside(parent):
+                rows.add(f"{child}\t{parent}\t{relation}")
+    return "\n".join([SAMPLE_GRAPH_HEADER, *sorted(rows)]) + "\n"
 
 
 def go_tsv_text(proteins: Iterable[Protein], ontology: str) -> str:
@@ -148,6 +178,9 @@ with their Gene Ontology **{args.ontology}** annotations, for `make demo` and sm
 sorted by accession |
 | `{go_name}` | header `accession<TAB>go_{SHORT[args.ontology]}`; GO ids comma-separated, \
 sorted, deduplicated |
+| `{graph_name(args.ontology)}` | header `child<TAB>parent<TAB>relation`; the is_a and part_of edges of \
+the package's `goGraph.txt` among GO {args.ontology} terms (root included), sorted: propagates the labels \
+(`seqstruct data prepare swissprot-go source=sample`) |
 
 ## Source
 - Debian package `{PACKAGE}` version {package_version(PACKAGE)} (metastudent's dataset_201401),
@@ -161,7 +194,8 @@ sorted, deduplicated |
 - The annotations carry no evidence codes, and those of 2014 include electronic (IEA) ones: treat the
   labels as noisy and say so wherever results on them are reported. Terms are as shipped, which is
   neither leaf-only nor propagated: some proteins list a term with its parent, most lack some ancestors.
-  Propagate with the package's `goGraph.txt` where a method needs ancestor-closed label sets.
+  Propagate with `{graph_name(args.ontology)}` (cut from the package's `goGraph.txt`) where a method needs
+  ancestor-closed label sets; the `swissprot-go` recipe does.
 
 ## How it was built
 ```
@@ -206,7 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     total = len(proteins) + len(skipped)
     chosen = sample(proteins, args.n, args.seed)
     fasta_name, go_name, card_name = output_names(args.ontology)
-    outputs = ((fasta_name, fasta_text(chosen)), (go_name, go_tsv_text(chosen, args.ontology)))
+    outputs = (
+        (fasta_name, fasta_text(chosen)),
+        (go_name, go_tsv_text(chosen, args.ontology)),
+        (graph_name(args.ontology), go_graph_text(args.root, args.ontology)),
+    )
     checksums = {
         name: hashlib.sha256(write_gzip(args.out / name, text)).hexdigest() for name, text in outputs
     }
@@ -218,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         f"({sum(lengths):,} residues, median length {statistics.median(lengths):g}, "
         f"{len({t for p in chosen for t in p.go_ids}):,} GO terms) in {time.perf_counter() - start:.1f} s"
     )
-    for name in (fasta_name, go_name, card_name):
+    for name in (fasta_name, go_name, graph_name(args.ontology), card_name):
         print(f"  {args.out / name}  {(args.out / name).stat().st_size:,} bytes")
 
 

@@ -1,6 +1,6 @@
 """metastudent-data reader, tested on a tiny BLAST v4 protein database written here byte for byte.
 
-CI has no metastudent-data package, so `_write_blast_db` writes the same layout as the shipped
+CI has no metastudent-data package, so `metastudent.write_blast_db` writes the same layout as the shipped
 `dataset_201401/*/goasp.fasta.{pin,phr,psq}` (header fields, padding and def-line blobs copied from them).
 """
 
@@ -20,11 +20,11 @@ from seqstruct.data.sources.metastudent import (
     read_blast_db,
     read_go_names,
     read_ontology,
+    write_blast_db,
 )
 
 # Written out rather than imported, so a change to the module's table fails here.
 _NCBISTDAA = "-ABCDEFGHIKLMNPQRSTVWXYZU*OJ"
-_EOC = b"\x00\x00"  # end of an indefinite-length BER value
 
 _LONG_GO = ",".join(f"GO:{n:07d}" for n in range(1, 13))  # 12 ids: a 0x81-form (128..255 byte) title
 _VERY_LONG_GO = ",".join(f"GO:{n:07d}" for n in range(20, 44))  # 24 ids: a 0x82-form (>255 byte) title
@@ -36,66 +36,16 @@ RECORDS = [
 ]
 
 
-def _ber_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _ber_integer(value: int) -> bytes:
-    body = value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
-    return b"\x02" + _ber_length(len(body)) + body
-
-
-def _defline_set(title: str, oid: int) -> bytes:
-    """A Blast-def-line-set as makeblastdb writes it: title, then seqid gnl|BL_ORD_ID|oid, then taxid 0."""
-    text = title.encode("ascii")
-    return (
-        b"\x30\x80\x30\x80\xa0\x80\x1a" + _ber_length(len(text)) + text + _EOC  # set, def-line, [0] title
-        + b"\xa1\x80\x30\x80\xaa\x80\x30\x80\xa0\x80\x1a\x09BL_ORD_ID" + _EOC  # [1] seqid: general Dbtag
-        + b"\xa1\x80\xa0\x80" + _ber_integer(oid) + _EOC * 6  # tag id; close id .. seqid
-        + b"\xa2\x80" + _ber_integer(0) + _EOC * 3  # [2] taxid; close taxid, def-line, set
-    )  # fmt: skip
-
-
-def _write_blast_db(prefix: Path, records: list[tuple[str, str]]) -> None:
-    """Write `records` (title, sequence) as the BLAST v4 protein database `prefix`.{pin,phr,psq}."""
-    headers = [_defline_set(title, oid) for oid, (title, _) in enumerate(records)]
-    header_offsets = [0]
-    for blob in headers:
-        header_offsets.append(header_offsets[-1] + len(blob))
-    psq = bytearray(b"\x00")  # a 0 byte precedes the first sequence ...
-    seq_offsets = [1]
-    for _, seq in records:
-        psq += bytes(_NCBISTDAA.index(letter) for letter in seq) + b"\x00"  # ... and follows each one
-        seq_offsets.append(len(psq))
-
-    title = prefix.name.encode("ascii")
-    date = b"Jan 20, 2022  10:32 AM"
-    date += b"\x00" * (-(12 + len(title) + 4 + len(date)) % 8)  # NUL-padded so num_oids is 8-aligned
-    n = len(records)
-    pin = (
-        struct.pack(">iii", 4, 1, len(title))
-        + title
-        + struct.pack(">i", len(date))
-        + date
-        + struct.pack(">i", n)
-        + struct.pack("<q", sum(len(seq) for _, seq in records))  # the one little-endian field
-        + struct.pack(">i", max(len(seq) for _, seq in records))
-        + struct.pack(f">{n + 1}i", *header_offsets)
-        + struct.pack(f">{n + 1}i", *seq_offsets)
-    )
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_name(prefix.name + ".pin").write_bytes(pin)
-    prefix.with_name(prefix.name + ".phr").write_bytes(b"".join(headers))
-    prefix.with_name(prefix.name + ".psq").write_bytes(bytes(psq))
+def test_the_module_table_is_ncbistdaa() -> None:
+    # write_blast_db and read_blast_db share the module's table, so a round trip alone cannot catch an
+    # error in it; this comparison with the table written out above can.
+    assert metastudent.NCBISTDAA == _NCBISTDAA
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     prefix = tmp_path / "MFO" / "goasp.fasta"
-    _write_blast_db(prefix, RECORDS)
+    write_blast_db(prefix, RECORDS)
     return prefix
 
 
@@ -129,7 +79,7 @@ def test_decoding_in_small_chunks_gives_the_same_records(db: Path, monkeypatch: 
 def test_every_ncbistdaa_code_decodes_to_its_letter(tmp_path: Path) -> None:
     prefix = tmp_path / "all"
     everything = _NCBISTDAA[1:]
-    _write_blast_db(prefix, [("X1|GO:0000001", everything)])
+    write_blast_db(prefix, [("X1|GO:0000001", everything)])
     assert list(read_blast_db(prefix)) == [("X1|GO:0000001", everything)]
 
 
@@ -255,3 +205,11 @@ def test_truncated_pin_is_rejected(db: Path) -> None:
     pin.write_bytes(pin.read_bytes()[:-4])
     with pytest.raises(ValueError, match=f"expected .* for {len(RECORDS)} records"):
         list(read_blast_db(db))
+
+
+def test_write_blast_db_names_a_record_with_a_letter_outside_ncbistdaa(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=re.escape("record 1 (P2|GO:0000001) has letters outside NCBIstdaa: ['1']")
+    ):
+        write_blast_db(tmp_path / "db", [("P1|GO:0000001", "MKV"), ("P2|GO:0000001", "MK1")])
+    assert not list(tmp_path.iterdir())  # nothing half-written

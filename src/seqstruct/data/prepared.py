@@ -213,6 +213,12 @@ def write_prepared(
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise FileExistsError(f"{output} exists and is not empty; choose another directory or overwrite")
+    empty = [name for name, split in splits.items() if len(split) == 0]
+    if TRAIN in empty:
+        raise ValueError(f"{output}: the {TRAIN!r} split is empty")
+    if empty:  # `load_from_disk` cannot read a zero-row split back
+        logger.warning("%s: leaving out the empty splits %s", output, empty)
+        splits = {name: split for name, split in splits.items() if len(split)}
     _check_splits(splits, info.kind)
     info.splits = {name: len(split) for name, split in splits.items()}
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from seqstruct.data.fasta import PROTEIN_ALPHABET
+from seqstruct.io import atomic_open
 
 METASTUDENT_DIR = Path("/usr/share/metastudent-data/dataset_201401")
 ONTOLOGIES = ("MFO", "BPO", "CCO")
@@ -144,6 +145,77 @@ def _chunks(bounds: list[int], size: int) -> Iterator[tuple[int, int]]:
         stop = bisect.bisect_right(bounds, bounds[first] + size, lo=first + 2) - 1
         yield first, stop
         first = stop
+
+
+def _ber_length_bytes(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _ber_integer(value: int) -> bytes:
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
+    return b"\x02" + _ber_length_bytes(len(body)) + body
+
+
+_EOC = b"\x00\x00"  # end of an indefinite-length BER value
+
+
+def _defline_set(title: str, oid: int) -> bytes:
+    """A Blast-def-line-set as makeblastdb writes it: title, then seqid gnl|BL_ORD_ID|oid, then taxid 0."""
+    text = title.encode("ascii")
+    return (
+        b"\x30\x80\x30\x80\xa0\x80\x1a" + _ber_length_bytes(len(text)) + text + _EOC  # set, def-line, [0] title
+        + b"\xa1\x80\x30\x80\xaa\x80\x30\x80\xa0\x80\x1a\x09BL_ORD_ID" + _EOC  # [1] seqid: general Dbtag
+        + b"\xa1\x80\xa0\x80" + _ber_integer(oid) + _EOC * 6  # tag id; close id .. seqid
+        + b"\xa2\x80" + _ber_integer(0) + _EOC * 3  # [2] taxid; close taxid, def-line, set
+    )  # fmt: skip
+
+
+_ENCODE = bytes.maketrans(NCBISTDAA.encode("ascii"), bytes(range(len(NCBISTDAA))))
+
+
+def write_blast_db(
+    prefix: Path, records: list[tuple[str, str]], date: str = "Jan 20, 2022  10:32 AM"
+) -> None:
+    """Write (title, sequence) records as the BLAST v4 protein database `prefix`.{pin,phr,psq}, laid out
+    as the shipped metastudent files are (header fields, padding and def-line blobs copied from them).
+
+    For tests and fixtures (CI has no metastudent-data): `read_blast_db` reads it back exactly. The fixed
+    `date` keeps the bytes reproducible. A letter outside NCBIstdaa is an error naming the record.
+    """
+    prefix = Path(prefix)
+    if not records:
+        raise ValueError(f"{prefix}: a BLAST database needs at least one record")
+    headers = [_defline_set(title, oid) for oid, (title, _) in enumerate(records)]
+    header_offsets = np.cumsum([0] + [len(blob) for blob in headers])  # [n + 1]
+    psq = bytearray(b"\x00")  # a 0 byte precedes the first sequence ...
+    seq_offsets = [1]
+    for oid, (title, seq) in enumerate(records):
+        bad = set(seq) - set(NCBISTDAA[1:])
+        if bad:
+            raise ValueError(f"{prefix}: record {oid} ({title}) has letters outside NCBIstdaa: {sorted(bad)}")
+        psq += seq.encode("ascii").translate(_ENCODE) + b"\x00"  # ... and follows each one
+        seq_offsets.append(len(psq))
+    name = prefix.name.encode("ascii")
+    stamp = date.encode("ascii")
+    stamp += b"\x00" * (-(12 + len(name) + 4 + len(stamp)) % 8)  # NUL-padded so num_oids is 8-aligned
+    n = len(records)
+    pin = (
+        struct.pack(">iii", _VERSION, _PROTEIN, len(name))
+        + name
+        + struct.pack(">i", len(stamp))
+        + stamp
+        + struct.pack(">i", n)
+        + struct.pack("<q", sum(len(seq) for _, seq in records))  # the one little-endian field
+        + struct.pack(">i", max(len(seq) for _, seq in records))
+        + struct.pack(f">{n + 1}i", *header_offsets.tolist())
+        + struct.pack(f">{n + 1}i", *seq_offsets)
+    )
+    for ext, blob in ((".pin", pin), (".phr", b"".join(headers)), (".psq", bytes(psq))):
+        with atomic_open(prefix.with_name(prefix.name + ext), "wb") as handle:
+            handle.write(blob)
 
 
 def parse_title(title: str) -> tuple[str, list[str]]:
