@@ -64,17 +64,39 @@ def _embed(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from seqstruct.evaluate import evaluate, summary_lines
+    from seqstruct.evaluate import evaluate, evaluate_tasks, summary_lines, task_summary
+    from seqstruct.evaluation.structure import TASKS as SYNTHETIC_TASKS
 
+    # key=value after --task NAME... lands in the task list; it is an option all the same.
+    tasks = [t for t in args.task if "=" not in t]
+    options = [*args.options, *(t for t in args.task if "=" in t)]
+    synthetic = [t for t in tasks if t in SYNTHETIC_TASKS]
+    if not synthetic:
+        if args.label or args.k != 3 or args.metric != "cosine":
+            raise ValueError("--label, --k and --metric apply to the knn and link tasks only")
+        sizes = {"batch_size": args.batch_size, "max_length": args.max_length}
+        options += [f"{key}={value}" for key, value in sizes.items() if value is not None]
+        results = evaluate_tasks(
+            args.model, tasks, args.data, args.mode, args.seeds, args.pooling, options, args.output
+        )
+        print("\n".join(task_summary(result) for result in results))
+        if args.output:
+            print(f"{', '.join(f'{t}.json and {t}.md' for t in tasks)} in {args.output}")
+        return
+    if len(synthetic) != len(tasks) or options or args.data is None:
+        raise ValueError(
+            f"tasks {list(SYNTHETIC_TASKS)} run on a synthetic dataset directory (--data DIR, no key=value "
+            "options) and alone, not with registered tasks"
+        )
     result = evaluate(
         args.model,
         args.data,
-        args.task,
+        tasks,
         pooling=args.pooling,
         label_columns=args.label,
         k=args.k,
         output=args.output,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 64,
         max_length=args.max_length,
         metric=args.metric,
     )
@@ -103,6 +125,24 @@ def _synth(args: argparse.Namespace) -> None:
         f"in graph.tsv, {counts['heldout_edges']} touching {counts['heldout_nodes']} held-out nodes in "
         f"graph_heldout.tsv), labels {', '.join(summary['labels'])} to {args.output_dir}"
     )
+
+
+def _data_prepare(args: argparse.Namespace) -> None:
+    from seqstruct.config import apply_overrides
+    from seqstruct.data.prepared import prepare
+
+    prepared = prepare(args.name, args.output, overwrite=args.overwrite, **apply_overrides({}, args.options))
+    sizes = ", ".join(f"{split} {count:,}" for split, count in prepared.info.splits.items())
+    print(f"wrote {prepared.info.kind} dataset {prepared.info.name} ({sizes}) to {prepared.path}")
+
+
+def _data_list(args: argparse.Namespace) -> None:
+    from seqstruct.data.prepared import recipe_options, recipes
+
+    for name, recipe in sorted(recipes().items()):
+        summary = " ".join((recipe.__doc__ or "").strip().split("\n\n")[0].split())  # first paragraph
+        options = " ".join(f"{key}={value!r}" for key, value in recipe_options(recipe).items())
+        print(f"{name}\n    {summary}\n    options: {options or '(none)'}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -201,18 +241,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_embed)
 
     p = commands.add_parser(
-        "evaluate", help="score embeddings without fine-tuning: kNN on labels, held-out link retrieval"
+        "evaluate",
+        help="a model or baseline on registered tasks (go-mf, protein-link, go-synonym-search, ...), or "
+        "kNN / link retrieval on a synthetic dataset directory",
     )
-    p.add_argument("model", help="saved model directory, or a .npz from `seqstruct embed`")
-    p.add_argument("--data", required=True, help="dataset directory: sequences.fasta, labels.tsv, graph*.tsv")
-    p.add_argument("--task", nargs="+", choices=["knn", "link"], default=["knn", "link"])
+    p.add_argument(
+        "model",
+        help="saved model directory, `minilm`, baseline:aac|kmer|kmer3|tfidf|bm25|mmseqs, or (knn/link) "
+        "a .npz from `seqstruct embed`",
+    )
+    p.add_argument("options", nargs="*", help="task and method options key=value, e.g. min_count=10 lr=3e-5")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="prepared dataset directory (default data/prepared/<the task's dataset>); for knn/link a "
+        "synthetic dataset directory (sequences.fasta, labels.tsv, graph*.tsv)",
+    )
+    p.add_argument("--task", nargs="+", default=["knn", "link"], help="task names (knn link: synthetic data)")
+    p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="how an encoder is used")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for stochastic methods (finetune)")
     p.add_argument("--label", nargs="+", default=None, help="label columns for knn (default: all)")
     p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean", help="ignored for a .npz")
     p.add_argument("--k", type=int, default=3, help="neighbours that vote in knn")
     p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
-    p.add_argument("-o", "--output", default=None, help="directory for evaluation.json and evaluation.md")
-    p.add_argument("--batch-size", type=int, default=64, help="most sequences in one batch")
-    p.add_argument("--max-length", type=int, default=None, help="truncate longer proteins (default: none)")
+    p.add_argument(
+        "-o", "--output", default=None, help="directory for <task>.json, <task>.md (or evaluation.*)"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="most sequences in one batch (default 64)")
+    p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: none)")
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser(
@@ -234,6 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
     p.set_defaults(func=_synth)
+
+    data = commands.add_parser("data", help="prepared datasets: splits, labels and graph in one layout")
+    actions = data.add_subparsers(dest="data", required=True)
+    p = actions.add_parser("prepare", help="run a dataset recipe (see `seqstruct data list`)")
+    p.add_argument("name", help="recipe, e.g. go-text, wordnet, files")
+    # Positionals before options, as for `synth`: `data prepare NAME key=value -o DIR`.
+    p.add_argument(
+        "options", nargs="*", help="key=value recipe options (YAML values; before -o), e.g. seed=1"
+    )
+    p.add_argument("-o", "--output", default=None, help="directory to write (default: data/prepared/NAME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty directory")
+    p.set_defaults(func=_data_prepare)
+    p = actions.add_parser("list", help="the dataset recipes and their options")
+    p.set_defaults(func=_data_list)
 
     p = commands.add_parser(
         "compare", help="pretraining arms x seeds on one graph dataset, evaluated without fine-tuning"

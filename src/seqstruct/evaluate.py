@@ -5,6 +5,11 @@ MODEL is a saved model directory (its encoder embeds `data_dir/sequences.fasta`)
 `seqstruct embed` (ids and embeddings; its ids must cover the FASTA's). With an output directory it
 writes `evaluation.json` (every metric, with what produced it) and `evaluation.md` (a table row per task
 and label column).
+
+The registered tasks (`seqstruct.evaluation.tasks`: go-mf, protein-link, go-synonym-search, ...) run on
+prepared datasets through `evaluate_tasks`: MODEL is then a model directory, `minilm` or a baseline
+(`seqstruct.evaluation.methods`), and each task writes `<task>.json` and `<task>.md`, a table header and
+one row, so that the rows of several models make one table (`results_table`).
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seqstruct.evaluation.structure import TASKS, evaluate_embeddings
 from seqstruct.io import atomic_open
+
+if TYPE_CHECKING:
+    from seqstruct.evaluation.methods import Method
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +160,214 @@ def evaluate(
             handle.write(summary_markdown(result))
         logger.info("wrote %s and %s", output / "evaluation.json", output / "evaluation.md")
     return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registered tasks on prepared datasets (seqstruct.evaluation.tasks): one JSON and one table row per task
+# ---------------------------------------------------------------------------------------------------
+
+
+def _json_value(value: object) -> object:
+    """numpy scalars and arrays as plain JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def split_options(overrides: Sequence[str], task_names: Sequence[str]) -> tuple[dict[str, object], list[str]]:
+    """Route `key=value` strings: ({task option: parsed value}, [method key=value]). A key that neither
+    any of the tasks nor the methods know is an error listing both."""
+    import yaml
+
+    from seqstruct.evaluation.methods import method_option_names
+    from seqstruct.evaluation.tasks import get_task
+
+    task_keys = {key for name in task_names for key in get_task(name).options()}
+    method_keys = method_option_names()
+    task_options: dict[str, object] = {}
+    method_options: list[str] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"option {item!r}: expected key=value, e.g. min_count=10")
+        if key not in task_keys | method_keys:
+            raise ValueError(
+                f"unknown option {key!r}; the tasks {list(task_names)} take {sorted(task_keys)}, "
+                f"the methods {sorted(method_keys)}"
+            )
+        if key in task_keys:
+            task_options[key] = yaml.safe_load(raw)
+        if key in method_keys:
+            method_options.append(item)
+    return task_options, method_options
+
+
+def _aggregate(runs: list[dict[str, dict[str, float]]]) -> tuple[dict, dict]:
+    """(mean, sample standard deviation) per split and metric over runs; std is 0.0 for one run."""
+    mean: dict[str, dict[str, float]] = {}
+    std: dict[str, dict[str, float]] = {}
+    for split, metrics in runs[0].items():
+        mean[split], std[split] = {}, {}
+        for metric in metrics:
+            values = np.array([run[split][metric] for run in runs], dtype=np.float64)  # [seeds]
+            mean[split][metric] = float(values.mean())
+            std[split][metric] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def run_task(
+    method: Method, task: str, data: str | Path | None = None, seeds: int = 1, **options: object
+) -> dict:
+    """Run registered `task` with a built method (seqstruct.evaluation.methods.build_method) on the
+    prepared dataset `data` (default data/prepared/<the task's dataset>). A stochastic method runs with
+    seeds 0..seeds-1; a deterministic one once. Returns the record that `task_markdown` and the JSON
+    file hold: metrics (mean per split), std, per_seed, counts, fit, dataset, wall_seconds."""
+    from seqstruct.data.prepared import DEFAULT_ROOT, load_prepared
+    from seqstruct.evaluation.methods import NotApplicable
+    from seqstruct.evaluation.tasks import get_task
+
+    spec = get_task(task)
+    start = time.perf_counter()
+    prepared = load_prepared(Path(data) if data is not None else DEFAULT_ROOT / spec.dataset)
+    settings = {key: value for key, value in options.items() if key in spec.options()}
+    runs, fits, counts = [], [], {}
+    chosen = list(range(seeds)) if method.stochastic else [0]
+    for seed in chosen:
+        try:
+            result = spec.run(prepared, method, seed, **settings)
+        except NotApplicable as err:
+            raise NotApplicable(f"task {task!r} with {method.name}: {err}") from None
+        runs.append(result.metrics)
+        fits.append(dict(method.last_fit))
+        counts = result.counts
+        logger.info("%s, %s, seed %d: %s", task, method.name, seed, result.metrics)
+    mean, std = _aggregate(runs)
+    info = prepared.info
+    return {
+        "task": task,
+        "model": method.name,
+        **method.describe(),
+        "seeds": chosen,
+        "deterministic": not method.stochastic,
+        "note": "" if method.stochastic else f"deterministic: ran once (seeds={seeds} asked)",
+        "task_options": spec.options() | settings,
+        "dataset": {
+            "path": str(prepared.path),
+            "name": info.name,
+            "recipe": info.recipe,
+            "kind": info.kind,
+            "splits": info.splits,
+        },
+        "metrics": mean,
+        "std": std,
+        "per_seed": runs,
+        "counts": counts,
+        "fit": fits,
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+UNTABLED = frozenset({"threshold"})  # kept in the JSON, left out of the tables (Fmax's threshold)
+
+
+def _columns(result: dict) -> list[tuple[str, str]]:
+    """(split, metric) pairs of a result's table, in the task's order."""
+    return [
+        (split, metric)
+        for split, metrics in result["metrics"].items()
+        for metric in metrics
+        if metric not in UNTABLED
+    ]
+
+
+def task_markdown(result: dict, header: bool = True) -> str:
+    """A markdown table header (unless header=False) and ONE row for this model: rows of several models'
+    files on one task concatenate into one table (`results_table`)."""
+    columns = _columns(result)
+    out = []
+    if header:
+        out.append("| model | mode | seeds | " + " | ".join(f"{s} {m}" for s, m in columns) + " |")
+        out.append("|---|---|---:|" + "---:|" * len(columns))
+    cells = []
+    for split, metric in columns:
+        value, spread = result["metrics"][split][metric], result["std"][split][metric]
+        cells.append(f"{value:.3f} ± {spread:.3f}" if len(result["seeds"]) > 1 else f"{value:.3f}")
+    mode = result.get("mode") or "-"  # baselines have no mode
+    out.append(f"| {result['model']} | {mode} | {len(result['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def results_table(paths: Sequence[str | Path]) -> str:
+    """One markdown table per task from several JSON files written by `evaluate_tasks` (a row per file,
+    in the order given), each under a `## task` heading."""
+    by_task: dict[str, list[dict]] = {}
+    for path in paths:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        if "task" not in result or "metrics" not in result:
+            raise ValueError(f"{path}: not a task result of `seqstruct evaluate` (no task or metrics)")
+        by_task.setdefault(result["task"], []).append(result)
+    out = []
+    for task, results in by_task.items():
+        columns = _columns(results[0])
+        for result, path in zip(results[1:], paths[1:], strict=False):
+            if _columns(result) != columns:
+                raise ValueError(f"{path}: its {task} metrics {_columns(result)} differ from {columns}")
+        rows = [task_markdown(r, header=i == 0) for i, r in enumerate(results)]
+        out += [f"## {task}", "", "".join(rows)]
+    return "\n".join(out)
+
+
+def task_summary(result: dict) -> str:
+    """One line per split for the terminal."""
+    lines = []
+    for split, metrics in result["metrics"].items():
+        shown = ", ".join(
+            f"{m} {v:.3f}" + (f" ± {result['std'][split][m]:.3f}" if len(result["seeds"]) > 1 else "")
+            for m, v in metrics.items()
+        )
+        label = ", ".join(filter(None, (result["model"], result.get("mode"))))
+        lines.append(f"{result['task']} [{label}] {split}: {shown}")
+    return "\n".join(lines)
+
+
+def evaluate_tasks(
+    model: str,
+    tasks: Sequence[str],
+    data: str | Path | None = None,
+    mode: str = "probe",
+    seeds: int = 1,
+    pooling: str = "mean",
+    options: Sequence[str] = (),
+    output: str | Path | None = None,
+) -> list[dict]:
+    """`seqstruct evaluate MODEL --task NAME...`: build the method MODEL names once (so that tasks on one
+    dataset share its embeddings), run each task (`run_task`) and, with `output`, write
+    output/<task>.json (everything) and output/<task>.md (`task_markdown`). `options` are key=value
+    strings, each routed to the tasks and/or the method that know it."""
+    from seqstruct.evaluation.methods import build_method
+    from seqstruct.evaluation.tasks import TASKS as REGISTERED
+
+    unknown = [task for task in tasks if task not in REGISTERED]
+    if unknown:
+        raise ValueError(
+            f"unknown task(s) {unknown}; expected some of {sorted(REGISTERED)} (or {list(TASKS)} on a "
+            "synthetic dataset directory)"
+        )
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1; got {seeds}")
+    task_options, method_options = split_options(options, tasks)
+    method = build_method(model, mode, pooling, method_options)
+    results = []
+    for task in tasks:
+        result = run_task(method, task, data, seeds, **task_options)
+        results.append(result)
+        if output is not None:
+            with atomic_open(Path(output) / f"{task}.json") as handle:
+                json.dump(result, handle, indent=2, default=_json_value)
+                handle.write("\n")
+            with atomic_open(Path(output) / f"{task}.md") as handle:
+                handle.write(task_markdown(result))
+            logger.info("wrote %s.json and %s.md in %s", task, task, output)
+    return results

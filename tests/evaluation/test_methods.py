@@ -1,0 +1,234 @@
+"""Methods: the probe against sklearn, baselines on data with a known signal, homology transfer with a
+mocked search, tiny encoders probed and fine-tuned, and the errors for what does not apply."""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from seqstruct.data.tokenizers import build_protein_tokenizer
+from seqstruct.evaluate import run_task
+from seqstruct.evaluation.methods import (
+    Encoder,
+    MethodOptions,
+    NotApplicable,
+    build_method,
+    encoder_kind,
+    model_path,
+    multi_label_probe,
+    single_label_probe,
+)
+from seqstruct.evaluation.tasks import Classification, Labelled, get_task
+from seqstruct.models.encoders import build_encoder, save_model_dir
+from tests.evaluation.test_tasks import protein_dataset, text_dataset
+
+Hit = namedtuple("Hit", "query target identity evalue bits")
+
+
+@pytest.fixture(scope="module")
+def proteins(tmp_path_factory: pytest.TempPathFactory):
+    return protein_dataset(tmp_path_factory.mktemp("proteins") / "data")
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory: pytest.TempPathFactory):
+    return text_dataset(tmp_path_factory.mktemp("texts") / "data")
+
+
+@pytest.fixture(scope="module")
+def protein_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-protein")
+    tokenizer = build_protein_tokenizer()
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT with all-MiniLM-L6-v2's tokenizer."""
+    directory = tmp_path_factory.mktemp("tiny-text")
+    tokenizer = AutoTokenizer.from_pretrained(model_path("minilm"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+# ---------------------------------------------------------------------------------------------------
+# The probe
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_one_vs_rest_probe_is_a_logistic_regression_per_term() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(120, 5))
+    y = (raw @ rng.normal(size=(5, 3)) + rng.logistic(size=(120, 3)) > 0).astype(bool)  # [120, 3]
+    x = raw * [1, 2, 3, 0.5, 1] + 4  # scaled and shifted: standardising matters
+    train, valid, test = slice(0, 80), slice(80, 100), slice(100, 120)
+    scores, fit = multi_label_probe((x[train], y[train]), (x[valid], y[valid]), {"test": x[test]}, grid=[0.3])
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    for term in range(3):
+        sklearn = LogisticRegression(C=0.3, tol=1e-8, max_iter=10_000).fit(
+            (x[train] - mean) / std, y[train, term]
+        )
+        expected = sklearn.predict_proba((x[test] - mean) / std)[:, 1]
+        np.testing.assert_allclose(scores["test"][:, term], expected, atol=2e-3)
+    assert fit["C"] == 0.3 and 0.0 <= fit["valid_fmax"] <= 1.0
+
+
+def test_single_label_probe_chooses_C_on_valid() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 4)) * 3
+    y = np.arange(90) % 3
+    x = centres[y] + rng.normal(size=(90, 4))
+    scores, fit = single_label_probe(
+        (x[:60], y[:60]), (x[60:75], y[60:75]), {"test": x[75:]}, 3, [0.001, 1.0]
+    )
+    assert scores["test"].shape == (15, 3)
+    np.testing.assert_allclose(scores["test"].sum(axis=1), 1.0)
+    best = max(fit["valid_by_C"].values())
+    assert fit["C"] == min(c for c, v in fit["valid_by_C"].items() if v == best)
+    assert (scores["test"].argmax(axis=1) == y[75:]).mean() > 0.8  # well-separated centres
+
+
+# ---------------------------------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_composition_baselines_find_the_biased_residue(proteins) -> None:
+    result = get_task("go-mf-class").run(proteins, build_method("baseline:aac"), 0)
+    assert result.metrics["test_close"]["accuracy"] > 0.8 and result.metrics["test_remote"]["accuracy"] > 0.8
+    result = get_task("go-mf").run(proteins, build_method("baseline:kmer"), 0, min_count=3)
+    assert result.metrics["test_close"]["fmax"] > 0.8
+    assert build_method("baseline:kmer3").features(["ACDA"], "protein").shape == (1, 8000)
+
+
+def test_text_baselines(texts) -> None:
+    tfidf = build_method("baseline:tfidf")
+    assert get_task("go-category").run(texts, tfidf, 0).metrics["test"]["accuracy"] == 1.0
+    # a synonym 'the test3 binds' shares the unique word 'test3' with its term's name only
+    for name in ("baseline:bm25", "baseline:tfidf"):
+        result = get_task("go-synonym-search").run(texts, build_method(name), 0)
+        assert result.metrics["test"]["mrr@10"] == 1.0, name
+
+
+def test_what_does_not_apply_is_a_clear_error(proteins, texts, tmp_path) -> None:
+    with pytest.raises(NotApplicable, match="baseline:aac reads protein data, not text"):
+        get_task("go-category").run(texts, build_method("baseline:aac"), 0)
+    with pytest.raises(NotApplicable, match="baseline:tfidf reads text data, not protein"):
+        get_task("go-mf-class").run(proteins, build_method("baseline:tfidf"), 0)
+    with pytest.raises(NotApplicable, match="does not classify"):
+        get_task("go-category").run(texts, build_method("baseline:bm25"), 0)
+    with pytest.raises(NotApplicable, match="protein classification tasks only"):
+        build_method("baseline:mmseqs").search(["A"], ["A"], 1, "protein")
+    with pytest.raises(ValueError, match="has no finetune mode"):
+        build_method("baseline:kmer", mode="finetune")
+    with pytest.raises(ValueError, match=r"does not read option\(s\) \['lr'\]"):
+        build_method("baseline:kmer", overrides=["lr=0.1"])
+    with pytest.raises(ValueError, match="unknown baseline 'baseline:blast'"):
+        build_method("baseline:blast")
+    with pytest.raises(ValueError, match="a .npz holds the embeddings"):
+        build_method(str(tmp_path / "x.npz"))
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        build_method(str(tmp_path))
+
+
+def _problem(multilabel: bool) -> Classification:
+    """Train t0, t1, t2: terms {a, c}, {b, c}, {} or classes b, a, b; tests q0, q1."""
+    targets = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 0]], dtype=bool) if multilabel else np.array([1, 0, 1])
+    train = Labelled(["t0", "t1", "t2"], ["MKA", "MKB", "MKC"], targets)
+    test = Labelled(["q0", "q1"], ["MKA", "WWW"], targets[:2])
+    return Classification("protein", multilabel, ["a", "b", "c"], train, test, {"test": test})
+
+
+def test_homology_transfer_with_a_mocked_search(monkeypatch) -> None:
+    calls = []
+
+    def search(query_ids, query_seqs, target_ids, target_seqs, max_hits=10):
+        calls.append((list(query_ids), list(target_ids), max_hits))
+        return [Hit("q0", "t0", 0.9, 1e-20, 100.0), Hit("q0", "t1", 0.5, 1e-30, 200.0)]
+
+    monkeypatch.setitem(sys.modules, "seqstruct.data.homology", types.SimpleNamespace(search=search))
+    method = build_method("baseline:mmseqs", overrides=["max_hits=5"])
+    scores = method.classify(_problem(multilabel=True), 0)["test"]
+    # q0: term a from t0 (0.9), term b from t1 (0.5), term c from both (max 0.9); q1: no hit, nothing
+    np.testing.assert_allclose(scores, [[0.9, 0.5, 0.9], [0.0, 0.0, 0.0]])
+    assert calls[0] == (["q0", "q1"], ["t0", "t1", "t2"], 5)
+    assert method.last_fit == {"queries_without_hits": {"test": 1}}
+    single = method.classify(_problem(multilabel=False), 0)["test"]
+    # q0: the hit with the most bits (t1, class a), not the most identical (t0); q1: the train majority, b
+    np.testing.assert_array_equal(single, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+    def percent(*args, **kwargs):
+        return [Hit("q0", "t0", 90.0, 1e-20, 100.0)]
+
+    monkeypatch.setitem(sys.modules, "seqstruct.data.homology", types.SimpleNamespace(search=percent))
+    with pytest.raises(ValueError, match=r"identity must be a fraction in \[0, 1\]"):
+        method.classify(_problem(multilabel=True), 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoders
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_encoder_kind_from_the_tokenizer(protein_model, text_model) -> None:
+    assert encoder_kind(AutoTokenizer.from_pretrained(protein_model)) == "protein"
+    assert encoder_kind(AutoTokenizer.from_pretrained(text_model)) == "text"
+
+
+def test_protein_encoder_probe_and_link(protein_model, proteins, texts) -> None:
+    method = build_method(str(protein_model), pooling="mean", overrides=["batch_size=16"])
+    assert not method.stochastic and method.describe()["pooling"] == "mean"
+    result = get_task("go-mf-class").run(proteins, method, 0)
+    assert 0.0 <= result.metrics["test_close"]["accuracy"] <= 1.0
+    assert method.last_fit["C"] in MethodOptions().grid
+    first = method.embed(["MKTAYIAK", "MKW"], "protein")
+    assert first.shape == (2, 32) and method.embed(["MKTAYIAK", "MKW"], "protein") is first  # cached
+    link = get_task("protein-link").run(proteins, method, 0)
+    assert 0.0 < link.metrics["heldout"]["mrr"] <= 1.0
+    with pytest.raises(NotApplicable, match="reads protein data, not text"):
+        get_task("go-category").run(texts, method, 0)
+
+
+def test_text_encoder_probe_and_search(text_model, texts) -> None:
+    method = build_method(str(text_model), pooling="cls")
+    assert (
+        method.kind == "text" and method._max_length(AutoTokenizer.from_pretrained(text_model), False) == 512
+    )
+    result = get_task("go-category").run(texts, method, 0)
+    assert 0.0 <= result.metrics["test"]["macro_f1"] <= 1.0
+    search = get_task("go-synonym-search").run(texts, method, 0)
+    assert 0.0 <= search.metrics["test"]["mrr@10"] <= 1.0
+    finetuned = Encoder(text_model, "finetune", "mean")
+    with pytest.raises(NotApplicable, match="retrieval has no finetune mode; use --mode probe"):
+        get_task("go-synonym-search").run(texts, finetuned, 0)
+
+
+def test_finetune_protein_encoder_over_seeds(protein_model, proteins) -> None:
+    options = ["max_steps=4", "eval_steps=2", "batch_size=8", "lr=1e-3", "precision=fp32"]
+    method = build_method(str(protein_model), mode="finetune", overrides=options)
+    assert method.stochastic
+    result = run_task(method, "go-mf-class", proteins.path, seeds=2)
+    assert result["seeds"] == [0, 1] and not result["deterministic"] and len(result["per_seed"]) == 2
+    values = [run["test_close"]["accuracy"] for run in result["per_seed"]]
+    assert result["metrics"]["test_close"]["accuracy"] == pytest.approx(np.mean(values))
+    assert result["std"]["test_close"]["accuracy"] == pytest.approx(np.std(values, ddof=1))
+    assert result["fit"][0]["steps"] <= 4 and result["fit"][0]["best_step"] in (2, 4)
+    multi = run_task(method, "go-mf", proteins.path, seeds=1, min_count=3)
+    assert 0.0 <= multi["metrics"]["test_remote"]["fmax"] <= 1.0

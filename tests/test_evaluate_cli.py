@@ -1,0 +1,168 @@
+"""`seqstruct evaluate` end to end: registered tasks on tiny prepared datasets (JSON + one-row markdown per
+task, tables gathered from several), fine-tuning over seeds, the old knn/link form, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seqstruct.cli import main
+from seqstruct.data.fasta import read_fasta
+from seqstruct.data.tokenizers import build_protein_tokenizer
+from seqstruct.embed import save_embeddings
+from seqstruct.evaluate import results_table
+from seqstruct.evaluation.baselines import kmer_composition
+from seqstruct.models.encoders import build_encoder, save_model_dir
+from tests.evaluation.test_tasks import protein_dataset, text_dataset
+
+
+@pytest.fixture(scope="module")
+def proteins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return protein_dataset(tmp_path_factory.mktemp("proteins") / "data").path
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return text_dataset(tmp_path_factory.mktemp("texts") / "data").path
+
+
+def test_tasks_write_json_and_a_table_row(proteins, tmp_path, capsys) -> None:
+    out = tmp_path / "aac"
+    args = [
+        "evaluate",
+        "baseline:aac",
+        "--task",
+        "go-mf-class",
+        "go-mf",
+        "min_count=3",
+        "--data",
+        str(proteins),
+    ]
+    assert main([*args, "-o", str(out), "--seeds", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "go-mf [baseline:aac] test_close: fmax" in printed
+    assert f"go-mf-class.json and go-mf-class.md, go-mf.json and go-mf.md in {out}" in printed
+
+    result = json.loads((out / "go-mf.json").read_text())
+    assert result["task"] == "go-mf" and result["model"] == result["method"] == "baseline:aac"
+    assert result["deterministic"] and result["seeds"] == [0]  # a deterministic method runs once
+    assert result["note"] == "deterministic: ran once (seeds=3 asked)"
+    assert result["dataset"] == {
+        "path": str(proteins),
+        "name": "tiny-proteins",
+        "recipe": "test",
+        "kind": "protein",
+        "splits": {"train": 30, "valid": 9, "test_close": 9, "test_remote": 9},
+    }
+    assert result["task_options"]["min_count"] == 3 and result["counts"]["terms"] == 4
+    assert result["task_options"]["test_splits"] == ["test_close", "test_remote"]  # resolved, not only given
+    assert result["metrics"]["test_close"]["threshold"] >= 0.0  # in the JSON, not in the table
+    assert set(result["metrics"]) == {"test_close", "test_remote"}
+    assert result["options"] == {"max_train": 0, "grid": [0.01, 0.1, 1.0, 10.0], "probe_iter": 500}
+    assert result["fit"][0]["C"] in (0.01, 0.1, 1.0, 10.0) and result["wall_seconds"] > 0
+
+    lines = (out / "go-mf.md").read_text().splitlines()
+    assert len(lines) == 3  # header, rule, one row
+    assert lines[0].startswith(
+        "| model | mode | seeds | test_close fmax | test_close micro_aupr | test_remote fmax |"
+    )
+    fmax = result["metrics"]["test_close"]["fmax"]
+    assert lines[2].startswith(f"| baseline:aac | - | 1 | {fmax:.3f} |")
+
+    other = tmp_path / "kmer"
+    assert (
+        main(
+            [
+                "evaluate",
+                "baseline:kmer",
+                "--data",
+                str(proteins),
+                "--task",
+                "go-mf",
+                "min_count=3",
+                "-o",
+                str(other),
+            ]
+        )
+        == 0
+    )
+    table = results_table([out / "go-mf.json", other / "go-mf.json", out / "go-mf-class.json"])
+    sections = table.split("## ")
+    assert sections[1].startswith("go-mf\n") and sections[2].startswith("go-mf-class\n")
+    rows = [line for line in sections[1].splitlines() if line.startswith("| baseline:")]
+    assert [row.split(" | ")[0] for row in rows] == ["| baseline:aac", "| baseline:kmer"]
+    # the two .md files concatenate into the same table: same header
+    assert (other / "go-mf.md").read_text().splitlines()[0] == lines[0]
+
+
+def test_finetune_over_seeds_reports_mean_and_std(proteins, tmp_path) -> None:
+    model = tmp_path / "model"
+    tokenizer = build_protein_tokenizer()
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, model)
+    out = tmp_path / "out"
+    options = ["max_steps=2", "eval_steps=1", "batch_size=8", "precision=fp32"]
+    args = ["evaluate", str(model), *options, "--task", "go-mf-class", "--data", str(proteins)]
+    assert main([*args, "--mode", "finetune", "--seeds", "2", "-o", str(out)]) == 0
+    result = json.loads((out / "go-mf-class.json").read_text())
+    assert result["mode"] == "finetune" and result["seeds"] == [0, 1] and not result["deterministic"]
+    assert result["options"]["max_steps"] == 2 and "grid" not in result["options"]
+    row = (out / "go-mf-class.md").read_text().splitlines()[2]
+    assert row.startswith(f"| {model} | finetune | 2 | ") and row.count("±") == 4  # 2 splits x 2 metrics
+
+
+def test_minilm_on_synonym_search(texts, tmp_path) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(["evaluate", "minilm", "--task", "go-synonym-search", "--data", str(texts), "-o", str(out)]) == 0
+    )
+    result = json.loads((out / "go-synonym-search.json").read_text())
+    assert result["kind"] == "text" and result["pooling"] == "mean" and result["counts"]["queries"] == 6
+    # 'the test3 binds' against 36 names such as 'binds process test3': a sentence encoder finds most
+    assert result["metrics"]["test"]["recall@10"] >= 0.5
+
+
+def test_errors_are_one_line_with_exit_code_2(proteins, texts, capsys) -> None:
+    assert main(["evaluate", "baseline:aac", "--task", "go-xx", "--data", str(proteins)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task(s) ['go-xx']; expected some of [" in err and "'go-mf'" in err and "knn" in err
+    assert main(["evaluate", "baseline:bm25", "--task", "go-category", "--data", str(texts)]) == 2
+    assert "task 'go-category' with baseline:bm25: baseline:bm25 ranks documents" in capsys.readouterr().err
+    assert main(["evaluate", "baseline:aac", "colour=red", "--task", "go-mf", "--data", str(proteins)]) == 2
+    assert "unknown option 'colour'" in capsys.readouterr().err
+    assert main(["evaluate", "baseline:aac", "--task", "knn", "go-mf", "--data", str(proteins)]) == 2
+    assert "alone, not with registered tasks" in capsys.readouterr().err
+    assert main(["evaluate", "baseline:aac", "--task", "go-mf", "--data", str(texts)]) == 2
+    assert "task 'go-mf' reads a protein dataset" in capsys.readouterr().err
+    # --batch-size reaches the method, which says that a baseline has no use for it
+    assert (
+        main(["evaluate", "baseline:aac", "--task", "go-mf", "--data", str(proteins), "--batch-size", "8"])
+        == 2
+    )
+    assert "baseline:aac (probe) does not read option(s) ['batch_size']" in capsys.readouterr().err
+    assert main(["evaluate", "baseline:aac", "--task", "go-mf", "--data", str(proteins), "--k", "5"]) == 2
+    assert "apply to the knn and link tasks only" in capsys.readouterr().err
+
+
+def test_old_knn_link_form_still_works(tmp_path, capsys) -> None:
+    data = tmp_path / "synth"
+    synth = [
+        "synth",
+        "cliques",
+        "topics=3",
+        "clique_size=8",
+        "min_length=20",
+        "max_length=30",
+        "-o",
+        str(data),
+    ]
+    assert main(synth) == 0
+    records = read_fasta(data / "sequences.fasta")
+    npz = tmp_path / "kmer.npz"
+    save_embeddings(npz, [r.id for r in records], kmer_composition([r.sequence for r in records], k=2))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(npz), "--data", str(data), "--task", "knn", "link", "-o", str(out)]) == 0
+    assert "knn topic: accuracy" in capsys.readouterr().out
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["tasks"] == ["knn", "link"] and result["n"] == 24 and "mrr" in result["link"]
