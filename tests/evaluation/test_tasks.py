@@ -315,6 +315,22 @@ def test_protein_link_with_chain_vectors(proteins) -> None:
     assert result.counts["queries"] == len(heldout) == 27  # every non-train protein has a chain edge
     assert result.counts["candidates"] == 56
 
+    # candidates=heldout ranks only the non-train proteins; chain neighbours in train no longer count
+    seen: list[str] = []
+
+    def recorded(texts: Sequence[str]) -> np.ndarray:
+        seen.extend(texts)
+        return along_chain(texts)
+
+    small = get_task("protein-link").run(proteins, StandIn(vectors=recorded), 0, candidates="heldout")
+    outside = [t for s in proteins.splits if s != "train" for t in proteins.split(s)["text"]]
+    assert sorted(seen) == sorted(outside) and small.counts["candidates"] == len(outside) - 1
+    assert small.counts["candidate_pool"] == "heldout"
+    assert small.counts["queries"] + small.counts["skipped"] == 27
+    assert small.metrics["heldout"]["mrr"] == pytest.approx(1.0)  # nearest held-out chain neighbours
+    with pytest.raises(ValueError, match="candidates must be"):
+        get_task("protein-link").run(proteins, StandIn(vectors=recorded), 0, candidates="some")
+
     # all vectors equal: candidates rank in dataset order, the query left out
     flat = get_task("protein-link").run(proteins, StandIn(vectors=lambda t: np.ones((len(t), 2))), 0)
     by_text = {

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from seqstruct.data.graph import Graph, read_edge_list
-from seqstruct.data.prepared import KINDS, Prepared
+from seqstruct.data.prepared import KINDS, TRAIN, Prepared
 from seqstruct.evaluation.metrics import accuracy, fmax, macro_f1, micro_aupr
 from seqstruct.evaluation.retrieval import ranking_metrics
 from seqstruct.evaluation.structure import heldout_nodes, link_retrieval
@@ -370,10 +370,14 @@ class LinkTask:
     (all splits) by cosine; its relevant ones are its neighbours in graph_heldout.tsv. Training-graph
     neighbours of a query, if any, are left out of its ranking (neither hit nor miss)."""
 
-    def __init__(self, ndcg_k: int = 10, ks: Sequence[int] = (1, 5, 10)) -> None:
-        self.ndcg_k, self.ks = ndcg_k, tuple(ks)
+    def __init__(self, ndcg_k: int = 10, ks: Sequence[int] = (1, 5, 10), candidates: str = "all") -> None:
+        if candidates not in ("all", "heldout"):
+            raise ValueError(f"candidates must be 'all' or 'heldout'; got {candidates!r}")
+        self.ndcg_k, self.ks, self.candidates = ndcg_k, tuple(ks), candidates
 
     def run(self, data: Prepared, method: Method, seed: int) -> TaskResult:
+        """With candidates=heldout only proteins outside train are ranked (and are relevant): a cheaper
+        variant on large datasets, where embedding every training protein would dominate the cost."""
         if not data.heldout_graph_path.is_file():
             raise FileNotFoundError(f"{data.path}: no graph_heldout.tsv, so no held-out links to retrieve")
         ids = [i for split in data.splits.values() for i in split["id"]]
@@ -383,6 +387,11 @@ class LinkTask:
             train, _ = read_edge_list(data.graph_path, ids)
         else:
             train = Graph(tuple(ids), np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32))
+        if self.candidates == "heldout":
+            outside = set(ids) - set(data.split(TRAIN)["id"])
+            keep = np.array([i for i, node in enumerate(ids) if node in outside], dtype=np.int64)
+            heldout, train = heldout.subgraph(keep), train.subgraph(keep)
+            ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
         queries, rule = heldout_nodes(data.path, train, heldout)
         if not len(queries):
             raise ValueError(f"{data.path}: no held-out nodes (by rule {rule!r}) to query")
@@ -399,6 +408,7 @@ class LinkTask:
         )
         metrics = {k: v for k, v in found.items() if isinstance(v, float)}
         counts = {"queries": found["queries"], "skipped": found["skipped"], "candidates": len(ids) - 1}
+        counts |= {"candidate_pool": self.candidates}
         return TaskResult({"heldout": metrics}, counts | {"heldout_rule": rule})
 
 
