@@ -50,13 +50,20 @@ class CompareConfig:
     data_dir: str = (
         ""  # a fixed dataset directory (sequences.fasta, graph.tsv, labels.tsv, ...) for all seeds
     )
+    dataset: str = ""  # or a prepared dataset (`seqstruct data prepare`), evaluated on registered `tasks`
     pretrain: str = "synthetic.yaml"  # base pretraining config: a path, or a name in seqstruct/configs
     pretrain_overrides: list[str] = field(default_factory=list)  # key=value applied to every arm
     arms: dict[str, list[str]] = field(default_factory=dict)  # arm name -> its own pretraining overrides
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training (and synthetic data) seeds
     tasks: list[str] = field(default_factory=lambda: ["knn", "link"])  # evaluations without fine-tuning
     pooling: str = "cls"  # how every model's embeddings are pooled for evaluation
-    kmer: int = 2  # k of the composition baseline; 0 skips it
+    kmer: int = 2  # k of the composition baseline (synthetic data); 0 skips it
+    # With `dataset`: models evaluated as they are, beside the arms (name -> a model directory, `minilm`, or
+    # baseline:NAME). Their probes are deterministic, so each is evaluated once and repeated in every seed.
+    models: dict[str, str] = field(default_factory=dict)
+    eval_options: list[str] = field(
+        default_factory=list
+    )  # key=value for `seqstruct evaluate` (max_train=...)
 
 
 def _pretrain_path(name: str) -> Path:
@@ -65,8 +72,13 @@ def _pretrain_path(name: str) -> Path:
 
 
 def _check(config: CompareConfig) -> None:
-    if bool(config.synth) == bool(config.data_dir):
-        raise ValueError("give exactly one of synth (a generator name) and data_dir (a dataset directory)")
+    if sum(map(bool, (config.synth, config.data_dir, config.dataset))) != 1:
+        raise ValueError(
+            "give exactly one of synth (a generator name), data_dir (a synthetic-layout dataset directory) "
+            "and dataset (a prepared dataset directory)"
+        )
+    if config.models and not config.dataset:
+        raise ValueError("models (evaluated as they are) need a prepared `dataset`")
     if config.synth:
         generator(config.synth)  # names the generators on a typo
     if not config.arms or not all(isinstance(v, list) for v in config.arms.values()):
@@ -81,8 +93,8 @@ def _check(config: CompareConfig) -> None:
 
 def _dataset(config: CompareConfig, seed: int, root: Path) -> Path:
     """The dataset directory for `seed`, generated on first use."""
-    if config.data_dir:
-        return Path(config.data_dir)
+    if config.data_dir or config.dataset:
+        return Path(config.data_dir or config.dataset)
     directory = root / f"data-seed{seed}"
     if not (directory / "dataset.json").exists():
         config_class, _ = generator(config.synth)
@@ -101,13 +113,44 @@ def _cached(cell: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _data_overrides(config: CompareConfig, data: Path) -> list[str]:
+    """Where a pretraining arm reads its sequences and graph: a synthetic directory's whole FASTA, or a
+    prepared dataset's train split (proteins as train.fasta, text through data.dataset)."""
+    if not config.dataset:
+        return [f"data.fasta={data / 'sequences.fasta'}", f"structure.graph={data / 'graph.tsv'}"]
+    from seqstruct.data.prepared import load_prepared
+
+    source = (
+        f"data.fasta={data / 'train.fasta'}"
+        if load_prepared(data).info.kind == "protein"
+        else f"data.dataset={data}"
+    )
+    return [source, f"structure.graph={data / 'graph.tsv'}"]
+
+
+def _evaluate_cell(config: CompareConfig, model: str, data: Path, cell: Path) -> dict[str, Any]:
+    if not config.dataset:
+        return evaluate(model, data, config.tasks, pooling=config.pooling)
+    from seqstruct.evaluate import evaluate_tasks
+
+    results = evaluate_tasks(
+        model,
+        config.tasks,
+        data,
+        pooling=config.pooling,
+        options=config.eval_options,
+        output=cell / "eval",
+        strict=False,  # one option list for encoders and baselines: each reads its own
+    )
+    return {"tasks": {result["task"]: result for result in results}}
+
+
 def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
     overrides = [
         *config.pretrain_overrides,
         *config.arms[arm],
         f"output_dir={cell}",
-        f"data.fasta={data / 'sequences.fasta'}",
-        f"structure.graph={data / 'graph.tsv'}",
+        *_data_overrides(config, data),
         f"train.seed={seed}",
     ]
     settings = load_config(PretrainConfig, _pretrain_path(config.pretrain), overrides)
@@ -116,7 +159,11 @@ def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path)
         resume = (cell / "checkpoints").is_dir() and any((cell / "checkpoints").glob("checkpoint-*"))
         pretrain(settings, resume=resume, overwrite=not resume)
     trained = time.perf_counter() - start
-    return evaluate(cell, data, config.tasks, pooling=config.pooling) | {"pretrain_seconds": trained}
+    return _evaluate_cell(config, str(cell), data, cell) | {"pretrain_seconds": trained}
+
+
+def _run_model(config: CompareConfig, name: str, data: Path, cell: Path) -> dict[str, Any]:
+    return _evaluate_cell(config, config.models[name], data, cell) | {"pretrain_seconds": 0.0}
 
 
 def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
@@ -125,6 +172,10 @@ def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
     cell.mkdir(parents=True, exist_ok=True)
     save_embeddings(cell / "embeddings.npz", [r.id for r in records], vectors, pooling=f"{config.kmer}-mer")
     return evaluate(cell / "embeddings.npz", data, config.tasks) | {"pretrain_seconds": 0.0}
+
+
+# Per registered task, the figures a comparison table shows (the JSON of each cell keeps them all).
+HEADLINE = ("fmax", "micro_aupr", "accuracy", "macro_f1", "mrr", "mrr@10", "ndcg@10", "recall@10")
 
 
 def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -137,6 +188,11 @@ def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
     if "link" in result:
         figures["link MRR"] = result["link"]["mrr"]
         figures["link nDCG@10"] = result["link"]["ndcg@10"]
+    for task, outcome in result.get("tasks", {}).items():  # registered tasks on a prepared dataset
+        for split, metrics in outcome["metrics"].items():
+            for name, number in metrics.items():
+                if name in HEADLINE and number is not None:
+                    figures[f"{task} {split} {name}"] = number
     return figures
 
 
@@ -181,7 +237,8 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     save_config(config, root / "compare.yaml")
-    arms = list(config.arms) + (["kmer"] if config.kmer else [])
+    kmer = bool(config.kmer) and not config.dataset  # prepared datasets name their baselines in `models`
+    arms = list(config.arms) + (["kmer"] if kmer else []) + list(config.models)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for seed in config.seeds:
@@ -189,7 +246,10 @@ def compare(config: CompareConfig) -> dict[str, Any]:
         for arm in arms:
             cell = root / f"seed{seed}" / arm
             logger.info("comparison cell: seed %d, arm %s", seed, arm)
-            if arm == "kmer" and "kmer" not in config.arms:
+            if arm in config.models:  # evaluated once, the same in every seed
+                fixed = root / "models" / arm
+                result = _cached(fixed, partial(_run_model, config, arm, data, fixed))
+            elif arm == "kmer" and "kmer" not in config.arms:
                 result = _cached(cell, partial(_run_kmer, config, data, cell))
             else:
                 result = _cached(cell, partial(_run_arm, config, arm, seed, data, cell))

@@ -341,12 +341,15 @@ def evaluate_tasks(
     pooling: str = "mean",
     options: Sequence[str] = (),
     output: str | Path | None = None,
+    strict: bool = True,
 ) -> list[dict]:
     """`seqstruct evaluate MODEL --task NAME...`: build the method MODEL names once (so that tasks on one
     dataset share its embeddings), run each task (`run_task`) and, with `output`, write
     output/<task>.json (everything) and output/<task>.md (`task_markdown`). `options` are key=value
-    strings, each routed to the tasks and/or the method that know it."""
-    from seqstruct.evaluation.methods import build_method
+    strings, each routed to the tasks and/or the method that know it. strict=False suits one option list
+    for several methods: method options this one does not read, and tasks it does not apply to (mmseqs on
+    link retrieval), are left out and logged instead of raising."""
+    from seqstruct.evaluation.methods import NotApplicable, build_method
     from seqstruct.evaluation.tasks import TASKS as REGISTERED
 
     unknown = [task for task in tasks if task not in REGISTERED]
@@ -358,10 +361,16 @@ def evaluate_tasks(
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1; got {seeds}")
     task_options, method_options = split_options(options, tasks)
-    method = build_method(model, mode, pooling, method_options)
+    method = build_method(model, mode, pooling, method_options, strict=strict)
     results = []
     for task in tasks:
-        result = run_task(method, task, data, seeds, **task_options)
+        try:
+            result = run_task(method, task, data, seeds, **task_options)
+        except NotApplicable as err:
+            if strict:
+                raise
+            logger.info("left out: %s", err)
+            continue
         results.append(result)
         if output is not None:
             with atomic_open(Path(output) / f"{task}.json") as handle:
