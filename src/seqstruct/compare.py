@@ -113,19 +113,20 @@ def _cached(cell: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _data_overrides(config: CompareConfig, data: Path) -> list[str]:
+def _set_data(config: CompareConfig, settings: PretrainConfig, data: Path) -> None:
     """Where a pretraining arm reads its sequences and graph: a synthetic directory's whole FASTA, or a
-    prepared dataset's train split (proteins as train.fasta, text through data.dataset)."""
+    prepared dataset's train split (proteins as train.fasta, text through data.dataset). Paths are set on
+    the config, not passed as key=value text, which YAML would cut at a ' #'."""
+    settings.structure.graph = str(data / "graph.tsv")
     if not config.dataset:
-        return [f"data.fasta={data / 'sequences.fasta'}", f"structure.graph={data / 'graph.tsv'}"]
+        settings.data.fasta = str(data / "sequences.fasta")
+        return
     from seqstruct.data.prepared import load_prepared
 
-    source = (
-        f"data.fasta={data / 'train.fasta'}"
-        if load_prepared(data).info.kind == "protein"
-        else f"data.dataset={data}"
-    )
-    return [source, f"structure.graph={data / 'graph.tsv'}"]
+    if load_prepared(data).info.kind == "protein":
+        settings.data.fasta = str(data / "train.fasta")
+    else:
+        settings.data.dataset = str(data)
 
 
 def _evaluate_cell(config: CompareConfig, model: str, data: Path, cell: Path) -> dict[str, Any]:
@@ -146,14 +147,10 @@ def _evaluate_cell(config: CompareConfig, model: str, data: Path, cell: Path) ->
 
 
 def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
-    overrides = [
-        *config.pretrain_overrides,
-        *config.arms[arm],
-        f"output_dir={cell}",
-        *_data_overrides(config, data),
-        f"train.seed={seed}",
-    ]
+    overrides = [*config.pretrain_overrides, *config.arms[arm], f"train.seed={seed}"]
     settings = load_config(PretrainConfig, _pretrain_path(config.pretrain), overrides)
+    settings.output_dir = str(cell)
+    _set_data(config, settings, data)
     start = time.perf_counter()
     if not (cell / "metrics.json").exists():
         resume = (cell / "checkpoints").is_dir() and any((cell / "checkpoints").glob("checkpoint-*"))
