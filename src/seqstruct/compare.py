@@ -1,5 +1,10 @@
 """`seqstruct compare CONFIG`: pretraining arms x seeds on one graph dataset, each model evaluated without
-fine-tuning (kNN on labels, link retrieval), summarised as mean ± std per arm.
+fine-tuning, summarised as mean ± std per arm.
+
+On a synthetic dataset (`synth` or `data_dir`) the evaluation is kNN on labels and link retrieval. On a
+prepared dataset (`dataset`, from `seqstruct data prepare`) the arms pretrain on its train split and are
+probed on registered `tasks` (seqstruct.evaluation.tasks), beside `models` evaluated as they are
+(baselines, or a pretrained encoder such as `minilm` before any continued pretraining).
 
 This is how the structure-inducing results in docs/results.md are made: the arms differ only in their
 pretraining overrides (e.g. `structure.weight=0` against `structure.weight=0.5`), at equal steps. With a
