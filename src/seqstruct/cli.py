@@ -377,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # faiss logs, at INFO, every CPU-specific build it tries before the one that loads.
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         args.func(args)
     except (FastaError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
