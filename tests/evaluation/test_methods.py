@@ -182,6 +182,29 @@ def test_homology_transfer_with_a_mocked_search(monkeypatch) -> None:
         method.classify(_problem(multilabel=True), 0)
 
 
+def test_homology_transfer_searches_only_the_capped_train_sample(monkeypatch) -> None:
+    targets: list[list[str]] = []
+
+    def search(query_ids, query_seqs, target_ids, target_seqs, max_hits=10):
+        targets.append(list(target_ids))
+        return []
+
+    monkeypatch.setitem(sys.modules, "seqstruct.data.homology", types.SimpleNamespace(search=search))
+    build_method("baseline:mmseqs", overrides=["max_train=2"]).classify(_problem(multilabel=True), 0)
+    # the same fixed sample the probes get with max_train=2: an equal label budget
+    assert len(targets[0]) == 2 and set(targets[0]) < {"t0", "t1", "t2"}
+
+
+def test_naive_baseline_predicts_train_frequencies() -> None:
+    method = build_method("baseline:naive")
+    scores = method.classify(_problem(multilabel=True), 0)["test"]
+    np.testing.assert_allclose(scores, [[1 / 3, 1 / 3, 2 / 3]] * 2)  # a in 1 of 3, b 1, c 2
+    single = method.classify(_problem(multilabel=False), 0)["test"]
+    np.testing.assert_allclose(single, [[1 / 3, 2 / 3, 0.0]] * 2)  # classes b, a, b
+    with pytest.raises(NotApplicable, match="no embedding"):
+        method.embed(["MKA"], "protein")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Encoders
 # ---------------------------------------------------------------------------------------------------

@@ -365,7 +365,8 @@ class Homology(Method):
 
     name = "baseline:mmseqs"
     kinds = ("protein",)
-    reads = frozenset({"max_hits"})
+    # max_train: the same fixed sample of labelled train proteins as the probes get (an equal label budget)
+    reads = frozenset({"max_hits", "max_train"})
 
     def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         raise NotApplicable(f"{self.name} transfers labels from hits; it has no embedding")
@@ -377,6 +378,7 @@ class Homology(Method):
         from seqstruct.data.homology import search
 
         self.check_kind(problem.kind)
+        problem = _capped(problem, self.options.max_train)
         train = problem.train
         row = {node: i for i, node in enumerate(train.ids)}
         majority = int(np.bincount(train.targets).argmax()) if not problem.multilabel else -1
