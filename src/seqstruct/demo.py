@@ -99,7 +99,7 @@ def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:
     """summary.md: what ran, the comparison table, and links to each arm's pretraining summary."""
     root = Path(config.output_dir)
     info = load_prepared(config.dataset).info
-    arms = [arm for arm in config.arms]
+    arms = list(config.arms)
     lines = [
         "# seqstruct demo: masked-LM vs structure-inducing pretraining",
         "",
