@@ -148,7 +148,7 @@ def _evaluate_cell(config: CompareConfig, model: str, data: Path, cell: Path) ->
         output=cell / "eval",
         strict=False,  # one option list for encoders and baselines: each reads its own
     )
-    return {"tasks": {result["task"]: result for result in results}}
+    return {"task_results": {result["task"]: result for result in results}}
 
 
 def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
     if "link" in result:
         figures["link MRR"] = result["link"]["mrr"]
         figures["link nDCG@10"] = result["link"]["ndcg@10"]
-    for task, outcome in result.get("tasks", {}).items():  # registered tasks on a prepared dataset
+    for task, outcome in result.get("task_results", {}).items():  # registered tasks, prepared dataset
         for split, metrics in outcome["metrics"].items():
             for name, number in metrics.items():
                 if name in HEADLINE and number is not None:
@@ -201,6 +201,13 @@ def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
 def _mean_std(values: list[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else math.nan
+
+
+def _cell(mean: float, std: float, n: int, sign: str = "") -> str:
+    """mean ± std; a single value alone (a spread of one seed is not a number); — for none."""
+    if n == 0:
+        return "—"
+    return f"{mean:{sign}.3f}" if n == 1 else f"{mean:{sign}.3f} ± {std:.3f}"
 
 
 def summarise(rows: list[dict[str, Any]], arms: list[str]) -> tuple[dict[str, Any], str]:
@@ -218,7 +225,7 @@ def summarise(rows: list[dict[str, Any]], arms: list[str]) -> tuple[dict[str, An
             values = [value[(figure, arm, s)] for s in seeds if (figure, arm, s) in value]
             mean, std = _mean_std(values)
             entry[arm] = {"mean": mean, "std": std, "n": len(values)}
-            cells.append(f"{mean:.3f} ± {std:.3f}" if values else "—")
+            cells.append(_cell(mean, std, len(values)))
         for arm in arms[1:]:
             paired = [
                 value[(figure, arm, s)] - value[(figure, reference, s)]
@@ -227,7 +234,7 @@ def summarise(rows: list[dict[str, Any]], arms: list[str]) -> tuple[dict[str, An
             ]
             mean, std = _mean_std(paired) if paired else (math.nan, math.nan)
             entry[f"{arm} - {reference}"] = {"mean": mean, "std": std, "n": len(paired)}
-            cells.append(f"{mean:+.3f} ± {std:.3f}" if paired else "—")
+            cells.append(_cell(mean, std, len(paired), sign="+"))
         summary[figure] = entry
         lines.append("| " + " | ".join(cells) + " |")
     return summary, "\n".join(lines) + "\n"
