@@ -47,6 +47,16 @@ def test_heldout_loss_drops_and_outputs_are_written(finished_run) -> None:
     assert len(heldout) == 12 and all(len(r.sequence) > 0 for r in heldout)
 
 
+def test_rerunning_a_finished_run_only_evaluates_and_saves(finished_run, protein_fasta, caplog) -> None:
+    out, metrics = finished_run
+    config = load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out, **{"train.max_steps": 40}))
+    caplog.set_level("INFO", logger="seqstruct")
+    again = pretrain(config, resume=True)
+    assert "already reached max_steps=40: evaluating and saving only" in caplog.text
+    assert again["steps"] == 40 and again["train_runtime_s"] == metrics["train_runtime_s"]
+    assert again["heldout"]["perplexity"] == pytest.approx(metrics["heldout"]["perplexity"])
+
+
 def test_resume_equals_uninterrupted(protein_fasta, tmp_path) -> None:
     """8 steps straight vs. 4 steps, 'interrupted' (later checkpoint removed), resumed to 8."""
     straight = tmp_path / "straight"

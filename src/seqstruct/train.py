@@ -20,6 +20,7 @@ import torch
 from datasets import Dataset
 from transformers import (
     AutoModelForMaskedLM,
+    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -462,7 +463,6 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     check_structure(config.structure)
 
     set_seed(config.train.seed)
-    model, tokenizer = _encoder_and_tokenizer(config)
     done = _completed_state(checkpoint, config.train.max_steps)
     if done is not None:
         # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
@@ -470,6 +470,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             "%s already reached max_steps=%d: evaluating and saving only", checkpoint, config.train.max_steps
         )
         model = AutoModelForMaskedLM.from_pretrained(checkpoint, attn_implementation=config.model.attention)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the Trainer saves it with every checkpoint
+    else:
+        model, tokenizer = _encoder_and_tokenizer(config)
 
     records, kind = training_records(config)
     train_set, heldout = heldout_split(
