@@ -90,6 +90,20 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> 
     assert (cell / "evaluation.json").exists()
 
 
+def test_a_costly_arm_runs_at_its_own_seeds_only(tmp_path) -> None:
+    config = _config(tmp_path, arm_seeds={"structure": [1]}, kmer=0, tasks=["knn"])
+    result = compare(config)
+    root = tmp_path / "cmp"
+    assert sorted(p.relative_to(root).as_posix() for p in root.glob("seed*/*")) == [
+        "seed0/mlm",
+        "seed1/mlm",
+        "seed1/structure",
+    ]
+    counts = result["summary"]["knn accuracy (topic)"]
+    assert (counts["mlm"]["n"], counts["structure"]["n"], counts["structure - mlm"]["n"]) == (2, 1, 1)
+    assert "(structure at seeds [1])" in (root / "results.md").read_text()
+
+
 def test_summary_pairs_differences_by_seed() -> None:
     rows = [
         {"seed": 0, "arm": "a", "figure": "f", "value": 0.1},
@@ -112,6 +126,8 @@ def test_summary_pairs_differences_by_seed() -> None:
         ({"synth": "spirals"}, "unknown synthetic dataset"),
         ({"arms": {}}, "arms"),
         ({"pretrain": "nowhere.yaml"}, "neither a file nor a packaged config"),
+        ({"arm_seeds": {"favor": [0]}}, "'favor' is not an arm"),
+        ({"arm_seeds": {"structure": [2]}}, "subset of seeds"),
     ],
 )
 def test_bad_comparisons_are_refused(tmp_path, extra, message) -> None:

@@ -30,3 +30,13 @@ def test_bad_values_name_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(PretrainConfig, None, [override])
     assert message in str(err.value)
+
+
+def test_mappings_keep_the_order_they_were_written_in(tmp_path) -> None:
+    # a comparison's first arm is its reference, so `arms` must not come back sorted
+    from seqstruct.compare import CompareConfig
+
+    path = tmp_path / "compare.yaml"
+    path.write_text("synth: cliques\narms:\n  zeta: []\n  alpha: []\n", encoding="utf-8")
+    config = load_config(CompareConfig, path, ["seeds=[0]"])
+    assert list(config.arms) == ["zeta", "alpha"]

@@ -60,6 +60,8 @@ class CompareConfig:
     pretrain_overrides: list[str] = field(default_factory=list)  # key=value applied to every arm
     arms: dict[str, list[str]] = field(default_factory=dict)  # arm name -> its own pretraining overrides
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training (and synthetic data) seeds
+    # A budget for costly arms: arm name -> the subset of `seeds` it runs at (the table says n per arm).
+    arm_seeds: dict[str, list[int]] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: ["knn", "link"])  # evaluations without fine-tuning
     pooling: str = "cls"  # how every model's embeddings are pooled for evaluation
     kmer: int = 2  # k of the composition baseline (synthetic data); 0 skips it
@@ -90,6 +92,11 @@ def _check(config: CompareConfig) -> None:
         raise ValueError("arms: expected a mapping of arm name -> list of key=value overrides")
     if not config.seeds:
         raise ValueError("seeds: expected at least one seed")
+    for arm, seeds in config.arm_seeds.items():
+        if arm not in config.arms:
+            raise ValueError(f"arm_seeds: {arm!r} is not an arm (arms: {', '.join(config.arms)})")
+        if not isinstance(seeds, list) or not seeds or not set(seeds) <= set(config.seeds):
+            raise ValueError(f"arm_seeds: {arm!r} expected a non-empty subset of seeds {config.seeds}")
     if not _pretrain_path(config.pretrain).exists():
         raise FileNotFoundError(
             f"pretrain config {config.pretrain!r} is neither a file nor a packaged config"
@@ -253,6 +260,8 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     for seed in config.seeds:
         data = _dataset(config, seed, root)
         for arm in arms:
+            if seed not in config.arm_seeds.get(arm, [seed]):
+                continue
             cell = root / f"seed{seed}" / arm
             logger.info("comparison cell: seed %d, arm %s", seed, arm)
             if arm in config.models:  # evaluated once, the same in every seed
@@ -268,12 +277,14 @@ def compare(config: CompareConfig) -> dict[str, Any]:
                 {"seed": seed, "arm": arm, "figure": "pretrain seconds", "value": result["pretrain_seconds"]}
             )
     summary, table = summarise(rows, arms)
+    fewer = [f"{arm} at seeds {config.arm_seeds[arm]}" for arm in arms if arm in config.arm_seeds]
+    header = f"Mean ± std over seeds {config.seeds}" + (f" ({'; '.join(fewer)})" if fewer else "")
     with atomic_open(root / "results.csv", "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=["seed", "arm", "figure", "value"])
         writer.writeheader()
         writer.writerows(rows)
     with atomic_open(root / "results.md", "w") as handle:
-        handle.write(f"Mean ± std over seeds {config.seeds}; differences are paired by seed.\n\n{table}")
+        handle.write(f"{header}; differences are paired by seed.\n\n{table}")
     result = {"arms": arms, "seeds": config.seeds, "summary": summary, "seconds": time.perf_counter() - start}
     with atomic_open(root / "results.json", "w") as handle:
         json.dump(result, handle, indent=2)

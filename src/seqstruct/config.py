@@ -152,7 +152,8 @@ def _build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b=value` strings (values parsed as YAML scalars) to a nested dict, returning a new one."""
-    merged = yaml.safe_load(yaml.safe_dump(values)) or {}
+    # a deep copy that keeps key order: the first of `arms` is a comparison's reference
+    merged = yaml.safe_load(yaml.safe_dump(values, sort_keys=False)) or {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
