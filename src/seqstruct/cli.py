@@ -47,12 +47,28 @@ def _distill(args: argparse.Namespace) -> None:
     )
 
 
-def _embed(args: argparse.Namespace) -> None:
-    from seqstruct.embed import embed_fasta
+def _contrastive(args: argparse.Namespace) -> None:
+    from seqstruct.config import ContrastiveConfig
+    from seqstruct.train import contrastive
 
-    count = embed_fasta(
+    config = load_config(ContrastiveConfig, args.config, args.overrides)
+    metrics = contrastive(config, resume=args.resume, overwrite=args.overwrite)
+    heldout = metrics["heldout"]
+    loss = "no held-out pairs" if heldout is None else f"held-out loss {heldout['loss']:.4f}"
+    print(
+        f"{metrics['setting']} contrastive training on {metrics['train_pairs']:,} {metrics['pairs']} pairs, "
+        f"{metrics['steps']} steps: train loss {metrics['train_loss']:.4f}, {loss} "
+        f"({metrics['heldout_pairs']:,} pairs)\n"
+        f"sentence-transformers model, metrics.json and log.csv in {config.output_dir}"
+    )
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from seqstruct.embed import embed_file
+
+    count = embed_file(
         args.model_dir,
-        args.fasta,
+        args.inputs,
         args.output,
         pooling=args.pooling,
         batch_size=args.batch_size,
@@ -229,14 +245,43 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
     p.set_defaults(func=_distill)
 
-    p = commands.add_parser("embed", help="embed the proteins of a FASTA file with a saved encoder")
-    p.add_argument("model_dir")
-    p.add_argument("fasta")
+    p = commands.add_parser(
+        "contrastive",
+        help="SimCSE-style sentence embeddings (unsupervised, or supervised pairs from a prepared dataset)",
+    )
+    p.add_argument(
+        "config", help="YAML run configuration, e.g. src/seqstruct/configs/contrastive-go-text.yaml"
+    )
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. setting=unsupervised dropout=0.1")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
+    p.set_defaults(func=_contrastive)
+
+    p = commands.add_parser(
+        "embed", help="embed proteins (FASTA) or texts (.txt, .jsonl) with a saved encoder or `minilm`"
+    )
+    p.add_argument("model_dir", help="saved model directory (HF or sentence-transformers layout) or `minilm`")
+    p.add_argument(
+        "inputs",
+        help='FASTA (ids from headers), .txt (one text per line; ids = line numbers) or .jsonl ({"id", "text"})',
+    )
     p.add_argument("-o", "--output", required=True, help=".npz with `ids` and `embeddings`")
-    p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean")
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=None,
+        help="default: a sentence-transformers model's own pooling (trained layer attention included), "
+        "else mean; a layer-attention name the model has no trained module for starts untrained",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="most sequences in one batch")
     p.add_argument("--max-tokens", type=int, default=16384, help="most padded tokens in one batch")
-    p.add_argument("--max-length", type=int, default=None, help="truncate longer proteins (default: none)")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="truncate longer inputs (default: a sentence-transformers model's max_seq_length, else none)",
+    )
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
     p.set_defaults(func=_embed)
 
@@ -261,7 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="how an encoder is used")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for stochastic methods (finetune)")
     p.add_argument("--label", nargs="+", default=None, help="label columns for knn (default: all)")
-    p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean", help="ignored for a .npz")
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=None,
+        help="default: the model's own saved pooling (trained layer attention included), else mean; "
+        "ignored for a .npz and for baselines",
+    )
     p.add_argument("--k", type=int, default=3, help="neighbours that vote in knn")
     p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
     p.add_argument(
