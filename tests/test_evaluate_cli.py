@@ -228,3 +228,11 @@ def test_pooling_defaults_to_the_models_own(proteins, tmp_path) -> None:
     out = tmp_path / "knn"
     assert main(["evaluate", str(saved), "--data", str(data), "--task", "knn", "-o", str(out)]) == 0
     assert json.loads((out / "evaluation.json").read_text())["pooling"] == "layer-attention-1q"
+
+
+def test_a_search_task_does_not_record_the_previous_tasks_fit(texts, tmp_path) -> None:
+    out = tmp_path / "out"
+    args = ["evaluate", "baseline:tfidf", "--task", "go-category", "go-synonym-search", "--data", str(texts)]
+    assert main([*args, "-o", str(out)]) == 0
+    assert json.loads((out / "go-category.json").read_text())["fit"][0]["C"] > 0  # the probe's choice
+    assert json.loads((out / "go-synonym-search.json").read_text())["fit"] == [{}]  # search fits nothing

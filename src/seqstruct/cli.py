@@ -191,6 +191,27 @@ def _bench_throughput(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_encode(args: argparse.Namespace) -> None:
+    from seqstruct.bench.throughput import EncodeBenchConfig, st_encode_report
+
+    config = EncodeBenchConfig(
+        text_model=args.text_model,
+        texts=args.texts,
+        text_n=args.text_n,
+        text_max_length=args.text_max_length,
+        protein_model=args.protein_model,
+        preset=args.preset,
+        fasta=args.fasta,
+        protein_n=args.protein_n,
+        protein_max_length=args.protein_max_length,
+        batch_sizes=tuple(args.batch_sizes),
+        poolings=tuple(args.poolings),
+        repeats=args.repeats,
+        device=args.device,
+    )
+    print(st_encode_report(config, args.output))
+
+
 def _bench_favor_error(args: argparse.Namespace) -> None:
     from seqstruct.bench.attention import favor_error_report
 
@@ -385,6 +406,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
     p.set_defaults(func=_bench_throughput)
+
+    p = kinds.add_parser(
+        "encode", help="encode() vs SentenceTransformer.encode of the same model: texts/s and proteins/s"
+    )
+    p.add_argument("--text-model", default="minilm", help="text model directory, or minilm")
+    p.add_argument(
+        "--texts",
+        default=None,
+        help="prepared text dataset, GO SQLite, or .txt/.jsonl (default: data/prepared/go-text, else GO.sqlite)",
+    )
+    p.add_argument("--text-n", type=int, default=512, help="texts per timed run (0: skip texts)")
+    p.add_argument("--text-max-length", type=int, default=None, help="default: the model's max_seq_length")
+    p.add_argument("--protein-model", default=None, help="saved model directory (default: a fresh --preset)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
+    p.add_argument("--protein-n", type=int, default=256, help="proteins per timed run (0: skip proteins)")
+    p.add_argument("--protein-max-length", type=int, default=1024)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="the same for both sides")
+    p.add_argument("--poolings", nargs="+", choices=POOLINGS, default=["mean", "layer-attention"])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per side, alternated after a warm-up")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_encode)
 
     p = kinds.add_parser("favor-error", help="FAVOR+ output MSE vs exact softmax over m (Performer fig. 3)")
     p.add_argument(

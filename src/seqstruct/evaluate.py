@@ -241,6 +241,7 @@ def run_task(
     runs, fits, counts = [], [], {}
     chosen = list(range(seeds)) if method.stochastic else [0]
     for seed in chosen:
+        method.last_fit = {}  # a task that fits nothing (search, kNN) must not record the previous fit
         try:
             result = spec.run(prepared, method, seed, **settings)
         except NotApplicable as err:
