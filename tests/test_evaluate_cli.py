@@ -15,7 +15,8 @@ from seqstruct.embed import save_embeddings
 from seqstruct.evaluate import results_table
 from seqstruct.evaluation.baselines import kmer_composition
 from seqstruct.models.encoders import build_encoder, save_model_dir
-from tests.evaluation.test_tasks import protein_dataset, text_dataset
+from tests.evaluation.test_methods import text_model  # noqa: F401  (fixture: a tiny random BERT)
+from tests.evaluation.test_tasks import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +124,32 @@ def test_minilm_on_synonym_search(texts, tmp_path) -> None:
     assert result["metrics"]["test"]["recall@10"] >= 0.5
 
 
+def test_text_encoder_on_go_similarity_and_knn(go_text, text_model, tmp_path) -> None:  # noqa: F811
+    out = tmp_path / "out"
+    args = ["evaluate", str(text_model), "--task", "go-similarity", "go-category", "classifier=knn"]
+    args += ["neighbours=3", "max_length=64"]  # the tiny BERT has 128 positions; some definitions are longer
+    assert main([*args, "--data", str(go_text.path), "-o", str(out)]) == 0
+    similarity = json.loads((out / "go-similarity.json").read_text())
+    assert similarity["kind"] == "text" and similarity["task_options"]["pairs"] == 2000
+    assert similarity["counts"]["pairs"] == 71 and similarity["counts"]["related_pairs"] == 12
+    assert -1.0 <= similarity["metrics"]["test"]["spearman"] <= 1.0
+    lines = (out / "go-similarity.md").read_text().splitlines()
+    assert lines[0] == "| model | mode | seeds | test spearman | test pearson |"
+    knn = json.loads((out / "go-category.json").read_text())
+    assert set(knn["metrics"]["test"]) == {"knn_accuracy", "knn_macro_f1"}
+    assert knn["task_options"]["classifier"] == "knn" and knn["counts"]["neighbours"] == 3
+
+
+@pytest.mark.slow
+def test_minilm_on_go_similarity(go_text, tmp_path) -> None:  # noqa: F811
+    out = tmp_path / "out"
+    args = ["evaluate", "minilm", "--task", "go-similarity", "split=train", "pairs=300"]
+    assert main([*args, "--data", str(go_text.path), "-o", str(out)]) == 0
+    result = json.loads((out / "go-similarity.json").read_text())
+    # definitions of related GO terms read alike: a sentence encoder's cosine follows Lin
+    assert result["counts"]["pairs"] == 300 and result["metrics"]["train"]["spearman"] > 0.3
+
+
 def test_errors_are_one_line_with_exit_code_2(proteins, texts, capsys) -> None:
     assert main(["evaluate", "baseline:aac", "--task", "go-xx", "--data", str(proteins)]) == 2
     err = capsys.readouterr().err
@@ -166,3 +193,46 @@ def test_old_knn_link_form_still_works(tmp_path, capsys) -> None:
     assert "knn topic: accuracy" in capsys.readouterr().out
     result = json.loads((out / "evaluation.json").read_text())
     assert result["tasks"] == ["knn", "link"] and result["n"] == 24 and "mrr" in result["link"]
+
+
+def test_pooling_defaults_to_the_models_own(proteins, tmp_path) -> None:
+    from seqstruct.models.sentence import sentence_model
+
+    plain = tmp_path / "plain"
+    tokenizer = build_protein_tokenizer()
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, plain)
+    saved = tmp_path / "st"
+    sentence_model(plain, pooling="layer-attention-1q", seed=0).save(str(saved))
+    base = ["--task", "go-mf-class", "--data", str(proteins)]
+    for model, extra, expected in [
+        (saved, [], "layer-attention-1q"),  # the saved (trained) pooling, no --pooling needed
+        (saved, ["--pooling", "max"], "max"),
+        (plain, [], "mean"),  # a plain HF directory: mean over residues
+    ]:
+        out = tmp_path / f"{model.name}-{expected}"
+        assert main(["evaluate", str(model), *base, *extra, "-o", str(out)]) == 0
+        assert json.loads((out / "go-mf-class.json").read_text())["pooling"] == expected
+
+    data = tmp_path / "synth"
+    synth = [
+        "synth",
+        "cliques",
+        "topics=3",
+        "clique_size=4",
+        "min_length=20",
+        "max_length=30",
+        "-o",
+        str(data),
+    ]
+    assert main(synth) == 0
+    out = tmp_path / "knn"
+    assert main(["evaluate", str(saved), "--data", str(data), "--task", "knn", "-o", str(out)]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["pooling"] == "layer-attention-1q"
+
+
+def test_a_search_task_does_not_record_the_previous_tasks_fit(texts, tmp_path) -> None:
+    out = tmp_path / "out"
+    args = ["evaluate", "baseline:tfidf", "--task", "go-category", "go-synonym-search", "--data", str(texts)]
+    assert main([*args, "-o", str(out)]) == 0
+    assert json.loads((out / "go-category.json").read_text())["fit"][0]["C"] > 0  # the probe's choice
+    assert json.loads((out / "go-synonym-search.json").read_text())["fit"] == [{}]  # search fits nothing

@@ -150,7 +150,7 @@ def test_every_loss_trains_and_is_logged(two_components, tmp_path, loss) -> None
             "negatives must be >= 0",
         ),
         (
-            {"structure.weight": 0.5, "structure.graph": "g.tsv", "structure.pooling": "max"},
+            {"structure.weight": 0.5, "structure.graph": "g.tsv", "structure.pooling": "first-last"},
             "structure.pooling",
         ),
     ],

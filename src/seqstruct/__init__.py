@@ -1,7 +1,10 @@
 """seqstruct: pretrain, adapt and evaluate sequence encoders for proteins and scientific text.
 
-Importing seqstruct registers `attn_implementation="favor"` (FAVOR+) with transformers; the other public
-names are imported on first use.
+Importing seqstruct registers `attn_implementation="favor"` (FAVOR+) with transformers; the public names
+are imported on first use (so `import seqstruct` does not import sentence-transformers).
+`load_sentence_model(dir)` loads a sentence-transformers model seqstruct saved, its own pooling modules
+included, without trust_remote_code (plain `SentenceTransformer(dir)` does only when the pooling is
+sentence-transformers' own; see seqstruct.models.sentence).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ _PUBLIC = {
     "FavorRedrawCallback": "seqstruct.attention.interface",
     "favor_attention": "seqstruct.attention.favor",
     "FavorConfig": "seqstruct.config",
+    "load_sentence_model": "seqstruct.models.sentence",
+    "sentence_model": "seqstruct.models.sentence",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -47,12 +47,28 @@ def _distill(args: argparse.Namespace) -> None:
     )
 
 
-def _embed(args: argparse.Namespace) -> None:
-    from seqstruct.embed import embed_fasta
+def _contrastive(args: argparse.Namespace) -> None:
+    from seqstruct.config import ContrastiveConfig
+    from seqstruct.train import contrastive
 
-    count = embed_fasta(
+    config = load_config(ContrastiveConfig, args.config, args.overrides)
+    metrics = contrastive(config, resume=args.resume, overwrite=args.overwrite)
+    heldout = metrics["heldout"]
+    loss = "no held-out pairs" if heldout is None else f"held-out loss {heldout['loss']:.4f}"
+    print(
+        f"{metrics['setting']} contrastive training on {metrics['train_pairs']:,} {metrics['pairs']} pairs, "
+        f"{metrics['steps']} steps: train loss {metrics['train_loss']:.4f}, {loss} "
+        f"({metrics['heldout_pairs']:,} pairs)\n"
+        f"sentence-transformers model, metrics.json and log.csv in {config.output_dir}"
+    )
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from seqstruct.embed import embed_file
+
+    count = embed_file(
         args.model_dir,
-        args.fasta,
+        args.inputs,
         args.output,
         pooling=args.pooling,
         batch_size=args.batch_size,
@@ -175,6 +191,27 @@ def _bench_throughput(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_encode(args: argparse.Namespace) -> None:
+    from seqstruct.bench.throughput import EncodeBenchConfig, st_encode_report
+
+    config = EncodeBenchConfig(
+        text_model=args.text_model,
+        texts=args.texts,
+        text_n=args.text_n,
+        text_max_length=args.text_max_length,
+        protein_model=args.protein_model,
+        preset=args.preset,
+        fasta=args.fasta,
+        protein_n=args.protein_n,
+        protein_max_length=args.protein_max_length,
+        batch_sizes=tuple(args.batch_sizes),
+        poolings=tuple(args.poolings),
+        repeats=args.repeats,
+        device=args.device,
+    )
+    print(st_encode_report(config, args.output))
+
+
 def _bench_favor_error(args: argparse.Namespace) -> None:
     from seqstruct.bench.attention import favor_error_report
 
@@ -229,14 +266,43 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
     p.set_defaults(func=_distill)
 
-    p = commands.add_parser("embed", help="embed the proteins of a FASTA file with a saved encoder")
-    p.add_argument("model_dir")
-    p.add_argument("fasta")
+    p = commands.add_parser(
+        "contrastive",
+        help="SimCSE-style sentence embeddings (unsupervised, or supervised pairs from a prepared dataset)",
+    )
+    p.add_argument(
+        "config", help="YAML run configuration, e.g. src/seqstruct/configs/contrastive-go-text.yaml"
+    )
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. setting=unsupervised dropout=0.1")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
+    p.set_defaults(func=_contrastive)
+
+    p = commands.add_parser(
+        "embed", help="embed proteins (FASTA) or texts (.txt, .jsonl) with a saved encoder or `minilm`"
+    )
+    p.add_argument("model_dir", help="saved model directory (HF or sentence-transformers layout) or `minilm`")
+    p.add_argument(
+        "inputs",
+        help='FASTA (ids from headers), .txt (one text per line; ids = line numbers) or .jsonl ({"id", "text"})',
+    )
     p.add_argument("-o", "--output", required=True, help=".npz with `ids` and `embeddings`")
-    p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean")
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=None,
+        help="default: a sentence-transformers model's own pooling (trained layer attention included), "
+        "else mean; a layer-attention name the model has no trained module for starts untrained",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="most sequences in one batch")
     p.add_argument("--max-tokens", type=int, default=16384, help="most padded tokens in one batch")
-    p.add_argument("--max-length", type=int, default=None, help="truncate longer proteins (default: none)")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="truncate longer inputs (default: a sentence-transformers model's max_seq_length, else none)",
+    )
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
     p.set_defaults(func=_embed)
 
@@ -261,7 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="how an encoder is used")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for stochastic methods (finetune)")
     p.add_argument("--label", nargs="+", default=None, help="label columns for knn (default: all)")
-    p.add_argument("--pooling", choices=sorted(POOLINGS), default="mean", help="ignored for a .npz")
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=None,
+        help="default: the model's own saved pooling (trained layer attention included), else mean; "
+        "ignored for a .npz and for baselines",
+    )
     p.add_argument("--k", type=int, default=3, help="neighbours that vote in knn")
     p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
     p.add_argument(
@@ -334,6 +406,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
     p.set_defaults(func=_bench_throughput)
+
+    p = kinds.add_parser(
+        "encode", help="encode() vs SentenceTransformer.encode of the same model: texts/s and proteins/s"
+    )
+    p.add_argument("--text-model", default="minilm", help="text model directory, or minilm")
+    p.add_argument(
+        "--texts",
+        default=None,
+        help="prepared text dataset, GO SQLite, or .txt/.jsonl (default: data/prepared/go-text, else GO.sqlite)",
+    )
+    p.add_argument("--text-n", type=int, default=512, help="texts per timed run (0: skip texts)")
+    p.add_argument("--text-max-length", type=int, default=None, help="default: the model's max_seq_length")
+    p.add_argument("--protein-model", default=None, help="saved model directory (default: a fresh --preset)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
+    p.add_argument("--protein-n", type=int, default=256, help="proteins per timed run (0: skip proteins)")
+    p.add_argument("--protein-max-length", type=int, default=1024)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="the same for both sides")
+    p.add_argument("--poolings", nargs="+", choices=POOLINGS, default=["mean", "layer-attention"])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per side, alternated after a warm-up")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_encode)
 
     p = kinds.add_parser("favor-error", help="FAVOR+ output MSE vs exact softmax over m (Performer fig. 3)")
     p.add_argument(

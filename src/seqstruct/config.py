@@ -84,7 +84,7 @@ class StructureConfig:
     directed: bool = False  # read `a b` as a -> b (positives are successors); in-batch losses symmetrise
     weight: float = 0.0  # lambda in [0, 1]; 0 is masked-LM alone, exactly (no graph batches are built)
     loss: str = "margin"  # margin (contrastive on Euclidean distance) | info_nce | multi_similarity
-    pooling: str = "cls"  # sequence vector the loss acts on: cls (the paper's) | mean (over residues)
+    pooling: str = "cls"  # sequence vector the loss acts on: cls (the paper's) | mean | max (over residues)
     margin: float = 1.0  # margin loss: negatives are pushed beyond this Euclidean distance
     temperature: float = 0.05  # info_nce: softmax temperature on cosine similarities
     negatives: int = 1  # non-neighbours sampled per anchor into the batch; 0: margin uses the batch's rows
@@ -256,3 +256,45 @@ class DistillConfig:
     data: DistillDataConfig = field(default_factory=DistillDataConfig)  # GO texts, split, evaluation sizes
     train: DistillTrainConfig = field(default_factory=DistillTrainConfig)  # the Trainer's settings
     targets: DistillTargets = field(default_factory=DistillTargets)  # what "recovered" means in metrics.json
+
+
+# ---------------------------------------------------------------------------------------------------
+# `seqstruct contrastive`: SimCSE-style sentence-embedding training on sentence-transformers' trainer
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ContrastiveTrainConfig(TrainConfig):
+    """TrainConfig with contrastive training's defaults (SimCSE: small learning rate, large-ish batches)."""
+
+    max_steps: int = 1000  # optimiser steps
+    batch_size: int = 64  # pairs per device and step; negatives: the other B-1 positives (+ B hard ones)
+    learning_rate: float = 3e-5  # peak learning rate after warm-up (SimCSE-BERT-base: 3e-5 unsup, 5e-5 sup)
+    warmup_steps: int = 50  # linear warm-up steps
+    weight_decay: float = 0.0  # AdamW weight decay; SimCSE trains without
+    logging_steps: int = 20  # steps between training-loss log rows
+    eval_steps: int = 200  # steps between held-out eval_loss evaluations
+    save_steps: int = 200  # steps between checkpoints (resume points)
+    eval_batch_size: int = 64  # pairs per evaluation batch (in-batch negatives: keep it near batch_size)
+
+
+@dataclass
+class ContrastiveConfig:
+    output_dir: str = "runs/contrastive"  # model (sentence-transformers dir), config, metrics, checkpoints
+    model: str = "minilm"  # `minilm` (all-MiniLM-L6-v2), a saved seqstruct model dir, or a contrastive output
+    pooling: str = "layer-attention"  # seqstruct.models.pooling.POOLINGS; "" keeps a saved model's pooling
+    attention: str = ""  # attn_implementation (sdpa | eager | favor); "" = the one the model was saved with
+    dropout: float | None = None  # encoder hidden/attention dropout in training; None keeps the model's own
+    setting: str = "supervised"  # unsupervised: (x, x), dropout the only augmentation | supervised: pairs
+    dataset: str = "data/prepared/go-text"  # prepared dataset dir (`seqstruct data prepare`): its train split
+    pairs: str = "auto"  # supervised pairs: go-synonym | wordnet-lemma | graph | auto (by the dataset)
+    positive: str = "name"  # go-synonym: the synonym's partner is the term's name | text (definition) | both
+    hard_negatives: bool = False  # add a graph sibling's text per pair (a third column); supervised only
+    temperature: float = 0.05  # softmax temperature tau on cosine similarities; the loss's scale is 1/tau
+    max_length: int = 128  # tokens per text including special tokens; longer texts are truncated
+    max_pairs: int = 0  # cap on training pairs (a seeded sample); 0 = all
+    # Held-out pairs from the valid split for eval_loss (no hard negatives); 0 = no evaluation. Unsupervised:
+    # valid texts twice, and without dropout (evaluation) that loss measures uniformity only.
+    eval_pairs: int = 512
+    pair_seed: int = 0  # seeds the pair sample, edge orientations and hard negatives (not train.seed)
+    train: ContrastiveTrainConfig = field(default_factory=ContrastiveTrainConfig)  # the Trainer's settings

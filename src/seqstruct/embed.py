@@ -1,17 +1,26 @@
-"""Sequence embeddings from a saved encoder: `encode()` in Python, `embed_fasta()` behind `seqstruct embed`.
+"""Embeddings from a saved encoder: `encode()` in Python, `embed_file()` behind `seqstruct embed`.
 
 Inference always runs in eval mode, in length-sorted batches bounded by a token budget (ESM's recipe), and
 returns vectors in the caller's order; a sequence gets the same vector alone or inside a padded batch.
+Every pooling of `seqstruct.models.pooling` is accepted by name, or as a module (a trained
+layer-attention pooling, or a saved model's pooling and the modules after it); every layer's hidden
+states are computed only when the pooling reads them.
+
+Inputs (`read_inputs`): FASTA (proteins; ids from the headers), .txt (one text per line; ids are line
+numbers) or .jsonl (one {"id": ..., "text": ...} object per line).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
@@ -25,7 +34,14 @@ from transformers import (
 from seqstruct.data.collate import token_budget_batches
 from seqstruct.data.fasta import read_fasta
 from seqstruct.io import atomic_path
-from seqstruct.models.pooling import get_pooling
+from seqstruct.models.encoders import resolve_model_path
+from seqstruct.models.pooling import (
+    LAYER_ATTENTION,
+    needs_hidden_states,
+    pooling_module,
+    pooling_name,
+    special_token_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +67,51 @@ def load_encoder(
     return model.eval(), tokenizer
 
 
+def _tokenize(
+    tokenizer: PreTrainedTokenizerBase, sequences: Sequence[str], max_length: int | None
+) -> list[list[int]]:
+    """Token ids of every sequence; with max_length, the longer ones are cut to it (their end token kept:
+    the tokenizer truncates before adding specials) and how many is logged."""
+    plain = dict(return_attention_mask=False, return_token_type_ids=False)
+    ids = tokenizer(list(sequences), **plain)["input_ids"]
+    if max_length is None:
+        return ids
+    over = [i for i, row in enumerate(ids) if len(row) > max_length]
+    if over:
+        logger.warning("max_length=%d truncated %d of %d sequences", max_length, len(over), len(sequences))
+        cut = tokenizer([sequences[i] for i in over], truncation=True, max_length=max_length, **plain)
+        for i, row in zip(over, cut["input_ids"], strict=True):
+            ids[i] = row
+    return ids
+
+
+def _pooling(
+    pooling: str | nn.Module,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    include_special_tokens: bool,
+    seed: int,
+) -> nn.Module:
+    if not isinstance(pooling, str):
+        return pooling
+    if pooling in LAYER_ATTENTION:
+        logger.warning(
+            "%s pooling by name is untrained (seeded with %d): pass a trained module, e.g. from a model "
+            "saved by `seqstruct contrastive`, for meaningful embeddings",
+            pooling,
+            seed,
+        )
+    config = model.config
+    return pooling_module(
+        pooling,
+        config.hidden_size,
+        config.num_hidden_layers,
+        special_token_ids(tokenizer),
+        include_special_tokens,
+        seed,
+    )
+
+
 @torch.inference_mode()
 def encode(
     model: PreTrainedModel,
@@ -58,51 +119,204 @@ def encode(
     sequences: Sequence[str],
     batch_size: int = 64,
     max_tokens: int = 16384,
-    pooling: str = "mean",
+    pooling: str | nn.Module = "mean",
     normalize_embeddings: bool = False,
     max_length: int | None = None,
     convert_to_numpy: bool = True,
     show_progress_bar: bool = False,
+    include_special_tokens: bool = False,
+    seed: int = 0,
 ) -> np.ndarray | torch.Tensor:
-    """Embed `sequences` into a (N, hidden_size) array, in input order.
+    """Embed `sequences` into a (N, D) float32 array, in input order.
 
+    pooling: a name from POOLINGS, or a sentence-transformers module (or nn.Sequential of them) that
+    reads features["token_embeddings"], ["attention_mask"], ["input_ids"] and, if it says it needs them,
+    ["all_layer_embeddings"], and writes ["sentence_embedding"]. include_special_tokens (for a name): pool
+    the <cls>/<eos> ([CLS]/[SEP]) tokens too; False, our protein models' convention, by default. seed:
+    the initial weights of a layer-attention pooling given by name (untrained).
     batch_size bounds the sequences in a batch and max_tokens its padded size (rows x longest); an
-    over-long sequence is embedded alone. max_length truncates (keeping <eos>) and logs how many
+    over-long sequence is embedded alone. max_length truncates (keeping the end token) and logs how many
     sequences it cut; None embeds every sequence whole, which rotary positions allow.
     """
-    pool = get_pooling(pooling)
+    pool = _pooling(pooling, model, tokenizer, include_special_tokens, seed)
     model.eval()  # also when a caller hands over a model left in training mode
     device = next(model.parameters()).device
-    encoded = tokenizer(
-        list(sequences),
-        truncation=max_length is not None,
-        max_length=max_length,
-        return_special_tokens_mask=True,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    if max_length is not None:
-        cut = sum(len(s) + 2 > max_length for s in sequences)
-        if cut:
-            logger.warning("max_length=%d truncated %d of %d sequences", max_length, cut, len(sequences))
-    lengths = [len(ids) for ids in encoded["input_ids"]]
-    batches = token_budget_batches(lengths, max_tokens, batch_size)
-    out = torch.empty((len(sequences), model.config.hidden_size), dtype=torch.float32)
+    pool.to(device).eval()
+    hidden_states = needs_hidden_states(pool)
+    input_ids = _tokenize(tokenizer, sequences, max_length)
+    batches = token_budget_batches([len(ids) for ids in input_ids], max_tokens, batch_size)
+    out: torch.Tensor | None = None
     for batch in tqdm(batches, desc="embedding", unit="batch", disable=not show_progress_bar):
-        features = [
-            {"input_ids": encoded["input_ids"][i], "special_tokens_mask": encoded["special_tokens_mask"][i]}
-            for i in batch
-        ]
-        padded = tokenizer.pad(features, return_tensors="pt")
-        attention_mask = padded["attention_mask"].to(device)
-        hidden = model(
-            input_ids=padded["input_ids"].to(device), attention_mask=attention_mask
-        ).last_hidden_state
-        residues = attention_mask.bool() & ~padded["special_tokens_mask"].to(device).bool()  # (B, L)
-        out[batch] = pool(hidden.float(), residues).cpu()
+        padded = tokenizer.pad([{"input_ids": input_ids[i]} for i in batch], return_tensors="pt")
+        ids, attention_mask = padded["input_ids"].to(device), padded["attention_mask"].to(device)
+        output = model(input_ids=ids, attention_mask=attention_mask, output_hidden_states=hidden_states)
+        # Pool in float32 whatever precision the encoder ran in (bf16 autocast).
+        features = {
+            "input_ids": ids,
+            "attention_mask": attention_mask,
+            "token_embeddings": output.last_hidden_state.float(),
+        }
+        if hidden_states:
+            features["all_layer_embeddings"] = tuple(h.float() for h in output.hidden_states)
+        pooled = pool(features)["sentence_embedding"].float().cpu()  # (B, D)
+        if out is None:
+            out = torch.empty((len(sequences), pooled.shape[-1]), dtype=torch.float32)
+        out[batch] = pooled
+    if out is None:  # no sequences
+        out = torch.empty((0, model.config.hidden_size), dtype=torch.float32)
     if normalize_embeddings:
         out = torch.nn.functional.normalize(out, dim=-1)
     return out.numpy() if convert_to_numpy else out
+
+
+# ---------------------------------------------------------------------------------------------------
+# A model directory, ready to embed
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Embedder:
+    """What `seqstruct embed` runs: an encoder body, its tokenizer, and the modules after it."""
+
+    model: PreTrainedModel  # encoder body, eval mode
+    tokenizer: PreTrainedTokenizerBase
+    head: nn.Module  # pooling, then any modules the source model has after it (its Normalize)
+    pooling: str  # the pooling's name, written beside the embeddings
+    max_length: int | None  # default truncation: a sentence-transformers model's max_seq_length
+
+    def encode(self, sequences: Sequence[str], **kwargs) -> np.ndarray | torch.Tensor:
+        kwargs.setdefault("max_length", self.max_length)
+        return encode(self.model, self.tokenizer, sequences, pooling=self.head, **kwargs)
+
+
+def load_embedder(
+    model_dir: str | Path, pooling: str | None = None, device: str | None = None, seed: int = 0
+) -> Embedder:
+    """The encoder in `model_dir` (or `minilm`) with the pooling `seqstruct embed` uses.
+
+    A plain HF directory (`seqstruct pretrain`'s): `pooling` (default mean) over residues, <cls>/<eos>
+    left out. A sentence-transformers directory (MiniLM, or one seqstruct saved): its own pooling and
+    what follows it (Normalize), so the vectors are what `SentenceTransformer(dir).encode` gives; a
+    `pooling` naming another one replaces it, following the model's token convention (MiniLM's mean
+    pools [CLS] and [SEP] too), and inputs are cut to the model's max_seq_length as there.
+    """
+    path = resolve_model_path(model_dir)
+    if (path / "modules.json").is_file():
+        from seqstruct.models.sentence import sentence_model
+
+        st = sentence_model(path, pooling=pooling, seed=seed, device=device)
+        head = nn.Sequential(*(st[i] for i in range(1, len(st))))
+        name = next((n for n in map(pooling_name, head) if n is not None), None)
+        return Embedder(st[0].auto_model.eval(), st[0].tokenizer, head, name or "custom", st.max_seq_length)
+    model, tokenizer = load_encoder(path, device)
+    name = pooling or "mean"
+    head = _pooling(name, model, tokenizer, include_special_tokens=False, seed=seed)
+    return Embedder(model, tokenizer, head, name, None)
+
+
+def saved_pooling(model_dir: str | Path) -> nn.Module | None:
+    """The pooling module a sentence-transformers directory saved (ours or the library's, with its
+    weights); None for a plain HF directory or one without a pooling module."""
+    from seqstruct.models.sentence import allowed_module_class, pooling_index, st_modules
+
+    path = resolve_model_path(model_dir)
+    modules = st_modules(path)
+    index = pooling_index(modules) if modules else None
+    if modules is None or index is None:
+        return None
+    # The same allowlist as load_sentence_model: sentence-transformers' classes and seqstruct's only.
+    module_class = allowed_module_class(modules[index]["type"], path / "modules.json")
+    return module_class.load(str(path), subfolder=modules[index]["path"], local_files_only=True)
+
+
+def load_pooling(
+    model_dir: str | Path,
+    pooling: str | None,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int = 0,
+) -> nn.Module:
+    """The pooling module for `pooling` over the encoder of `model_dir`: the directory's saved one when
+    it has that name (or `pooling` is None), trained weights included; else a fresh one that follows the
+    directory's token convention (`seqstruct.models.sentence.includes_special_tokens`)."""
+    from seqstruct.models.sentence import includes_special_tokens
+
+    saved = saved_pooling(model_dir)
+    if saved is not None and pooling in (None, pooling_name(saved)):
+        return saved
+    return _pooling(pooling or "mean", model, tokenizer, includes_special_tokens(saved), seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files in and out
+# ---------------------------------------------------------------------------------------------------
+
+FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas", ".fasta.gz", ".fa.gz", ".faa.gz")
+
+
+def read_inputs(path: str | Path) -> tuple[list[str], list[str]]:
+    """(ids, sequences or texts) of an input file, chosen by its suffix: FASTA, .txt or .jsonl."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".txt"):
+        return _read_txt(path)
+    if name.endswith(".jsonl"):
+        return _read_jsonl(path)
+    if name.endswith(FASTA_SUFFIXES):
+        records = read_fasta(path)
+        return [r.id for r in records], [r.sequence for r in records]
+    raise ValueError(
+        f"{path}: unknown input type; expected FASTA ({', '.join(FASTA_SUFFIXES)}), .txt (one text per "
+        'line) or .jsonl (one {"id": ..., "text": ...} object per line)'
+    )
+
+
+def _read_txt(path: Path) -> tuple[list[str], list[str]]:
+    """Each non-blank line is a text; its id is its 1-based line number (blank lines are skipped)."""
+    ids, texts = [], []
+    blank = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if text.strip():
+                ids.append(str(number))
+                texts.append(text)
+            else:
+                blank += 1
+    if blank:
+        logger.info("%s: skipped %d blank lines (ids are line numbers all the same)", path, blank)
+    return ids, texts
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
+    """One JSON object per non-blank line with a string or integer "id" (unique) and a string "text"."""
+    ids, texts = [], []
+    first_line: dict[str, int] = {}
+    expected = 'expected a JSON object with an "id" (string or integer) and a "text" (string)'
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {number}: not JSON ({err.msg}); {expected}") from None
+            if not isinstance(row, dict) or "id" not in row or "text" not in row:
+                got = sorted(row) if isinstance(row, dict) else type(row).__name__
+                raise ValueError(f"{path}, line {number}: {expected}; got {got}")
+            if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
+                raise ValueError(f"{path}, line {number}: {expected}; got id {row['id']!r}")
+            if not isinstance(row["text"], str):
+                raise ValueError(f"{path}, line {number}: {expected}; got text {row['text']!r}")
+            record_id = str(row["id"])
+            if record_id in first_line:
+                raise ValueError(
+                    f"{path}, line {number}: id {record_id!r} repeats line {first_line[record_id]}"
+                )
+            first_line[record_id] = number
+            ids.append(record_id)
+            texts.append(row["text"])
+    return ids, texts
 
 
 def save_embeddings(path: str | Path, ids: Sequence[str], embeddings: np.ndarray, **metadata: str) -> None:
@@ -114,45 +328,62 @@ def save_embeddings(path: str | Path, ids: Sequence[str], embeddings: np.ndarray
         np.savez(handle, ids=np.array(ids, dtype=str), embeddings=embeddings.astype(np.float32), **extra)
 
 
+def _embed(
+    model_dir: str | Path,
+    inputs: str | Path,
+    pooling: str | None,
+    batch_size: int,
+    max_tokens: int,
+    max_length: int | None,
+    normalize_embeddings: bool,
+) -> tuple[list[str], np.ndarray, Embedder]:
+    ids, sequences = read_inputs(inputs)  # before the model loads: a bad input fails fast
+    embedder = load_embedder(model_dir, pooling)
+    vectors = embedder.encode(
+        sequences,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        normalize_embeddings=normalize_embeddings,
+        show_progress_bar=True,
+        **({} if max_length is None else {"max_length": max_length}),
+    )
+    return ids, vectors, embedder
+
+
 def embed_records(
     model_dir: str | Path,
-    fasta: str | Path,
-    pooling: str = "mean",
+    inputs: str | Path,
+    pooling: str | None = None,
     batch_size: int = 64,
     max_tokens: int = 16384,
     max_length: int | None = None,
     normalize_embeddings: bool = False,
 ) -> tuple[list[str], np.ndarray]:
-    """(FASTA ids, embeddings [N, D]) of every protein of a FASTA file, embedded by a saved encoder."""
-    records = read_fasta(fasta)
-    model, tokenizer = load_encoder(model_dir)
-    vectors = encode(
-        model,
-        tokenizer,
-        [r.sequence for r in records],
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        pooling=pooling,
-        normalize_embeddings=normalize_embeddings,
-        max_length=max_length,
-        show_progress_bar=True,
+    """(ids, embeddings [N, D]) of every record of an input file (FASTA, .txt, .jsonl), embedded by a
+    saved encoder with the pooling `load_embedder` picks."""
+    ids, vectors, _ = _embed(
+        model_dir, inputs, pooling, batch_size, max_tokens, max_length, normalize_embeddings
     )
-    return [r.id for r in records], vectors
+    return ids, vectors
 
 
-def embed_fasta(
+def embed_file(
     model_dir: str | Path,
-    fasta: str | Path,
+    inputs: str | Path,
     output: str | Path,
-    pooling: str = "mean",
+    pooling: str | None = None,
     batch_size: int = 64,
     max_tokens: int = 16384,
     max_length: int | None = None,
     normalize_embeddings: bool = False,
 ) -> int:
-    """Embed every protein of a FASTA file into `output` (.npz with `ids` and `embeddings`); returns N."""
-    ids, vectors = embed_records(
-        model_dir, fasta, pooling, batch_size, max_tokens, max_length, normalize_embeddings
+    """Embed every record of an input file into `output` (.npz with `ids`, `embeddings`, and the
+    `pooling` and `model` used), written atomically; returns N."""
+    ids, vectors, embedder = _embed(
+        model_dir, inputs, pooling, batch_size, max_tokens, max_length, normalize_embeddings
     )
-    save_embeddings(output, ids, vectors, pooling=pooling, model=str(model_dir))
+    save_embeddings(output, ids, vectors, pooling=embedder.pooling, model=str(model_dir))
     return len(ids)
+
+
+embed_fasta = embed_file  # the name from when inputs were FASTA only

@@ -43,12 +43,17 @@ def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray, str | None
 
 
 def embed_dataset(
-    model_dir: str | Path, fasta: Path, pooling: str, batch_size: int, max_length: int | None
-) -> tuple[list[str], np.ndarray]:
-    """(ids, embeddings [N, D]) of the records of `fasta`, embedded by the encoder in `model_dir`."""
-    from seqstruct.embed import embed_records  # transformers loads only when a model is used
+    model_dir: str | Path, fasta: Path, pooling: str | None, batch_size: int, max_length: int | None
+) -> tuple[list[str], np.ndarray, str]:
+    """(ids, embeddings [N, D], the pooling used) of the records of `fasta`, embedded by the encoder in
+    `model_dir`; pooling None is the model's own saved pooling, else mean (`load_embedder`)."""
+    from seqstruct.embed import load_embedder, read_inputs  # transformers loads only when a model is used
 
-    return embed_records(model_dir, fasta, pooling, batch_size, max_length=max_length)
+    ids, sequences = read_inputs(fasta)  # before the model loads: a bad input fails fast
+    embedder = load_embedder(model_dir, pooling)
+    sizes = {} if max_length is None else {"max_length": max_length}
+    vectors = embedder.encode(sequences, batch_size=batch_size, show_progress_bar=True, **sizes)
+    return ids, vectors, embedder.pooling
 
 
 def _number(value: float | None) -> str:
@@ -115,7 +120,7 @@ def evaluate(
     model: str | Path,
     data_dir: str | Path,
     tasks: Sequence[str] = TASKS,
-    pooling: str = "mean",
+    pooling: str | None = None,
     label_columns: Sequence[str] | None = None,
     k: int = 3,
     output: str | Path | None = None,
@@ -136,8 +141,9 @@ def evaluate(
     if Path(model).suffix == ".npz":
         ids, embeddings, pooling_used = load_embeddings(model)
     else:
-        ids, embeddings = embed_dataset(model, data_dir / "sequences.fasta", pooling, batch_size, max_length)
-        pooling_used = pooling
+        ids, embeddings, pooling_used = embed_dataset(
+            model, data_dir / "sequences.fasta", pooling, batch_size, max_length
+        )
     embedded = time.perf_counter()
     metrics = evaluate_embeddings(ids, embeddings, data_dir, tasks, label_columns, k=k, metric=metric)
     result = {
@@ -235,6 +241,7 @@ def run_task(
     runs, fits, counts = [], [], {}
     chosen = list(range(seeds)) if method.stochastic else [0]
     for seed in chosen:
+        method.last_fit = {}  # a task that fits nothing (search, kNN) must not record the previous fit
         try:
             result = spec.run(prepared, method, seed, **settings)
         except NotApplicable as err:
@@ -338,7 +345,7 @@ def evaluate_tasks(
     data: str | Path | None = None,
     mode: str = "probe",
     seeds: int = 1,
-    pooling: str = "mean",
+    pooling: str | None = None,
     options: Sequence[str] = (),
     output: str | Path | None = None,
     strict: bool = True,

@@ -10,7 +10,9 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 from transformers import (
     AutoModelForMaskedLM,
     AutoTokenizer,
@@ -34,11 +42,28 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from seqstruct.attention.interface import FavorRedrawCallback
-from seqstruct.config import PretrainConfig, StructureConfig, config_dict, load_config, save_config
+from seqstruct.config import (
+    ContrastiveConfig,
+    PretrainConfig,
+    StructureConfig,
+    config_dict,
+    load_config,
+    save_config,
+)
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import FastaRecord, read_fasta, write_fasta
 from seqstruct.data.graph import Graph, GraphReport, read_edge_list
 from seqstruct.data.labels import read_labels
+from seqstruct.data.pairs import (
+    AUTO,
+    KINDS,
+    POSITIVES,
+    build_pairs,
+    heldout_pairs,
+    resolve_kind,
+    trainer_dataset,
+)
+from seqstruct.data.prepared import TRAIN, load_prepared
 from seqstruct.data.pretraining import heldout_split, premask, protein_dataset
 from seqstruct.data.structure import GraphContrastCollator, pop_structure
 from seqstruct.data.tokenizers import build_protein_tokenizer
@@ -50,7 +75,9 @@ from seqstruct.models.encoders import (
     load_pretrained_mlm,
     save_model_dir,
 )
-from seqstruct.models.pooling import POOLINGS, get_pooling
+from seqstruct.models.pooling import POOLINGS, TOKEN_POOLINGS, get_pooling
+from seqstruct.models.sentence import sentence_model
+from seqstruct.objectives.contrastive import contrastive_loss, encoder_dropout, set_encoder_dropout
 from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictions
 from seqstruct.objectives.structure import StructureObjective
 
@@ -276,8 +303,10 @@ def structure_objective(settings: StructureConfig) -> StructureObjective:
 def check_structure(settings: StructureConfig) -> None:
     """Refuse settings that cannot train, before any data is read."""
     structure_objective(settings)  # loss name and weight range
-    if settings.pooling not in POOLINGS:
-        raise ValueError(f"structure.pooling must be one of {sorted(POOLINGS)}; got {settings.pooling!r}")
+    if settings.pooling not in TOKEN_POOLINGS:  # the objective pools the last hidden state only
+        raise ValueError(
+            f"structure.pooling must be one of {sorted(TOKEN_POOLINGS)}; got {settings.pooling!r}"
+        )
     if settings.weight > 0 and not settings.graph:
         raise ValueError("structure.weight > 0 needs structure.graph: the edge list over the FASTA ids")
     if settings.negatives < 0:
@@ -536,6 +565,220 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     }
     if trainer.is_world_process_zero():
         save_model_dir(trainer.model, tokenizer, paths.root)
+        with atomic_open(paths.metrics, "w") as handle:
+            json.dump(metrics, handle, indent=2)
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------
+# `seqstruct contrastive`: SimCSE-style sentence embeddings on sentence-transformers' trainer
+# ---------------------------------------------------------------------------------------------------
+
+CONTRASTIVE_SETTINGS = ("unsupervised", "supervised")
+
+
+def check_contrastive(config: ContrastiveConfig) -> None:
+    """Refuse settings that cannot train, before any data or model is read."""
+    if config.setting not in CONTRASTIVE_SETTINGS:
+        raise ValueError(f"setting must be one of {CONTRASTIVE_SETTINGS}; got {config.setting!r}")
+    supervised_kinds = [k for k in KINDS if k != "unsupervised"]
+    if config.pairs not in (*supervised_kinds, AUTO):
+        raise ValueError(f"pairs must be one of {[*supervised_kinds, AUTO]}; got {config.pairs!r}")
+    if config.positive not in POSITIVES:
+        raise ValueError(f"positive must be one of {POSITIVES}; got {config.positive!r}")
+    if config.pooling and config.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {sorted(POOLINGS)} (or '' to keep a saved model's)")
+    if config.hard_negatives and config.setting == "unsupervised":
+        raise ValueError("hard_negatives needs setting=supervised: unsupervised pairs are (x, x)")
+    if not config.temperature > 0:
+        raise ValueError(f"temperature must be positive; got {config.temperature}")
+    if config.dropout is not None and not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1) or null (keep the model's); got {config.dropout}")
+    if config.max_length < 2 or config.max_pairs < 0 or config.eval_pairs < 0:
+        raise ValueError("max_length must be >= 2, max_pairs and eval_pairs >= 0 (0: all / none)")
+    if not config.dataset:
+        raise ValueError("dataset is not set: give a prepared dataset directory (`seqstruct data prepare`)")
+    if not config.model:
+        raise ValueError("model is not set: give `minilm`, a saved model directory or a contrastive output")
+
+
+def contrastive_arguments(
+    config: ContrastiveConfig, paths: RunPaths, evaluate: bool
+) -> SentenceTransformerTrainingArguments:
+    train = config.train
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(paths.checkpoints),
+        max_steps=train.max_steps,
+        # Negatives are the other rows of a micro-batch: gradient accumulation adds steps, not negatives.
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler,
+        weight_decay=train.weight_decay,
+        adam_beta2=train.adam_beta2,
+        logging_steps=train.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=train.eval_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        data_seed=train.seed,
+        bf16=use_bf16(train.precision),
+        use_cpu=not torch.cuda.is_available(),
+        # A text that is also another row's anchor or positive would be a false negative in the batch.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        # Pairs with and without a hard negative are two datasets (seqstruct.data.pairs.trainer_dataset):
+        # each batch comes from one, chosen in proportion to their sizes, so every pair is seen each epoch.
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",  # TensorBoard is attached with a fixed directory, as in build_trainer
+        disable_tqdm=False,
+    )
+
+
+def save_sentence_model(model: SentenceTransformer, directory: Path) -> None:
+    """`model.save_pretrained(directory)`, written beside the run's other files without ever leaving a
+    half-written weights file in place: saved to a temporary directory, then moved in entry by entry."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
+        model.save_pretrained(tmp)
+        for entry in sorted(Path(tmp).iterdir()):
+            target = directory / entry.name
+            if target.is_dir():  # a module folder from an earlier save: replaced whole
+                shutil.rmtree(target)
+            os.replace(entry, target)
+
+
+def _sentence_encoder(model: SentenceTransformer) -> PreTrainedModel | None:
+    """The transformers model inside a SentenceTransformer (its first module's), or None."""
+    first = model[0] if len(model) else None
+    return getattr(first, "auto_model", None)
+
+
+class SentenceFavorRedrawCallback(FavorRedrawCallback):
+    """FAVOR+ redraws for a SentenceTransformer: the Trainer hands over the whole model, whose FAVOR+
+    settings live on the transformers encoder inside it."""
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        encoder = None if model is None else _sentence_encoder(model)
+        return super().on_step_end(args, state, control, model=encoder, **kwargs)
+
+
+def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train sentence embeddings with InfoNCE on in-batch negatives (`seqstruct.objectives.contrastive`):
+    unsupervised SimCSE (each training text twice, dropout the augmentation) or supervised pairs from the
+    dataset's train split (`seqstruct.data.pairs`), optionally with graph-sibling hard negatives.
+
+    Writes to `output_dir` a sentence-transformers directory (`seqstruct.load_sentence_model(output_dir)`;
+    plain `SentenceTransformer(output_dir)` too where the pooling is the library's own, see
+    seqstruct.models.sentence: config.json, model.safetensors and tokenizer at the top, modules.json, the
+    pooling module's folder), config.yaml, metrics.json, log.csv, tensorboard/ and checkpoints/ (resume
+    points). Returns the metrics.
+    """
+    paths = RunPaths(Path(config.output_dir))
+    check_contrastive(config)
+    checkpoint, stale = _resume_point(paths, config, resume, overwrite)  # type: ignore[arg-type]
+    use_bf16(config.train.precision)  # a bad setting fails now, not after the data is read
+
+    prepared = load_prepared(config.dataset)
+    kind = resolve_kind(prepared, config.pairs, config.setting)
+    train_pairs = build_pairs(
+        prepared,
+        TRAIN,
+        kind,
+        hard_negatives=config.hard_negatives,
+        max_pairs=config.max_pairs,
+        seed=config.pair_seed,
+        positive=config.positive,
+    )
+    eval_pairs = (
+        heldout_pairs(
+            prepared, kind, max_pairs=config.eval_pairs, seed=config.pair_seed, positive=config.positive
+        )
+        if config.eval_pairs
+        else None
+    )
+
+    set_seed(config.train.seed)
+    done = _completed_state(checkpoint, config.train.max_steps)
+    if done is not None:
+        # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
+        logger.info(
+            "%s already reached max_steps=%d: evaluating and saving only", checkpoint, config.train.max_steps
+        )
+    model = sentence_model(
+        checkpoint if done is not None else config.model,
+        pooling=None if done is not None else (config.pooling or None),
+        max_length=config.max_length,
+        attn_implementation=config.attention or None,
+        seed=config.train.seed,
+    )
+    encoder = _sentence_encoder(model)
+    if encoder is None:
+        raise ValueError(f"{config.model}: the sentence model's first module holds no transformers encoder")
+    if config.dropout is not None:
+        set_encoder_dropout(encoder, config.dropout)
+    dropout = encoder_dropout(encoder)
+    if config.setting == "unsupervised" and dropout == 0.0:
+        raise ValueError(
+            f"{config.model} has no dropout, and unsupervised contrastive training uses dropout as its only "
+            "augmentation (identical views teach nothing): set dropout=0.1"
+        )
+
+    if stale:
+        _clear_old_run(paths)
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(paths.tensorboard)  # fixed, as in build_trainer
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=contrastive_arguments(config, paths, evaluate=eval_pairs is not None),
+        train_dataset=trainer_dataset(train_pairs),
+        eval_dataset=None if eval_pairs is None else trainer_dataset(eval_pairs),
+        loss=contrastive_loss(model, config.temperature),
+        callbacks=[CsvLogCallback(paths.log_csv), SentenceFavorRedrawCallback(), tensorboard],
+    )
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        save_config(config, paths.config)
+
+    if done is None:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+        train_loss, runtime = output.training_loss, output.metrics.get("train_runtime")
+    else:
+        trainer.state = done
+        train_loss = _previous_metric(paths, "train_loss")
+        runtime = _previous_metric(paths, "train_runtime_s")
+    heldout = None
+    if eval_pairs is not None:
+        heldout = {k.removeprefix("eval_"): v for k, v in _final_evaluation(trainer).items()}
+    metrics = {
+        "model": config.model,
+        "setting": config.setting,
+        "pairs": kind,
+        "hard_negatives": config.hard_negatives,
+        "temperature": config.temperature,
+        "dropout": dropout,
+        "modules": [type(module).__name__ for module in model],
+        "embedding_dimension": model.get_embedding_dimension(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_pairs": len(train_pairs),
+        "pairs_available": train_pairs.candidates,
+        "pairs_without_negative": train_pairs.without_negative,
+        "heldout_pairs": 0 if eval_pairs is None else len(eval_pairs),
+        "steps": trainer.state.global_step,
+        "train_loss": train_loss,
+        "train_runtime_s": runtime,
+        "heldout": heldout,
+        "bf16": trainer.args.bf16,
+        "torch_threads": torch.get_num_threads(),
+        "world_size": trainer.args.world_size,
+    }
+    if main_process:
+        save_sentence_model(trainer.model, paths.root)
         with atomic_open(paths.metrics, "w") as handle:
             json.dump(metrics, handle, indent=2)
     return metrics

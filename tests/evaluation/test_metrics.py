@@ -70,6 +70,19 @@ def test_recall_and_ndcg_at_k_by_hand() -> None:
         recall_at_k(REL, 3)  # by default query 3 has none: undefined
 
 
+def test_ndcg_at_10_by_hand() -> None:
+    relevance = np.zeros((3, 12), dtype=bool)
+    relevance[0, [1, 4, 10]] = True  # ranks 2, 5 and 11 (beyond the cutoff)
+    relevance[1, :10] = True  # 12 relevant items: the ideal ranking fills the top 10 too
+    relevance[2, 9] = True  # rank 10, the only relevant item
+    n_relevant = np.array([3, 12, 1])
+    # q1: (1/log2 3 + 1/log2 6) / (1 + 1/log2 3 + 1/log2 4) = 1.01778 / 2.13093 = 0.47762
+    # q2: 1; q3: 1/log2 11 = 0.28906; mean 0.58890
+    assert ndcg_at_k(relevance, 10, n_relevant) == pytest.approx(0.5888962, abs=1e-7)
+    assert ndcg_at_k(relevance[:1], 10, n_relevant[:1]) == pytest.approx(0.4776237, abs=1e-7)
+    assert ndcg_at_k(relevance[2:], 10, n_relevant[2:]) == pytest.approx(0.2890648, abs=1e-7)
+
+
 def test_accuracy_and_macro_f1_by_hand() -> None:
     y_true = np.array(["a", "a", "b", "c"])
     y_pred = np.array(["a", "b", "b", "b"])

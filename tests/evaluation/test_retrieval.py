@@ -1,4 +1,5 @@
-"""Exact search (faiss against brute force), TF-IDF and BM25 scores by hand, ranking metrics."""
+"""Exact search (faiss against brute force), TF-IDF and BM25 scores by hand, ranking metrics (by hand and
+against sentence-transformers' InformationRetrievalEvaluator), kNN votes on a tiny 2-D set."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from sentence_transformers.util import cos_sim
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from seqstruct.evaluation.retrieval import (
     BM25,
     WORD_PATTERN,
     blocked_search,
+    cosine_search,
     dense_search,
+    knn_vote,
     l2_normalize,
     ranking_metrics,
     tfidf_search,
@@ -101,3 +108,137 @@ def test_ranking_metrics_by_hand() -> None:
     assert result["ndcg@3"] == pytest.approx((1 / math.log2(3) + (1 + 1 / math.log2(4)) / ideal2 + 0) / 3)
     with pytest.raises(ValueError, match="2 relevant sets for 3 queries"):
         ranking_metrics(indices, relevant[:2])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The field's figures: sentence-transformers' InformationRetrievalEvaluator on the same rankings
+# ---------------------------------------------------------------------------------------------------
+
+IR_METRICS = {"mrr@10": "mrr@k", "ndcg@10": "ndcg@k", "recall@1": "recall@k", "recall@5": "recall@k"}
+IR_METRICS |= {"recall@10": "recall@k"}
+
+
+def _ir_evaluator(n_queries: int, n_corpus: int, relevant: list[list[int]]) -> InformationRetrievalEvaluator:
+    return InformationRetrievalEvaluator(
+        queries={f"q{i}": f"query {i}" for i in range(n_queries)},
+        corpus={f"d{j:02d}": f"document {j}" for j in range(n_corpus)},
+        relevant_docs={f"q{i}": {f"d{j:02d}" for j in rel} for i, rel in enumerate(relevant)},
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[1, 5, 10],
+        map_at_k=[10],
+        write_csv=False,
+    )
+
+
+def _ir_figures(found: dict, prefix: str = "") -> dict[str, float]:
+    """Our metric names -> the evaluator's values (from compute_metrics' nested dict, or __call__'s flat one)."""
+    if prefix:
+        return {ours: float(found[f"{prefix}{ours}"]) for ours in IR_METRICS}
+    return {ours: float(found[theirs][int(ours.split("@")[1])]) for ours, theirs in IR_METRICS.items()}
+
+
+def test_ranking_metrics_agree_with_information_retrieval_evaluator() -> None:
+    rng = np.random.default_rng(0)
+    n_queries, n_corpus, depth = 8, 30, 20
+    ranking = np.stack([rng.permutation(n_corpus)[:depth] for _ in range(n_queries)])  # [Q, 20]
+    # relevant sets of 1 to 12 items: hits at the top, deep, beyond rank 10, beyond the ranking, or none
+    relevant = [
+        sorted(rng.choice(n_corpus, size, replace=False).tolist()) for size in (1, 1, 2, 3, 5, 8, 12, 1)
+    ]
+    relevant[0] = [int(ranking[0, 0])]  # a hit at rank 1
+    relevant[7] = [int(ranking[7, 15])]  # the only relevant item at rank 16: zero at every cutoff here
+    ours = ranking_metrics(ranking, relevant, ks=(1, 5, 10), cutoff=10)
+    # the same rankings as the evaluator's per-query hit lists: scores falling with the rank
+    hits = [
+        [{"corpus_id": f"d{j:02d}", "score": float(depth - r)} for r, j in enumerate(row)] for row in ranking
+    ]
+    theirs = _ir_figures(_ir_evaluator(n_queries, n_corpus, relevant).compute_metrics(hits))
+    assert set(ours) == set(theirs)
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, abs=1e-12), name
+    assert 0.0 < ours["ndcg@10"] < 1.0 and ours["recall@1"] > 0.0  # not a degenerate case
+
+
+class _FixedVectors:
+    """A stand-in for a SentenceTransformer: what InformationRetrievalEvaluator calls, with fixed vectors."""
+
+    similarity_fn_name = "cosine"
+
+    def __init__(self, queries: np.ndarray, corpus: np.ndarray) -> None:
+        self.vectors = {f"query {i}": v for i, v in enumerate(queries)}
+        self.vectors |= {f"document {j}": v for j, v in enumerate(corpus)}
+        self.model_card_data = self
+
+    def set_evaluation_metrics(self, *args, **kwargs) -> None:
+        pass
+
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return cos_sim(a, b)
+
+    def encode_query(self, texts, **kwargs) -> torch.Tensor:
+        return torch.tensor(np.stack([self.vectors[t] for t in texts]))
+
+    encode_document = encode_query
+
+
+def test_dense_search_and_metrics_reproduce_the_evaluator_end_to_end() -> None:
+    rng = np.random.default_rng(1)
+    queries, corpus = rng.normal(size=(6, 8)), rng.normal(size=(25, 8))  # no ties among cosines
+    relevant = [[0], [1, 2], [3, 4, 5], [6], [7, 8], [24]]
+    found, _ = dense_search(queries, corpus, 10)  # [6, 10]
+    ours = ranking_metrics(found, relevant, ks=(1, 5, 10), cutoff=10)
+    evaluator = _ir_evaluator(len(queries), len(corpus), relevant)
+    theirs = _ir_figures(evaluator(_FixedVectors(queries, corpus)), prefix="cosine_")
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, abs=1e-9), name
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sparse cosine search and kNN
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cosine_search_on_sparse_rows_equals_dense() -> None:
+    rng = np.random.default_rng(2)
+    corpus = rng.random((12, 30)) * (rng.random((12, 30)) < 0.2)  # mostly zeros, like TF-IDF rows
+    queries = rng.random((4, 30)) * (rng.random((4, 30)) < 0.3)
+    dense = cosine_search(queries, corpus, 5)
+    sparse = cosine_search(sp.csr_matrix(queries), sp.csr_matrix(corpus), 5)
+    np.testing.assert_allclose(sparse[1], dense[1], atol=1e-6)
+    assert (sparse[0] == dense[0])[dense[1] > 1e-6].all()  # same order wherever scores are not 0 ties
+    with pytest.raises(ValueError, match="must share D"):
+        cosine_search(sp.csr_matrix(queries), sp.csr_matrix(corpus[:, :5]), 5)
+
+
+# A tiny 2-D set: classes 0 (near the x axis), 1 (near the y axis), 2 (the negative x axis).
+TRAIN = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+LABELS = np.array([0, 0, 1, 1, 2])
+QUERIES = np.array([[1.0, 0.2], [0.2, 1.0], [-1.0, 0.1], [0.75, 0.7]])
+
+
+def test_knn_on_a_tiny_2d_set_by_hand() -> None:
+    def predict(k: int) -> list[int]:
+        found, cosines = cosine_search(QUERIES, TRAIN, k)
+        return knn_vote(found, cosines, LABELS, 3).tolist()
+
+    # cosines of query 3 (-1, 0.1): class-2 point 0.995, (0, 1) 0.0995, (0.1, 0.9) -0.011, ...
+    assert predict(1) == [0, 1, 2, 0]  # each nearest point's class
+    # k = 3: q1 -> (0.9, 0.1) 0.996, (1, 0) 0.981, (0.1, 0.9) 0.303: class 0 by 2 votes to 1; q2 the mirror
+    # image; q3 -> one class-2 and two class-1 points: class 1 outvotes the nearest point
+    assert predict(3) == [0, 1, 1, 0]
+    # k = 2, q4 (0.75, 0.7): (0.9, 0.1) 0.802 and (0.1, 0.9) 0.759, one vote each: the closer class 0
+    assert predict(2)[3] == 0
+
+
+def test_knn_vote_ties_go_to_the_closer_class_then_the_lower_index() -> None:
+    neighbours = np.array([[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]])
+    similarities = np.array([[0.9, 0.8, 0.7, 0.1], [0.5, 0.5, 0.5, 0.5], [0.3, 0.2, 0.1, 0.9]])
+    labels = np.array([2, 1, 1, 2])  # two votes each for classes 1 and 2
+    # row 1: class 2 sums 1.0, class 1 1.5 -> 1; row 2: equal sums -> 1 (lower index); row 3: class 2
+    # sums 1.2, class 1 0.3 -> 2
+    assert knn_vote(neighbours, similarities, labels, 3).tolist() == [1, 1, 2]
+    assert knn_vote(neighbours[:1, :1], similarities[:1, :1], labels, 3).tolist() == [2]
+    with pytest.raises(ValueError, match="one shape"):
+        knn_vote(neighbours, similarities[:, :2], labels, 3)

@@ -1,4 +1,5 @@
-"""Intrinsic IC and Lin similarity on a hand-made DAG (values computed by hand), and pair sampling."""
+"""Intrinsic IC and Lin similarity on a hand-made DAG (values computed by hand), pair sampling, and
+sentence-transformers' similarity evaluator run on any embedding function (dense or sparse)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from seqstruct.data.sources.go import read_go
 from seqstruct.evaluation.similarity import (
+    EmbeddingFunctionModel,
     LinSimilarity,
+    SimilarityPairs,
     ancestor_sets,
     cosine_agreement,
+    go_lin_similarity,
     sample_pairs,
+    similarity_correlations,
 )
 from tests.data.test_go import tiny_go  # noqa: F401  (fixture)
 
@@ -98,3 +104,62 @@ def test_cosine_agreement() -> None:
     assert summary["n"] == 3
     with pytest.raises(ValueError):
         cosine_agreement(a, b[:2])
+
+
+# ---------------------------------------------------------------------------------------------------
+# EmbeddingSimilarityEvaluator around an embedding function
+# ---------------------------------------------------------------------------------------------------
+
+VECTORS = {"a": [1.0, 0.0], "b": [2.0, 0.0], "c": [0.0, 1.0], "d": [1.0, 1.0], "e": [-1.0, 0.0]}
+# pairs a-b, a-d, a-c, a-e: cosines 1, 0.7071, 0, -1 (ranks 4 3 2 1); gold 0.2, 0.9, 0.5, 0.0 (ranks 2 4 3 1)
+PAIRS = SimilarityPairs(
+    ids1=["A", "A", "A", "A"],
+    ids2=["B", "D", "C", "E"],
+    sentences1=["a", "a", "a", "a"],
+    sentences2=["b", "d", "c", "e"],
+    scores=[0.2, 0.9, 0.5, 0.0],
+    kinds=["related"] * 4,
+)
+
+
+def test_correlations_of_an_embedding_function_by_hand() -> None:
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.array([VECTORS[t] for t in texts])
+
+    found = similarity_correlations(EmbeddingFunctionModel(embed), PAIRS)
+    # Spearman: rank differences 2, -1, -1, 0 -> 1 - 6·6 / (4·15) = 0.4
+    assert found["spearman"] == pytest.approx(0.4)
+    # Pearson: cosine deviations (0.8232, 0.5303, -0.1768, -1.1768), gold deviations (-0.2, 0.5, 0.1, -0.4):
+    # 0.55355 / sqrt(2.375 · 0.46) = 0.52960
+    assert found["pearson"] == pytest.approx(0.52960, abs=1e-5)
+    assert calls == [["a", "b", "c", "d", "e"]]  # each distinct text once, in one call
+
+    sparse = similarity_correlations(
+        EmbeddingFunctionModel(lambda texts: sp.csr_matrix(embed(texts))), PAIRS
+    )  # TF-IDF's form: the evaluator's cosine on torch sparse tensors
+    assert sparse == pytest.approx(found)
+    with pytest.raises(ValueError, match="float32 vectors of full dimension"):
+        EmbeddingFunctionModel(embed).encode(["a"], precision="int8")
+    with pytest.raises(ValueError, match="gave 1 vectors for 2 texts"):
+        EmbeddingFunctionModel(lambda texts: np.ones((1, 2))).encode(["a", "b"])
+
+
+def test_encode_normalises_dense_and_sparse_alike() -> None:
+    model = EmbeddingFunctionModel(lambda texts: np.array([VECTORS[t] for t in texts]))
+    dense = model.encode(["b", "d"], normalize_embeddings=True)
+    np.testing.assert_allclose(dense, [[1.0, 0.0], [2**-0.5, 2**-0.5]], rtol=1e-6)
+    sparse = EmbeddingFunctionModel(lambda texts: sp.csr_matrix([VECTORS[t] for t in texts]))
+    tensor = sparse.encode(["b", "d"], normalize_embeddings=True)
+    assert tensor.is_sparse
+    np.testing.assert_allclose(tensor.to_dense().numpy(), dense, rtol=1e-6)
+
+
+def test_the_ontology_is_read_once_per_file(tiny_go) -> None:  # noqa: F811
+    go, lin = go_lin_similarity(tiny_go)
+    assert go_lin_similarity(str(tiny_go))[1] is lin  # the same file, another spelling of its path
+    assert lin.namespace_of.keys() == go.terms.keys()
+    with pytest.raises(FileNotFoundError, match="GO SQLite not found"):
+        go_lin_similarity(tiny_go.parent / "missing.sqlite")

@@ -12,17 +12,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets import Dataset
+from scipy.stats import pearsonr, spearmanr
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
-from seqstruct.data.graph import Graph
+from seqstruct.data.graph import Graph, read_edge_list
 from seqstruct.data.prepared import DatasetInfo, Prepared, write_prepared
+from seqstruct.data.sources.go import read_go
+from seqstruct.data.sources.go_text import prepare_go_text
+from seqstruct.data.sources.wordnet import prepare_wordnet
+from seqstruct.evaluation.methods import NotApplicable, build_method
+from seqstruct.evaluation.retrieval import WORD_PATTERN
+from seqstruct.evaluation.similarity import LinSimilarity, sample_pairs
 from seqstruct.evaluation.tasks import (
     GO_ROOTS,
     TASKS,
     Classification,
     TaskResult,
     get_task,
+    gloss_definition,
+    go_source,
     register_task,
 )
+from tests.data.test_go import tiny_go  # noqa: F401  (fixture)
+
+GO_FIXTURE = Path(__file__).parents[1] / "fixtures" / "go_text" / "GO.sqlite"  # 210 real GO terms
+WORDNET_FIXTURE = Path(__file__).parents[1] / "fixtures" / "wordnet"  # real WordNet 3.0 lines
 
 RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 PROTEIN_CLASSES = {"kin": "K", "glu": "E", "trp": "W"}  # class -> the residue it is rich in
@@ -114,6 +129,31 @@ def texts(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     return text_dataset(tmp_path_factory.mktemp("texts") / "data")
 
 
+@pytest.fixture(scope="module")
+def go_text(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
+    """The go-text recipe on the GO fixture: 192 terms with a definition, 19 of them in test."""
+    return prepare_go_text(tmp_path_factory.mktemp("go") / "go-text", go_sqlite=GO_FIXTURE, seed=0)
+
+
+def wordnet_dataset(path: Path) -> Prepared:
+    """Four test synsets: 'dog' names two (rows 0 and 2), 'cat' two as 'cat' and 'Cat' (rows 1 and 3)."""
+    test = {
+        "id": ["n1", "n2", "n3", "n4"],
+        "text": [
+            'a domesticated carnivorous mammal; "the dog barked all night"',
+            'a small feline; "the cat purred"; "cats sleep"',
+            "a dull unattractive woman",
+            "a large wild feline",
+        ],
+        "lemmas": [["dog", "domestic dog"], ["cat"], ["dog", "frump"], ["Cat", "big cat"]],
+        "pos": ["n"] * 4,
+        "supersense": ["noun.animal", "noun.animal", "noun.person", "noun.animal"],
+    }
+    train = {key: values[:1] for key, values in test.items()} | {"id": ["n0"]}
+    info = DatasetInfo(name="tiny-wordnet", kind="text", recipe="test", config={})
+    return write_prepared(path, info, {"train": Dataset.from_dict(train), "test": Dataset.from_dict(test)})
+
+
 class StandIn:
     """A method whose answers the test sets: scores from `score(problem, split)`, rankings from `rank`."""
 
@@ -156,8 +196,23 @@ def test_builtin_tasks_are_registered() -> None:
         "wordnet-supersense",
         "go-category",
         "go-synonym-search",
+        "go-similarity",
+        "wordnet-lemma-search",
     }
     assert builtin <= set(TASKS)
+    assert get_task("go-similarity").dataset == "go-text" and get_task("go-similarity").kind == "text"
+    assert get_task("go-similarity").options() == {
+        "split": "test",
+        "pairs": 2000,
+        "sample_seed": 0,
+        "related_fraction": 0.5,
+        "go_sqlite": "",
+    }
+    assert get_task("wordnet-lemma-search").dataset == "wordnet"
+    assert get_task("wordnet-lemma-search").options()["examples"] is False
+    for name in ("wordnet-supersense", "go-category", "go-mf-class"):
+        assert get_task(name).options()["classifier"] == "probe"
+        assert get_task(name).options()["neighbours"] == 10
     assert get_task("go-mf").dataset == "swissprot-go" and get_task("go-mf").kind == "protein"
     assert get_task("go-synonym-search").options()["cap"] == 2000
     assert get_task("wordnet-supersense").options()["column"] == "supersense"
@@ -277,6 +332,45 @@ def test_text_classification_tasks(texts) -> None:
         get_task("go-category").run(texts, method, 0, column="colour")
 
 
+def _topic_vectors(texts: Sequence[str]) -> np.ndarray:
+    """One-hot of the topic whose words a text of text_dataset uses."""
+    return np.array([[float(any(w in t.split() for w in words)) for words in TOPICS.values()] for t in texts])
+
+
+def test_knn_classifier_judges_the_embedding_without_the_methods_classifier(texts) -> None:
+    calls: list[list[str]] = []
+
+    def recorded(batch: Sequence[str]) -> np.ndarray:
+        calls.append(list(batch))
+        return _topic_vectors(batch)
+
+    def no_classify(problem, split):
+        raise AssertionError("kNN must not ask the method to classify")
+
+    method = StandIn(score=no_classify, vectors=recorded)
+    result = get_task("wordnet-supersense").run(texts, method, 0, classifier="knn", neighbours=3)
+    assert result.metrics == {"test": {"knn_accuracy": 1.0, "knn_macro_f1": 1.0}}
+    assert result.counts["classifier"] == "knn" and result.counts["neighbours"] == 3
+    # train and test embedded together, in one call (valid is not used)
+    train, test = texts.split("train")["text"], texts.split("test")["text"]
+    assert calls == [list(train) + list(test)]
+
+    # every text the same vector: all train rows tie at cosine 1 and come in corpus order, rows 0, 1, 2,
+    # one of each topic; the tied vote goes to the lower class index, binding: a third of the test rows
+    flat = StandIn(vectors=lambda batch: np.tile([1.0, 0.0, 0.0], (len(batch), 1)))
+    result = get_task("wordnet-supersense").run(texts, flat, 0, classifier="knn", neighbours=3)
+    assert result.metrics["test"]["knn_accuracy"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match=r"classifier must be one of \('probe', 'knn'\)"):
+        get_task("go-category").run(texts, method, 0, classifier="svm")
+
+
+def test_knn_on_tfidf_vectors(texts) -> None:
+    # a test row shares its two topic words with train rows of its topic only
+    result = get_task("go-category").run(texts, build_method("baseline:tfidf"), 0, classifier="knn")
+    assert result.metrics["test"]["knn_accuracy"] == 1.0
+    assert result.counts["rows"]["test"] == 5  # row 5 has no top_level
+
+
 # ---------------------------------------------------------------------------------------------------
 # Retrieval tasks
 # ---------------------------------------------------------------------------------------------------
@@ -375,3 +469,105 @@ def test_go_synonym_search_scores_rank_of_own_term(texts) -> None:
     assert metrics["ndcg@10"] == pytest.approx(1 / np.log2(3))
     capped = get_task("go-synonym-search").run(texts, StandIn(rank=second), 0, cap=4)
     assert capped.counts["queries"] == 4 and capped.counts["synonyms"] == 6
+
+
+def test_wordnet_lemma_search_by_hand(tmp_path) -> None:
+    data = wordnet_dataset(tmp_path / "wordnet")
+    seen: dict[str, list[str]] = {}
+
+    def in_corpus_order(queries, corpus, k):
+        seen.update(queries=list(queries), corpus=list(corpus))
+        return np.tile(np.arange(min(k, len(corpus))), (len(queries), 1))
+
+    result = get_task("wordnet-lemma-search").run(data, StandIn(rank=in_corpus_order), 0)
+    assert seen["queries"] == ["dog", "domestic dog", "cat", "frump", "big cat"]  # 'Cat' is 'cat'
+    assert seen["corpus"][:2] == ["a domesticated carnivorous mammal", "a small feline"]  # no examples
+    assert result.counts == {
+        "queries": 5,
+        "lemmas": 5,
+        "corpus": 4,
+        "cap": 2000,
+        "relevant_per_query": pytest.approx(7 / 5),
+        "examples_removed": 2,
+    }
+    # relevant rows: dog {0, 2}, domestic dog {0}, cat {1, 3}, frump {2}, big cat {3}; ranking 0 1 2 3
+    metrics = result.metrics["test"]
+    assert metrics["mrr@10"] == pytest.approx((1 + 1 + 1 / 2 + 1 / 3 + 1 / 4) / 5)
+    assert metrics["recall@1"] == pytest.approx((1 / 2 + 1) / 5) and metrics["recall@5"] == 1.0
+    ideal2 = 1 + 1 / np.log2(3)
+    ndcg = [(1 + 1 / np.log2(4)) / ideal2, 1, (1 / np.log2(3) + 1 / np.log2(5)) / ideal2, 0.5, 1 / np.log2(5)]
+    assert metrics["ndcg@10"] == pytest.approx(np.mean(ndcg))
+
+    get_task("wordnet-lemma-search").run(data, StandIn(rank=in_corpus_order), 0, examples=True, cap=2)
+    assert seen["corpus"][0] == 'a domesticated carnivorous mammal; "the dog barked all night"'
+    assert len(seen["queries"]) == 2
+    with pytest.raises(ValueError, match="must be at least 10"):
+        get_task("wordnet-lemma-search").run(data, StandIn(rank=in_corpus_order), 0, k=5)
+
+
+def test_gloss_definition() -> None:
+    assert gloss_definition('move fast; "He runs every morning"; "she ran"') == "move fast"
+    assert gloss_definition('a "quoted" word inside') == "a word inside"
+    assert gloss_definition('"only an example"') == '"only an example"'  # nothing else: kept whole
+
+
+def test_wordnet_lemma_search_on_the_recipe_output(tmp_path) -> None:
+    data = prepare_wordnet(tmp_path / "wordnet", root=WORDNET_FIXTURE, seed=0)
+    result = get_task("wordnet-lemma-search").run(data, build_method("baseline:bm25"), 0)
+    assert result.counts["corpus"] == len(data.split("test")) and result.counts["queries"] >= 30
+    assert 0.0 < result.metrics["test"]["recall@10"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Graded similarity
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_go_similarity_with_tfidf_is_spearman_of_tfidf_cosine_against_lin(go_text) -> None:
+    result = get_task("go-similarity").run(go_text, build_method("baseline:tfidf"), 0)
+    # the same pairs and Lin scores from the whole GO fixture, TF-IDF fitted on the pairs' texts
+    go = read_go(GO_FIXTURE)
+    rows = go_text.split("test")
+    pairs = sample_pairs(LinSimilarity.from_go(go), dict(zip(rows["id"], rows["text"], strict=True)), 2000, 0)
+    texts = pairs.texts()
+    vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=WORD_PATTERN)
+    x = normalize(vectors.fit_transform(texts)).toarray()  # [T, V]
+    index = {t: i for i, t in enumerate(texts)}
+    cosine = [x[index[a]] @ x[index[b]] for a, b in zip(pairs.sentences1, pairs.sentences2, strict=True)]
+    metrics = result.metrics["test"]
+    assert metrics["spearman"] == pytest.approx(spearmanr(pairs.scores, cosine).statistic, abs=1e-6)
+    assert metrics["pearson"] == pytest.approx(pearsonr(pairs.scores, cosine).statistic, abs=1e-5)
+    assert 0.0 < metrics["spearman"] < 1.0
+    # 19 test terms make 71 distinct pairs of one namespace; 12 of them related
+    assert result.counts["pairs"] == len(pairs) == 71 and result.counts["terms"] == len(texts)
+    assert result.counts["related_pairs"] == pairs.kinds.count("related") == 12
+    assert result.counts["ontology"] == str(GO_FIXTURE.resolve())
+
+
+def test_go_similarity_reads_the_whole_dag_not_the_datasets_graph(go_text) -> None:
+    # graph.tsv joins train terms only: a test term has no edge there, yet its parents in GO are known
+    assert go_source(go_text) == GO_FIXTURE.resolve()  # the file the recipe read, from the dataset card
+    ids = [i for split in go_text.splits.values() for i in split["id"]]
+    graph, _ = read_edge_list(go_text.graph_path, ids)
+    test = set(go_text.split("test")["id"])
+    degree = graph.neighbours()
+    assert all(len(degree[ids.index(t)]) == 0 for t in test)
+    go = read_go(GO_FIXTURE)
+    assert all(go.is_a.get(t) for t in test if go.terms[t].id not in GO_ROOTS)
+    rng = np.random.default_rng(0)
+    method = StandIn(vectors=lambda batch: rng.normal(size=(len(batch), 8)))
+    result = get_task("go-similarity").run(go_text, method, 0)
+    assert result.counts["related_pairs"] > 0  # pairs sharing a parent: found through the whole DAG
+    assert -1.0 < result.metrics["test"]["spearman"] < 1.0
+
+
+def test_go_similarity_on_valid_and_errors(go_text, tiny_go) -> None:  # noqa: F811
+    tfidf = build_method("baseline:tfidf")
+    valid = get_task("go-similarity").run(go_text, tfidf, 0, split="valid", pairs=20, sample_seed=1)
+    assert set(valid.metrics) == {"valid"} and valid.counts["pairs"] == 20
+    with pytest.raises(ValueError, match="not the GO release the dataset was prepared from"):
+        get_task("go-similarity").run(go_text, tfidf, 0, go_sqlite=str(tiny_go))
+    with pytest.raises(NotApplicable, match="no embedding"):
+        get_task("go-similarity").run(go_text, build_method("baseline:bm25"), 0)
+    with pytest.raises(ValueError, match="pairs must be at least 2"):
+        get_task("go-similarity").run(go_text, tfidf, 0, pairs=1)

@@ -331,8 +331,16 @@ class Tfidf(Method):
         others = [vectorizer.transform(part.texts) for part in (problem.valid, *problem.tests.values())]
         return [train, *others]
 
-    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        raise NotApplicable(f"{self.name} has no embedding of its own; it searches by TF-IDF cosine")
+    def embed(self, texts: Sequence[str], kind: str) -> sp.csr_matrix:
+        """[N, V] TF-IDF rows (sparse, L2-normalised), idf fitted on `texts` themselves and every n-gram kept,
+        as for retrieval: the vectors of one call share a space, those of two calls do not."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from seqstruct.evaluation.retrieval import WORD_PATTERN
+
+        self.check_kind(kind)
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=WORD_PATTERN)
+        return vectorizer.fit_transform(texts).tocsr()
 
     def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
         self.check_kind(kind)
@@ -415,7 +423,7 @@ class Encoder(Method):
         self,
         model_dir: str | Path,
         mode: str,
-        pooling: str,
+        pooling: str | None,
         options: MethodOptions | None = None,
         name: str | None = None,
     ) -> None:
@@ -444,7 +452,19 @@ class Encoder(Method):
 
     def describe(self) -> dict[str, Any]:
         extra = {"mode": self.mode, "kind": self.kind, "path": str(self.model_dir)}
-        return super().describe() | extra | ({"pooling": self.pooling} if self.mode == "probe" else {})
+        return super().describe() | extra | ({"pooling": self.pooling_used()} if self.mode == "probe" else {})
+
+    def pooling_used(self) -> str:
+        """The pooling's name: the one asked for, else (None) the directory's saved one, else mean."""
+        if self.pooling is not None:
+            return self.pooling
+        from seqstruct.embed import saved_pooling
+        from seqstruct.models.pooling import pooling_name
+
+        pool = self._model[2] if self._model is not None else saved_pooling(self.model_dir)
+        if pool is None:
+            return "mean"
+        return pooling_name(pool) or "custom"
 
     def _max_length(self, tokenizer: Any, finetune: bool) -> int | None:
         """Tokens per input: the option, else the text model's own limit; proteins whole when probed
@@ -461,14 +481,17 @@ class Encoder(Method):
         self.check_kind(kind)
         if self.mode != "probe":
             raise NotApplicable("retrieval has no finetune mode; use --mode probe")
-        from seqstruct.embed import encode, load_encoder
+        from seqstruct.embed import encode, load_encoder, load_pooling
         from seqstruct.train import use_bf16
 
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if missing:
             if self._model is None:
-                self._model = load_encoder(self.model_dir)
-            model, tokenizer = self._model
+                model, tokenizer = load_encoder(self.model_dir)
+                # A sentence-transformers directory's own pooling of this name (trained layer attention,
+                # MiniLM's mean) as saved; else a fresh one in the model's token convention.
+                self._model = model, tokenizer, load_pooling(self.model_dir, self.pooling, model, tokenizer)
+            model, tokenizer, pool = self._model
             # bf16 autocast where the hardware computes it fast (AMX CPUs, recent GPUs), as in training.
             device = next(model.parameters()).device.type
             with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16(self.options.precision)):
@@ -477,7 +500,7 @@ class Encoder(Method):
                     tokenizer,
                     missing,
                     batch_size=self.options.batch_size,
-                    pooling=self.pooling,
+                    pooling=pool,
                     max_length=self._max_length(tokenizer, finetune=False),
                     show_progress_bar=len(missing) > 1000,
                 )
@@ -630,7 +653,7 @@ def method_option_names() -> set[str]:
 def build_method(
     model: str,
     mode: str = "probe",
-    pooling: str = "mean",
+    pooling: str | None = None,
     overrides: Sequence[str] = (),
     strict: bool = True,
 ) -> Method:

@@ -4,7 +4,11 @@
 Dense search is exact inner product on L2-normalised vectors, i.e. cosine similarity, with faiss's
 `IndexFlatIP`: exhaustive, so the numbers depend on the embeddings only, never on an index's approximation.
 Sparse scores are computed a block of queries at a time ([block, N] dense, never Q x N), and ranked with
-`seqstruct.evaluation.structure.top_k`: most similar first, equal scores in corpus order.
+`seqstruct.evaluation.structure.top_k`: most similar first, equal scores in corpus order. `cosine_search`
+takes either kind of vectors, and `knn_vote` turns its neighbours into a class (kNN classification).
+
+`ranking_metrics` (MRR@k, nDCG@k, recall@k) follows sentence-transformers' InformationRetrievalEvaluator
+definitions exactly; tests/evaluation/test_retrieval.py checks both give the same figures on one ranking.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from seqstruct.evaluation.metrics import first_relevant_rank, mrr, ndcg_at_k, recall_at_k
 from seqstruct.evaluation.structure import top_k
@@ -61,6 +66,51 @@ def blocked_search(
         rows = slice(start, min(start + block, n_queries))
         indices[rows], values[rows] = top_k(np.asarray(score(rows), dtype=np.float64), k)
     return indices, values
+
+
+def cosine_search(
+    queries: np.ndarray | sp.spmatrix, corpus: np.ndarray | sp.spmatrix, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine search over dense vectors (`dense_search`) or sparse term weights (TF-IDF rows, scored a
+    block of queries at a time, ties in corpus order): (indices [Q, k], cosines [Q, k])."""
+    if not (sp.issparse(queries) or sp.issparse(corpus)):
+        return dense_search(np.asarray(queries), np.asarray(corpus), k)
+    if queries.shape[1] != corpus.shape[1]:
+        raise ValueError(
+            f"queries [Q, D] and corpus [N, D] must share D; got {queries.shape}, {corpus.shape}"
+        )
+    asked = normalize(sp.csr_matrix(queries, dtype=np.float64))  # [Q, D], zero rows stay zero
+    documents = normalize(sp.csr_matrix(corpus, dtype=np.float64))  # [N, D]
+
+    def score(rows: slice) -> np.ndarray:
+        return (asked[rows] @ documents.T).toarray()  # [B, N]
+
+    return blocked_search(score, asked.shape[0], documents.shape[0], k)
+
+
+def knn_vote(
+    neighbours: np.ndarray, similarities: np.ndarray, labels: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """[Q] class of each query by majority vote of its k nearest neighbours (neighbours [Q, k] indices into
+    labels [N], similarities [Q, k] their cosines). A tie goes to the tied class whose neighbours are
+    closer in sum, then to the lower class index.
+
+    >>> knn_vote(np.array([[0, 1, 2]]), np.array([[0.9, 0.8, 0.7]]), np.array([1, 0, 0]), 2)
+    array([0])
+    """
+    if neighbours.shape != similarities.shape or neighbours.ndim != 2:
+        raise ValueError(
+            f"neighbours and similarities must be [Q, k] of one shape; got {neighbours.shape}, "
+            f"{similarities.shape}"
+        )
+    classes = np.asarray(labels)[neighbours]  # [Q, k]
+    rows = np.repeat(np.arange(len(classes)), classes.shape[1])  # [Q * k]
+    votes = np.zeros((len(classes), n_classes))  # [Q, C]
+    closeness = np.zeros((len(classes), n_classes))  # [Q, C] summed cosine of each class's neighbours
+    np.add.at(votes, (rows, classes.ravel()), 1.0)
+    np.add.at(closeness, (rows, classes.ravel()), similarities.ravel())
+    tied = votes == votes.max(axis=1, keepdims=True)  # [Q, C]
+    return np.where(tied, closeness, -np.inf).argmax(axis=1)  # argmax: the first of equal maxima
 
 
 def tfidf_search(queries: Sequence[str], corpus: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,12 @@ Pairs are sampled deterministically (a seeded `random.Random`) so that Lin cover
 piling up near 0, as uniformly random pairs of a 28,000-term DAG would: about half are random pairs of
 the same namespace, half share a parent or grandparent (siblings and cousins, Lin mostly 0.3–0.9).
 
+The `go-similarity` task (`seqstruct.evaluation.tasks`) runs this on a prepared go-text dataset for any
+method with an embedding: `EmbeddingFunctionModel` gives the evaluator the `encode` it calls around the
+method's `embed` (dense vectors, or TF-IDF's sparse ones), so the numbers are the evaluator's own. Lin is
+computed over the whole is_a DAG of the GO SQLite the dataset was prepared from (`go_lin_similarity`),
+not over the dataset's graph, which lacks the terms without a definition and the held-out terms' edges.
+
 References: N. Seco, T. Veale, J. Hayes, "An intrinsic information content metric for semantic
 similarity in WordNet", ECAI 2004; D. Lin, "An information-theoretic definition of similarity",
 ICML 1998. Data: the Gene Ontology (CC BY 4.0), see `seqstruct.data.sources.go`.
@@ -32,19 +38,23 @@ same texts (e.g. a FAVOR+ student against its exact-attention teacher), summaris
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from seqstruct.data.sources.go import GeneOntology
+from seqstruct.data.sources.go import GeneOntology, read_go, resolve_go_path
 
 if TYPE_CHECKING:
+    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
@@ -131,6 +141,21 @@ class LinSimilarity:
 
     def __call__(self, a: str, b: str) -> float:
         return lin_similarity(a, b, self.ancestors, self.ic)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_lin(path: str, mtime_ns: int) -> tuple[GeneOntology, LinSimilarity]:
+    # mtime_ns is part of the key only: a file rewritten in place is read again.
+    go = read_go(path)
+    return go, LinSimilarity.from_go(go)
+
+
+def go_lin_similarity(path: str | Path | None = None) -> tuple[GeneOntology, LinSimilarity]:
+    """The ontology in the GO SQLite at `path` (see `resolve_go_path` for where it is looked for) and Lin
+    similarity over its whole is_a DAG, every term counted, with a definition or not. Reading and the IC
+    take seconds on the full GO, so the last two files read are kept for the process."""
+    resolved = resolve_go_path(path).resolve()
+    return _read_lin(str(resolved), resolved.stat().st_mtime_ns)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,6 +262,93 @@ def sample_pairs(
 # ---------------------------------------------------------------------------------------------------
 
 
+Vectors = np.ndarray | sp.spmatrix  # [N, D] dense embeddings, or sparse term weights (TF-IDF)
+
+
+class _NoModelCard:
+    """Stands in for a SentenceTransformer's model card: evaluators record their metrics in it; a seqstruct
+    task reports them itself."""
+
+    def set_evaluation_metrics(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def sparse_tensor(x: sp.spmatrix) -> torch.Tensor:
+    """A scipy sparse [N, D] matrix as a coalesced float32 torch sparse COO tensor, the form in which
+    sentence-transformers' SparseEncoder returns embeddings and its similarity functions take them."""
+    import torch
+
+    coo = sp.coo_matrix(x)
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))  # [2, nnz]
+    values = torch.from_numpy(coo.data.astype(np.float32))  # [nnz]
+    return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=True).coalesce()
+
+
+class EmbeddingFunctionModel:
+    """The part of a SentenceTransformer that `EmbeddingSimilarityEvaluator` calls (`encode`, the model card,
+    `similarity_fn_name`), around any function texts -> vectors: a seqstruct method's `embed`, an encoder
+    outside sentence-transformers, a baseline's TF-IDF. It lets the field's evaluator score what is not a
+    SentenceTransformer, instead of re-implementing its metrics.
+
+    Dense vectors come back as numpy arrays; sparse ones (scipy) as a torch sparse tensor, as a
+    SparseEncoder returns them, which the evaluator's cosine takes as it is. Quantised precisions and
+    truncated dimensions are not offered: asking for them is an error, not a silent float32.
+    """
+
+    similarity_fn_name = "cosine"
+
+    def __init__(self, embed: Callable[[list[str]], Vectors]) -> None:
+        self.embed = embed
+        self.model_card_data = _NoModelCard()
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int | None = None,  # the function batches as it likes
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        precision: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        if precision not in (None, "float32") or truncate_dim is not None:
+            raise ValueError(
+                f"{type(self).__name__} gives float32 vectors of full dimension; got precision={precision!r}, "
+                f"truncate_dim={truncate_dim!r}"
+            )
+        texts = [sentences] if isinstance(sentences, str) else list(sentences)
+        vectors = self.embed(texts)
+        if vectors.shape[0] != len(texts):
+            raise ValueError(f"the embedding function gave {vectors.shape[0]} vectors for {len(texts)} texts")
+        if sp.issparse(vectors):
+            if normalize_embeddings:
+                from sklearn.preprocessing import normalize
+
+                vectors = normalize(vectors)
+            return sparse_tensor(vectors)
+        dense = np.asarray(vectors, dtype=np.float32)  # [N, D]
+        if normalize_embeddings:
+            norms = np.linalg.norm(dense, axis=1, keepdims=True)  # [N, 1]
+            dense = dense / np.where(norms > 0, norms, 1.0)
+        if convert_to_tensor:
+            import torch
+
+            return torch.from_numpy(dense)
+        return dense
+
+
+def _rows(matrix: np.ndarray | torch.Tensor, rows: list[int]) -> np.ndarray | torch.Tensor:
+    """Rows of a dense array or of a torch sparse tensor."""
+    if isinstance(matrix, np.ndarray):
+        return matrix[rows]
+    import torch
+
+    if matrix.is_sparse:
+        return matrix.index_select(0, torch.tensor(rows, dtype=torch.long))
+    return matrix[rows]
+
+
 def similarity_evaluator(
     pairs: SimilarityPairs,
     batch_size: int = 32,
@@ -245,18 +357,21 @@ def similarity_evaluator(
 ) -> EmbeddingSimilarityEvaluator:
     """sentence-transformers' evaluator for these pairs: Spearman (and Pearson) of cosine against Lin.
 
-    Pairs share texts (a term appears in several), so each distinct text is embedded once per call; with
-    `embeddings` (text -> vector, from the model about to be evaluated) none is embedded again.
+    Pairs share texts (a term appears in several), so each distinct text is embedded once per call, all in
+    one `encode` call (a TF-IDF fitted on them gives all of them one space); with `embeddings` (text ->
+    vector, from the model about to be evaluated) none is embedded again.
     """
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     class DistinctTextsEvaluator(EmbeddingSimilarityEvaluator):
         def __call__(self, model, *args, **kwargs):
             if embeddings is not None:
-                self._cache = embeddings
+                texts = list(embeddings)
+                matrix = np.stack([np.asarray(embeddings[t]) for t in texts])
             else:
-                distinct = sorted(set(self.sentences1) | set(self.sentences2))
-                self._cache = dict(zip(distinct, super().embed_inputs(model, distinct), strict=True))
+                texts = sorted(set(self.sentences1) | set(self.sentences2))
+                matrix = super().embed_inputs(model, texts)
+            self._cache = ({text: i for i, text in enumerate(texts)}, matrix)
             try:
                 return super().__call__(model, *args, **kwargs)
             finally:
@@ -266,7 +381,8 @@ def similarity_evaluator(
             cache = getattr(self, "_cache", None)
             if cache is None or kwargs:
                 return super().embed_inputs(model, sentences, **kwargs)
-            return np.stack([cache[s] for s in sentences])
+            position, matrix = cache
+            return _rows(matrix, [position[s] for s in sentences])
 
     return DistinctTextsEvaluator(
         pairs.sentences1,
@@ -279,6 +395,28 @@ def similarity_evaluator(
     )
 
 
+def similarity_correlations(
+    model: SentenceTransformer | EmbeddingFunctionModel,
+    pairs: SimilarityPairs,
+    batch_size: int = 32,
+    embeddings: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """{"spearman", "pearson"}: correlations between the model's cosine of each pair's texts and the
+    pair's Lin score, as `EmbeddingSimilarityEvaluator` computes them (scipy's spearmanr and pearsonr).
+
+    `embeddings`: the model's embeddings of the pairs' texts, when already computed (text -> vector)."""
+    import torch
+
+    evaluator = similarity_evaluator(pairs, batch_size, embeddings=embeddings)
+    # Sparse vectors (TF-IDF) are checked as the evaluator builds tensors from them, and torch stays quiet.
+    with torch.sparse.check_sparse_tensor_invariants():
+        found = evaluator(model)
+    return {
+        "spearman": float(found[f"{evaluator.name}_spearman_cosine"]),
+        "pearson": float(found[f"{evaluator.name}_pearson_cosine"]),
+    }
+
+
 def similarity_spearman(
     model: SentenceTransformer,
     pairs: SimilarityPairs,
@@ -288,8 +426,7 @@ def similarity_spearman(
     """Spearman correlation between the model's cosine of each pair's texts and the pair's Lin score.
 
     `embeddings`: the model's embeddings of the pairs' texts, when already computed (text -> vector)."""
-    evaluator = similarity_evaluator(pairs, batch_size, embeddings=embeddings)
-    return float(evaluator(model)[f"{evaluator.name}_spearman_cosine"])
+    return similarity_correlations(model, pairs, batch_size, embeddings)["spearman"]
 
 
 def encode_normalized(model: SentenceTransformer, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

@@ -5,7 +5,7 @@ an encoder probed or fine-tuned, or a baseline) for scores, embeddings or rankin
 never trains or embeds itself, so every method meets every task through the same three questions:
 
     method.classify(problem, seed) -> {test split: scores [n, C]}   classification (single or multi-label)
-    method.embed(texts, kind)      -> [N, D]                         link retrieval by cosine
+    method.embed(texts, kind)      -> [N, D]                         link retrieval, kNN, similarity (cosine)
     method.search(queries, corpus, k, kind) -> indices [Q, k]        text retrieval
 
 Adding a task, inside the package or out, is one decorator on a class (instantiated with the options,
@@ -25,22 +25,33 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from seqstruct.data.graph import Graph, read_edge_list
 from seqstruct.data.prepared import KINDS, TRAIN, Prepared
+from seqstruct.data.sources.go import resolve_go_path
 from seqstruct.evaluation.metrics import accuracy, fmax, macro_f1, micro_aupr
-from seqstruct.evaluation.retrieval import ranking_metrics
+from seqstruct.evaluation.retrieval import cosine_search, knn_vote, ranking_metrics
+from seqstruct.evaluation.similarity import (
+    EmbeddingFunctionModel,
+    go_lin_similarity,
+    sample_pairs,
+    similarity_correlations,
+)
 from seqstruct.evaluation.structure import heldout_nodes, link_retrieval
 
 logger = logging.getLogger(__name__)
 
 GO_ROOTS = ("GO:0003674", "GO:0008150", "GO:0005575")  # MF, BP, CC roots: every annotated protein has one
+CLASSIFIERS = ("probe", "knn")  # single-label tasks: the method's classifier, or cosine kNN on its embedding
 PROTEIN_TESTS = ("test_close", "test_remote")  # protein datasets' test splits, by homology to train
 
 
@@ -83,8 +94,10 @@ class Method(Protocol):
         """{test split: scores [n, C]}: probabilities (multi-label) or any scores whose argmax is the class."""
         ...
 
-    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        """[N, D] vectors compared by cosine."""
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray | sp.spmatrix:
+        """[N, D] vectors compared by cosine: dense, or sparse term weights (TF-IDF). The vectors of one call
+        share a space (a TF-IDF is fitted on the texts of the call), so tasks embed together what they
+        compare."""
         ...
 
     def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
@@ -294,6 +307,13 @@ class SingleLabelTask:
 
     Rows whose label is empty, or whose class has fewer than min_count train rows, are dropped from every
     split (a class the model cannot learn would only measure the split) and counted.
+
+    classifier=probe (default): the method classifies (a logistic probe on its features, or fine-tuning).
+    classifier=knn: the embedding itself is judged, with nothing fitted: each test row takes the majority
+    class of its `neighbours` most cosine-similar train rows (`knn_vote`; ties to the closer class). Train
+    and test rows are embedded in one call, so that a TF-IDF baseline puts them in one space; the valid
+    split is not used. Its metrics are named knn_accuracy and knn_macro_f1, so that a table never mixes
+    them with the probe's.
     """
 
     def __init__(
@@ -302,9 +322,28 @@ class SingleLabelTask:
         min_count: int = 2,
         test_splits: Sequence[str] = PROTEIN_TESTS,
         valid_split: str = "valid",
+        classifier: str = "probe",
+        neighbours: int = 10,
     ) -> None:
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}")
+        if neighbours < 1:
+            raise ValueError(f"neighbours must be at least 1; got {neighbours}")
         self.column, self.min_count, self.test_splits = column, min_count, tuple(test_splits)
-        self.valid_split = valid_split
+        self.valid_split, self.classifier, self.neighbours = valid_split, classifier, neighbours
+
+    def _knn(self, problem: Classification, method: Method) -> dict[str, np.ndarray]:
+        """{test split: predicted class indices [n]} by cosine kNN over the train rows."""
+        parts = [problem.train, *problem.tests.values()]
+        x = method.embed([t for part in parts for t in part.texts], problem.kind)  # [N_all, D]
+        x = x.tocsr() if sp.issparse(x) else x
+        ends = np.cumsum([len(part) for part in parts])  # [1 + tests]
+        train = x[: ends[0]]
+        out = {}
+        for split, start, end in zip(problem.tests, ends[:-1], ends[1:], strict=True):
+            found, cosines = cosine_search(x[start:end], train, self.neighbours)  # [n, k] each
+            out[split] = knn_vote(found, cosines, problem.train.targets, len(problem.classes))
+        return out
 
     def run(self, data: Prepared, method: Method, seed: int) -> TaskResult:
         train = _column(data, "train", self.column)
@@ -338,15 +377,25 @@ class SingleLabelTask:
             valid=parts[self.valid_split],
             tests={s: parts[s] for s in self.test_splits},
         )
-        scores = method.classify(problem, seed)
+        if self.classifier == "knn":
+            predictions, prefix = self._knn(problem, method), "knn_"
+        else:
+            scores, prefix = method.classify(problem, seed), ""
+            predictions = {split: scores[split].argmax(axis=1) for split in self.test_splits}
         metrics = {}
         for split in self.test_splits:
-            truth, predicted = problem.tests[split].targets, scores[split].argmax(axis=1)
-            metrics[split] = {"accuracy": accuracy(truth, predicted), "macro_f1": macro_f1(truth, predicted)}
+            truth, predicted = problem.tests[split].targets, predictions[split]
+            metrics[split] = {
+                f"{prefix}accuracy": accuracy(truth, predicted),
+                f"{prefix}macro_f1": macro_f1(truth, predicted),
+            }
         majority = np.bincount(problem.train.targets).argmax()
+        knn = {"neighbours": self.neighbours} if self.classifier == "knn" else {}
         return TaskResult(
             metrics,
             {
+                "classifier": self.classifier,
+                **knn,
                 "classes": len(classes),
                 "min_count": self.min_count,
                 "rows": {s: len(part) for s, part in parts.items()},
@@ -448,10 +497,179 @@ class SynonymSearchTask:
         if not queries:
             raise ValueError(f"{data.path}: split {self.split!r} has no synonym to query with")
         available = len(queries)
-        if available > self.cap:
-            pick = np.sort(np.random.default_rng(self.sample_seed).choice(available, self.cap, replace=False))
-            queries, targets = [queries[i] for i in pick], [targets[i] for i in pick]
-        ranked = method.search(queries, names, self.k, data.info.kind)  # [Q, k]
-        metrics = ranking_metrics(ranked, [[t] for t in targets], ks=(1, 5, 10), cutoff=10)
+        pick = _capped_sample(available, self.cap, self.sample_seed)
+        queries, targets = [queries[i] for i in pick], [targets[i] for i in pick]
+        metrics = _search(method, queries, names, [[t] for t in targets], self.k, data.info.kind)
         counts = {"queries": len(queries), "synonyms": available, "corpus": len(names), "cap": self.cap}
+        return TaskResult({self.split: metrics}, counts)
+
+
+RANK_KS = (1, 5, 10)  # recall@k of the retrieval tasks
+RANK_CUTOFF = 10  # MRR@10 and nDCG@10
+
+
+def _capped_sample(available: int, cap: int, seed: int) -> np.ndarray:
+    """Indices of at most `cap` of `available` items (0: all): a seeded sample, in the original order."""
+    if not cap or available <= cap:
+        return np.arange(available)
+    return np.sort(np.random.default_rng(seed).choice(available, cap, replace=False))
+
+
+def _search(
+    method: Method,
+    queries: list[str],
+    corpus: list[str],
+    relevant: Sequence[Sequence[int]],
+    k: int,
+    kind: str,
+) -> dict[str, float]:
+    """The method's top k of `corpus` for each query, scored against each query's relevant corpus indices:
+    MRR@10, nDCG@10 and recall@1/5/10, as sentence-transformers' InformationRetrievalEvaluator defines
+    them (tests/evaluation/test_retrieval.py checks the two agree)."""
+    if k < max(*RANK_KS, RANK_CUTOFF):
+        raise ValueError(f"k (ranking depth) must be at least {max(*RANK_KS, RANK_CUTOFF)} for these metrics")
+    ranked = method.search(queries, corpus, k, kind)  # [Q, k]
+    return ranking_metrics(ranked, relevant, ks=RANK_KS, cutoff=RANK_CUTOFF)
+
+
+_EXAMPLE = re.compile(r'\s*;?\s*"[^"]*"')  # a WordNet gloss's usage example: '; "the dog barked all night"'
+
+
+def gloss_definition(gloss: str) -> str:
+    """A WordNet gloss without its quoted usage examples (the definition part); the gloss itself when
+    nothing else is left.
+
+    >>> gloss_definition('a domestic animal; "the dog barked all night"; "dogs bark"')
+    'a domestic animal'
+    """
+    definition = _EXAMPLE.sub("", gloss).strip().rstrip(";").strip()
+    return definition or gloss
+
+
+@register_task("wordnet-lemma-search", dataset="wordnet", kind="text")
+class LemmaSearchTask:
+    """Find a WordNet synset by one of its words: queries are the distinct lemmas of the synsets of `split`
+    (case aside; a seeded sample of at most `cap`), the corpus is the glosses of every synset of `split`,
+    and a query's relevant documents are the glosses of all its synsets there (a polysemous word has
+    several). MRR@10, nDCG@10, recall@1/5/10.
+
+    examples=False (default) keeps a gloss's definition only: its quoted usage examples most often contain
+    the lemma itself ("the dog barked all night"), which would turn the search into string matching.
+    """
+
+    def __init__(
+        self,
+        split: str = "test",
+        cap: int = 2000,
+        sample_seed: int = 0,
+        lemma_column: str = "lemmas",
+        examples: bool = False,
+        k: int = 10,
+    ) -> None:
+        self.split, self.cap, self.sample_seed, self.k = split, cap, sample_seed, k
+        self.lemma_column, self.examples = lemma_column, examples
+
+    def run(self, data: Prepared, method: Method, seed: int) -> TaskResult:
+        glosses = _column(data, self.split, "text")
+        corpus = glosses if self.examples else [gloss_definition(g) for g in glosses]
+        synsets: dict[str, list[int]] = {}  # case-folded lemma -> rows of its synsets
+        spelling: dict[str, str] = {}  # case-folded lemma -> its first spelling, the query text
+        for row, lemmas in enumerate(_column(data, self.split, self.lemma_column)):
+            for lemma in lemmas or []:
+                key = lemma.strip().casefold()
+                if key and row not in synsets.setdefault(key, []):
+                    synsets[key].append(row)
+                    spelling.setdefault(key, lemma.strip())
+        if not synsets:
+            raise ValueError(f"{data.path}: split {self.split!r} has no lemma to query with")
+        keys = list(synsets)
+        keys = [keys[i] for i in _capped_sample(len(keys), self.cap, self.sample_seed)]
+        queries, relevant = [spelling[key] for key in keys], [synsets[key] for key in keys]
+        metrics = _search(method, queries, corpus, relevant, self.k, data.info.kind)
+        counts = {
+            "queries": len(queries),
+            "lemmas": len(synsets),
+            "corpus": len(corpus),
+            "cap": self.cap,
+            "relevant_per_query": float(np.mean([len(r) for r in relevant])),
+            "examples_removed": sum(d != g for d, g in zip(corpus, glosses, strict=True)),
+        }
+        return TaskResult({self.split: metrics}, counts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Built-in tasks: graded similarity
+# ---------------------------------------------------------------------------------------------------
+
+
+def go_source(data: Prepared, given: str | Path = "") -> Path:
+    """The GO SQLite to read the full is_a DAG from for a prepared go-text dataset: `given`, else the file
+    the recipe read (the dataset's config.go_sqlite) where it still is, else where the recipe looks
+    (`resolve_go_path`: $SEQSTRUCT_GO_SQLITE, data/external/GO.sqlite)."""
+    if given:
+        return resolve_go_path(given)
+    recorded = data.info.config.get("go_sqlite")
+    if recorded and Path(recorded).is_file():
+        return Path(recorded)
+    if recorded:
+        logger.info(
+            "%s: the GO SQLite it was prepared from (%s) is gone; looking elsewhere", data.path, recorded
+        )
+    return resolve_go_path(None)
+
+
+@register_task("go-similarity", dataset="go-text", kind="text")
+class GoSimilarityTask:
+    """Graded similarity of GO definitions: `pairs` pairs of terms of `split` (half sharing a parent or
+    grandparent, half random within a namespace; `seqstruct.evaluation.similarity.sample_pairs`), gold
+    score Lin similarity with intrinsic IC; Spearman and Pearson of the method's cosine between the two
+    definitions, computed by sentence-transformers' EmbeddingSimilarityEvaluator.
+
+    Lin needs the whole is_a DAG, and a prepared go-text dataset does not hold it: graph.tsv keeps only
+    edges between terms with a definition, undirected, and only those inside train (held-out terms' edges
+    are in graph_heldout.tsv). The DAG is therefore read from the GO SQLite the dataset was prepared from
+    (`go_source`; go_sqlite=PATH to name one), every term counted. Each term of `split` must be in it with
+    the same definition, or the task stops: another GO release would score other pairs.
+    """
+
+    def __init__(
+        self,
+        split: str = "test",
+        pairs: int = 2000,
+        sample_seed: int = 0,
+        related_fraction: float = 0.5,
+        go_sqlite: str = "",
+    ) -> None:
+        if pairs < 2:
+            raise ValueError(f"pairs must be at least 2 (a correlation); got {pairs}")
+        self.split, self.pairs, self.sample_seed = split, pairs, sample_seed
+        self.related_fraction, self.go_sqlite = related_fraction, go_sqlite
+
+    def run(self, data: Prepared, method: Method, seed: int) -> TaskResult:
+        path = go_source(data, self.go_sqlite)
+        go, lin = go_lin_similarity(path)
+        texts = dict(zip(_column(data, self.split, "id"), _column(data, self.split, "text"), strict=True))
+        for term, text in texts.items():
+            found = go.terms.get(term)
+            if found is None or (found.definition or "").strip() != text:
+                what = "has no term" if found is None else "defines differently"
+                raise ValueError(
+                    f"{path} {what} {term} of {data.path} (split {self.split!r}): not the GO release the "
+                    "dataset was prepared from; give that GO.sqlite as go_sqlite=PATH"
+                )
+        pairs = sample_pairs(lin, texts, self.pairs, self.sample_seed, self.related_fraction)
+        if len(pairs) < 2:
+            raise ValueError(f"{data.path}: split {self.split!r} gives {len(pairs)} term pair(s); need 2")
+        model = EmbeddingFunctionModel(lambda batch: method.embed(batch, data.info.kind))
+        metrics = similarity_correlations(model, pairs)
+        scores = np.asarray(pairs.scores)
+        counts = {
+            "pairs": len(pairs),
+            "related_pairs": pairs.kinds.count("related"),
+            "terms": len(pairs.texts()),
+            "lin_mean": float(scores.mean()),
+            "lin_zero": int((scores == 0.0).sum()),
+            "ontology": str(path),
+            "ontology_terms": len(go.terms),
+        }
         return TaskResult({self.split: metrics}, counts)

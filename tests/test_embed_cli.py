@@ -1,0 +1,125 @@
+"""`seqstruct embed` end to end on tiny models: FASTA, .txt and .jsonl inputs, sentence-transformers dirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+from seqstruct.cli import main
+from seqstruct.data.tokenizers import build_protein_tokenizer
+from seqstruct.embed import encode, load_encoder
+from seqstruct.models.encoders import build_encoder, resolve_model_path, save_model_dir
+from seqstruct.models.sentence import load_sentence_model, sentence_model
+from tests.helpers import sample_records
+
+TEXTS = ["The cell membrane.", "A kinase that phosphorylates serine.", "Apoptosis", "x"]
+
+
+@pytest.fixture(scope="module")
+def protein_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("protein")
+    tokenizer = build_protein_tokenizer()
+    torch.manual_seed(0)
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT masked LM with all-MiniLM-L6-v2's tokenizer (as pretrained)."""
+    path = tmp_path_factory.mktemp("text")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    save_model_dir(BertForMaskedLM(config), tokenizer, path)
+    return path
+
+
+def read_npz(path: Path) -> tuple[list[str], np.ndarray, str]:
+    with np.load(path, allow_pickle=False) as data:
+        return data["ids"].tolist(), data["embeddings"], str(data["pooling"])
+
+
+def test_embed_fasta(protein_dir, protein_fasta, tmp_path, capsys) -> None:
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(protein_dir), str(protein_fasta), "-o", str(out), "--pooling", "max"]) == 0
+    assert f"wrote 120 embeddings to {out}" in capsys.readouterr().out
+    ids, vectors, pooling = read_npz(out)
+    records = sample_records(120, max_residues=150)
+    assert ids == [r.id for r in records] and vectors.shape == (120, 32) and pooling == "max"
+    model, tokenizer = load_encoder(protein_dir)
+    np.testing.assert_allclose(
+        vectors[:3], encode(model, tokenizer, [r.sequence for r in records[:3]], pooling="max"), atol=1e-5
+    )
+
+
+def test_embed_txt_and_jsonl(text_dir, tmp_path) -> None:
+    txt = tmp_path / "texts.txt"
+    txt.write_text("\n".join(TEXTS[:2]) + "\n\n" + "\n".join(TEXTS[2:]) + "\n", encoding="utf-8")
+    assert (
+        main(["embed", str(text_dir), str(txt), "-o", str(tmp_path / "txt.npz"), "--pooling", "first-last"])
+        == 0
+    )
+    ids, from_txt, pooling = read_npz(tmp_path / "txt.npz")
+    assert ids == ["1", "2", "4", "5"] and from_txt.shape == (4, 32) and pooling == "first-last"
+
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    out = tmp_path / "jsonl.npz"
+    assert (
+        main(["embed", str(text_dir), str(jsonl), "-o", str(out), "--pooling", "first-last", "--normalize"])
+        == 0
+    )
+    ids, from_jsonl, _ = read_npz(out)
+    assert ids == ["t0", "t1", "t2", "t3"]
+    expected = from_txt / np.linalg.norm(from_txt, axis=1, keepdims=True)
+    np.testing.assert_allclose(from_jsonl, expected, atol=1e-5)
+
+
+def test_a_bad_jsonl_line_is_named(text_dir, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "txt": "typo"}\n', encoding="utf-8")
+    out = tmp_path / "x.npz"
+    assert main(["embed", str(text_dir), str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'bad.jsonl, line 2: expected a JSON object with an "id"' in err and "['id', 'txt']" in err
+    assert not out.exists()
+
+
+def test_embed_a_saved_sentence_model_uses_its_pooling(protein_dir, tmp_path) -> None:
+    model = sentence_model(protein_dir, pooling="layer-attention", seed=0)
+    with torch.no_grad():
+        for parameter in model[1].parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))  # as if trained
+    model.save(str(tmp_path / "st"))
+    proteins = [r.sequence for r in sample_records(5, max_residues=80)]
+    fasta = tmp_path / "p.fasta"
+    fasta.write_text("".join(f">P{i}\n{s}\n" for i, s in enumerate(proteins)))
+
+    assert main(["embed", str(tmp_path / "st"), str(fasta), "-o", str(tmp_path / "la.npz")]) == 0
+    _, vectors, pooling = read_npz(tmp_path / "la.npz")
+    assert pooling == "layer-attention"
+    np.testing.assert_allclose(vectors, load_sentence_model(tmp_path / "st").encode(proteins), atol=1e-5)
+
+    assert (
+        main(
+            ["embed", str(tmp_path / "st"), str(fasta), "-o", str(tmp_path / "mean.npz"), "--pooling", "mean"]
+        )
+        == 0
+    )
+    _, means, pooling = read_npz(tmp_path / "mean.npz")
+    body, tokenizer = load_encoder(protein_dir)
+    assert pooling == "mean"
+    np.testing.assert_allclose(means, encode(body, tokenizer, proteins, pooling="mean"), atol=1e-5)
