@@ -46,6 +46,7 @@ from seqstruct.config import (
     ContrastiveConfig,
     PretrainConfig,
     StructureConfig,
+    TrainConfig,
     config_dict,
     load_config,
     save_config,
@@ -227,9 +228,9 @@ def use_bf16(precision: str) -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def training_arguments(config: PretrainConfig, paths: RunPaths, evaluate: bool = True) -> TrainingArguments:
-    train = config.train
-    return TrainingArguments(
+def _schedule_arguments(train: TrainConfig, paths: RunPaths, evaluate: bool) -> dict[str, Any]:
+    """The TrainingArguments every seqstruct run shares: schedule, checkpoints, precision, logging."""
+    return dict(
         output_dir=str(paths.checkpoints),
         max_steps=train.max_steps,
         per_device_train_batch_size=train.batch_size,
@@ -247,18 +248,24 @@ def training_arguments(config: PretrainConfig, paths: RunPaths, evaluate: bool =
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
         seed=train.seed,
+        data_seed=train.seed,
         bf16=use_bf16(train.precision),
         use_cpu=not torch.cuda.is_available(),  # transformers asks for this explicitly with bf16 on CPU
-        data_seed=train.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",  # TensorBoard is attached with a fixed directory (build_trainer)
+        disable_tqdm=False,
+    )
+
+
+def training_arguments(config: PretrainConfig, paths: RunPaths, evaluate: bool = True) -> TrainingArguments:
+    return TrainingArguments(
+        **_schedule_arguments(config.train, paths, evaluate),
         train_sampling_strategy="group_by_length",
         length_column_name="length",
         # The collator reads `sequence`, which the model's forward does not take.
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        report_to="none",  # build_trainer attaches TensorBoard itself, with a fixed directory
-        disable_tqdm=False,
     )
 
 
@@ -605,38 +612,14 @@ def check_contrastive(config: ContrastiveConfig) -> None:
 def contrastive_arguments(
     config: ContrastiveConfig, paths: RunPaths, evaluate: bool
 ) -> SentenceTransformerTrainingArguments:
-    train = config.train
+    # Negatives are the other rows of a micro-batch: gradient accumulation adds steps, not negatives.
     return SentenceTransformerTrainingArguments(
-        output_dir=str(paths.checkpoints),
-        max_steps=train.max_steps,
-        # Negatives are the other rows of a micro-batch: gradient accumulation adds steps, not negatives.
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.eval_batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        learning_rate=train.learning_rate,
-        warmup_steps=train.warmup_steps,
-        lr_scheduler_type=train.lr_scheduler,
-        weight_decay=train.weight_decay,
-        adam_beta2=train.adam_beta2,
-        logging_steps=train.logging_steps,
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=train.eval_steps,
-        save_strategy="steps",
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
-        seed=train.seed,
-        data_seed=train.seed,
-        bf16=use_bf16(train.precision),
-        use_cpu=not torch.cuda.is_available(),
+        **_schedule_arguments(config.train, paths, evaluate),
         # A text that is also another row's anchor or positive would be a false negative in the batch.
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         # Pairs with and without a hard negative are two datasets (seqstruct.data.pairs.trainer_dataset):
         # each batch comes from one, chosen in proportion to their sizes, so every pair is seen each epoch.
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        report_to="none",  # TensorBoard is attached with a fixed directory, as in build_trainer
-        disable_tqdm=False,
     )
 
 
