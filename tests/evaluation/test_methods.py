@@ -255,7 +255,9 @@ def test_max_valid_caps_valid_with_a_fixed_sample(texts) -> None:
     assert _capped(problem, 6, 0).valid is rows and len(_capped(problem, 6, 0).train) == 6
 
 
-def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(text_model, texts, tmp_path, monkeypatch) -> None:
+def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(
+    text_model, texts, tmp_path, monkeypatch
+) -> None:
     """A fit interrupted after a checkpoint resumes from it and scores as an uninterrupted fit does."""
     from transformers import EarlyStoppingCallback
 
