@@ -33,8 +33,8 @@ def _config(output: Path, data: Path, encoder: Path, **extra: object) -> CurveCo
         "seeds": [0, 1],
         "options": ["precision=fp32", "grid=[1.0]"],
         "arms": {
-            "lstm": ["model=lstm:{encoder}", "mode=finetune", *FINETUNE, "lstm_hidden=8", "lstm_embedding=8"],
-            "probe": ["model={encoder}", "mode=probe"],
+            "lstm": ["model=lstm:$encoder", "mode=finetune", *FINETUNE, "lstm_hidden=8", "lstm_embedding=8"],
+            "probe": ["model=$encoder", "mode=probe"],
         },
     }
     overrides.update(extra)
@@ -104,7 +104,7 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
 
 def test_an_interrupted_grid_runs_only_the_missing_cells(tmp_path, texts, text_model, monkeypatch) -> None:
     config = _config(
-        tmp_path / "curve", texts.path, text_model, seeds=[0], arms={"probe": ["model={encoder}"]}
+        tmp_path / "curve", texts.path, text_model, seeds=[0], arms={"probe": ["model=$encoder"]}
     )
     curve(config)
     (tmp_path / "curve" / "probe" / "f1" / "seed0" / "result.json").unlink()
@@ -134,3 +134,11 @@ def test_curve_cli_errors_are_one_line(tmp_path, capsys, texts, text_model) -> N
     assert "needs a classification task" in capsys.readouterr().err
     code = main(["curve", str(config), "fractions=[0.0]"])
     assert code == 2 and "fractions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["curve-wordnet.yaml", "curve-swissprot.yaml"])
+def test_packaged_configs_name_their_arms(name: str) -> None:
+    config = load_config(CurveConfig, curve_module.PACKAGED_CONFIGS / name)
+    arms = {arm.name: arm for arm in curve_module._check(config)}
+    assert arms["lstm"].model == f"lstm:{config.encoder}" and arms["lstm"].mode == "finetune"
+    assert arms["finetune"].model == config.encoder and arms["probe"].mode == "probe"

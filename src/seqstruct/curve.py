@@ -32,11 +32,12 @@ from seqstruct.report import plot_learning_curve
 
 logger = logging.getLogger(__name__)
 
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_ARMS = {
     # a BiLSTM from scratch with the encoder's tokenizer; LSTMs want a larger learning rate and more epochs
-    "lstm": ["model=lstm:{encoder}", "mode=finetune", "lr=1e-3", "epochs=20", "patience=3"],
-    "finetune": ["model={encoder}", "mode=finetune"],
-    "probe": ["model={encoder}", "mode=probe"],
+    "lstm": ["model=lstm:$encoder", "mode=finetune", "lr=1e-3", "epochs=20", "patience=3"],
+    "finetune": ["model=$encoder", "mode=finetune"],
+    "probe": ["model=$encoder", "mode=probe"],
 }
 
 
@@ -46,7 +47,7 @@ class CurveConfig:
     task: str = "wordnet-supersense"  # a registered classification task (`seqstruct evaluate --list`)
     data: str = ""  # its prepared dataset directory; "" = data/prepared/<the task's dataset>
     task_options: list[str] = field(default_factory=list)  # key=value for the task (min_count=5, ...)
-    encoder: str = "minilm"  # the pretrained encoder, `{encoder}` in the arms: a directory or `minilm`
+    encoder: str = "minilm"  # the pretrained encoder, `$encoder` in the arms: a directory or `minilm`
     # arm name -> key=value: model= (MODEL as `seqstruct evaluate` takes it), mode= (probe | finetune), and
     # method options (lr=, epochs=, lstm_hidden=, ...) for that arm only.
     arms: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ARMS.items()})
@@ -68,7 +69,7 @@ class Arm:
 
 
 def parse_arms(config: CurveConfig) -> list[Arm]:
-    """The arms with `{encoder}` filled in and model=/mode= taken out of their options."""
+    """The arms with `$encoder` filled in and model=/mode= taken out of their options."""
     if not config.arms or not all(isinstance(v, list) for v in config.arms.values()):
         raise ValueError("arms: expected a mapping of arm name -> list of key=value (model=..., mode=...)")
     arms = []
@@ -79,14 +80,14 @@ def parse_arms(config: CurveConfig) -> list[Arm]:
             key, sep, value = str(item).partition("=")
             if not sep:
                 raise ValueError(f"arm {name!r}: {item!r} is not key=value")
-            value = value.replace("{encoder}", config.encoder)
+            value = value.replace("$encoder", config.encoder)
             if key in ("model", "mode"):
                 settings[key] = value
             else:
                 options.append(f"{key}={value}")
                 own.add(key)
         if "model" not in settings:
-            raise ValueError(f"arm {name!r}: no model=... (e.g. model={{encoder}} or model=lstm:{{encoder}})")
+            raise ValueError(f"arm {name!r}: no model=... (e.g. model=$encoder or model=lstm:$encoder)")
         if any(o.startswith("max_train=") for o in options):
             raise ValueError(
                 f"arm {name!r}: the curve sets each cell's training rows; use train_size, not max_train"
