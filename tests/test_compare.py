@@ -128,6 +128,7 @@ def test_summary_pairs_differences_by_seed() -> None:
         ({"pretrain": "nowhere.yaml"}, "neither a file nor a packaged config"),
         ({"arm_seeds": {"favor": [0]}}, "'favor' is not an arm"),
         ({"arm_seeds": {"structure": [2]}}, "subset of seeds"),
+        ({"references": {"structure": "mlm-favor"}}, "neither arms nor models"),
     ],
 )
 def test_bad_comparisons_are_refused(tmp_path, extra, message) -> None:
@@ -141,3 +142,56 @@ def test_cli_prints_the_table(tmp_path, capsys) -> None:
     assert main(["compare", str(compare_module.PACKAGED_CONFIGS / "compare-manifold.yaml"), *overrides]) == 0
     out = capsys.readouterr().out
     assert "| knn accuracy (topic) |" in out and "results.md" in out
+
+
+def test_contrastive_arms_are_evaluated_with_their_own_pooling(tmp_path) -> None:
+    """trainer: contrastive runs `seqstruct contrastive` per cell; each model is read with the pooling it
+    was trained with, and a model evaluated as it is can take another pooling (model_poolings)."""
+    from seqstruct.data.tokenizers import build_protein_tokenizer
+    from seqstruct.models.encoders import build_encoder, save_model_dir
+    from tests.evaluation.test_tasks import protein_dataset
+
+    data = protein_dataset(tmp_path / "data")
+    tokenizer = build_protein_tokenizer()
+    save_model_dir(build_encoder("tiny", tokenizer, dropout=0.1), tokenizer, tmp_path / "model")
+    tiny = [
+        f"model={tmp_path / 'model'}",
+        f"dataset={data.path}",
+        "pairs=graph",
+        "max_length=48",
+        "eval_pairs=0",
+        "train.max_steps=2",
+        "train.batch_size=8",
+        "train.warmup_steps=0",
+        "train.logging_steps=1",
+        "train.save_steps=2",
+        "train.precision=fp32",
+    ]
+    config = _config(
+        tmp_path,
+        synth="",
+        dataset=str(data.path),
+        trainer="contrastive",
+        pretrain="contrastive-go-text.yaml",
+        pretrain_overrides=tiny,
+        arms={"mean": ["pooling=mean"], "layer-attention": ["pooling=layer-attention"]},
+        references={"layer-attention": "mean", "mean": "as-is"},
+        seeds=[0],
+        tasks=["go-mf-class"],
+        pooling="",
+        models={"as-is": str(tmp_path / "model")},
+        model_poolings={"as-is": "max"},
+        eval_options=["classifier=knn", "neighbours=3"],
+    )
+    result = compare(config)
+    assert result["arms"] == ["mean", "layer-attention", "as-is"]
+    root = tmp_path / "cmp"
+    used = {}
+    for cell in (root / "seed0" / "mean", root / "seed0" / "layer-attention", root / "models" / "as-is"):
+        task = json.loads((cell / "eval" / "go-mf-class.json").read_text(encoding="utf-8"))
+        used[cell.name] = task["pooling"]
+    assert used == {"mean": "mean", "layer-attention": "layer-attention", "as-is": "max"}
+    assert json.loads((root / "seed0" / "mean" / "metrics.json").read_text(encoding="utf-8"))["steps"] == 2
+    assert "| go-mf-class test_close knn_accuracy |" in result["table"]
+    header = result["table"].splitlines()[0]
+    assert header.endswith("| as-is | layer-attention − mean | mean − as-is |")

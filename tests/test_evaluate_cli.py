@@ -15,7 +15,6 @@ from seqstruct.embed import save_embeddings
 from seqstruct.evaluate import results_table
 from seqstruct.evaluation.baselines import kmer_composition
 from seqstruct.models.encoders import build_encoder, save_model_dir
-from tests.evaluation.test_methods import text_model  # noqa: F401  (fixture: a tiny random BERT)
 from tests.evaluation.test_tasks import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)
 
 
@@ -61,7 +60,12 @@ def test_tasks_write_json_and_a_table_row(proteins, tmp_path, capsys) -> None:
     assert result["task_options"]["test_splits"] == ["test_close", "test_remote"]  # resolved, not only given
     assert result["metrics"]["test_close"]["threshold"] >= 0.0  # in the JSON, not in the table
     assert set(result["metrics"]) == {"test_close", "test_remote"}
-    assert result["options"] == {"max_train": 0, "grid": [0.01, 0.1, 1.0, 10.0], "probe_iter": 500}
+    assert result["options"] == {
+        "max_train": 0,
+        "max_valid": 0,
+        "grid": [0.01, 0.1, 1.0, 10.0],
+        "probe_iter": 500,
+    }
     assert result["fit"][0]["C"] in (0.01, 0.1, 1.0, 10.0) and result["wall_seconds"] > 0
 
     lines = (out / "go-mf.md").read_text().splitlines()

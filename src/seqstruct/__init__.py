@@ -1,7 +1,9 @@
 """seqstruct: pretrain, adapt and evaluate sequence encoders for proteins and scientific text.
 
-Importing seqstruct registers `attn_implementation="favor"` (FAVOR+) with transformers; the public names
-are imported on first use (so `import seqstruct` does not import sentence-transformers).
+Importing seqstruct registers two things with transformers: `attn_implementation="favor"` (FAVOR+),
+and the BiLSTM baseline (model_type "seqstruct-lstm"), so that AutoModelForSequenceClassification loads
+a saved one. The public names are imported on first use (so `import seqstruct` does not import
+sentence-transformers).
 `load_sentence_model(dir)` loads a sentence-transformers model seqstruct saved, its own pooling modules
 included, without trust_remote_code (plain `SentenceTransformer(dir)` does only when the pooling is
 sentence-transformers' own; see seqstruct.models.sentence).
@@ -13,6 +15,7 @@ from importlib import import_module
 from typing import Any
 
 from seqstruct.attention.interface import register as _register_favor
+from seqstruct.models.lstm import register as _register_lstm
 
 __version__ = "0.1.0"
 
@@ -33,10 +36,13 @@ _PUBLIC = {
     "FavorConfig": "seqstruct.config",
     "load_sentence_model": "seqstruct.models.sentence",
     "sentence_model": "seqstruct.models.sentence",
+    "LstmConfig": "seqstruct.models.lstm",
+    "LstmForSequenceClassification": "seqstruct.models.lstm",
 }
 __all__ = sorted(_PUBLIC)
 
 _register_favor()
+_register_lstm()
 
 
 def __getattr__(name: str) -> Any:

@@ -127,6 +127,7 @@ def _demo(args: argparse.Namespace) -> None:
     result = run_demo(args.output_dir, args.overrides, fresh=args.fresh, dataset=args.data)
     print(result["table"], end="")
     print(f"summary: {result['summary']}")
+    print(f"report: {result['report']}")
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -167,6 +168,21 @@ def _compare(args: argparse.Namespace) -> None:
     config = load_config(CompareConfig, args.config, args.overrides)
     result = compare(config)
     print(f"{result['table']}results.md, results.csv and every run in {config.output_dir}")
+
+
+def _curve(args: argparse.Namespace) -> None:
+    from seqstruct.curve import CurveConfig, curve
+
+    config = load_config(CurveConfig, args.config, args.overrides)
+    result = curve(config, overwrite=args.overwrite)
+    print(f"{result['table']}curve.md, curve.csv, curve.png and every cell in {config.output_dir}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from seqstruct.report import find_sections, write_report
+
+    path = write_report(args.dirs, args.output, args.title)
+    print(f"wrote {path}: {len(find_sections(args.dirs))} sections from {len(args.dirs)} directories")
 
 
 def _bench_throughput(args: argparse.Namespace) -> None:
@@ -389,6 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML, e.g. src/seqstruct/configs/compare-manifold.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. 'synth_overrides=[shape=torus]'")
     p.set_defaults(func=_compare)
+
+    p = commands.add_parser(
+        "curve", help="learning curves: pretrained encoders vs an LSTM from scratch as labelled data grows"
+    )
+    p.add_argument("config", help="YAML, e.g. src/seqstruct/configs/curve-wordnet.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. 'seeds=[0]' train_size=2000")
+    p.add_argument(
+        "--overwrite", action="store_true", help="run finished cells again instead of reusing them"
+    )
+    p.set_defaults(func=_curve)
+
+    p = commands.add_parser(
+        "report", help="one offline HTML page with the result tables (*.md) and plots (*.png) of runs"
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run or result directories, searched recursively")
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write, e.g. report.html")
+    p.add_argument("--title", default="seqstruct report", help="the page's title")
+    p.set_defaults(func=_report)
 
     bench = commands.add_parser("bench", help="benchmarks (results belong in docs/benchmarks.md)")
     kinds = bench.add_subparsers(dest="bench", required=True)

@@ -7,7 +7,10 @@ probed on registered `tasks` (seqstruct.evaluation.tasks), beside `models` evalu
 (baselines, or a pretrained encoder such as `minilm` before any continued pretraining).
 
 This is how the structure-inducing results in docs/results.md are made: the arms differ only in their
-pretraining overrides (e.g. `structure.weight=0` against `structure.weight=0.5`), at equal steps. With a
+pretraining overrides (e.g. `structure.weight=0` against `structure.weight=0.5`), at equal steps. With
+`trainer: contrastive` the arms are `seqstruct contrastive` runs instead (`pretrain` then names a
+contrastive config), each evaluated with the pooling it was trained with: how the embedding results of
+docs/results.md (poolings, unsupervised and supervised contrastive training) are made. With a
 synthetic dataset the data is regenerated per seed (data seed = training seed), so the spread covers both
 the graph and the training draw. A k-mer composition baseline (no model: normalised k-mer counts of each
 sequence) says how much of a label a sequence's counts carry at all.
@@ -43,6 +46,7 @@ from seqstruct.train import pretrain
 logger = logging.getLogger(__name__)
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+TRAINERS = ("pretrain", "contrastive")
 
 
 @dataclass
@@ -57,17 +61,23 @@ class CompareConfig:
     )
     dataset: str = ""  # or a prepared dataset (`seqstruct data prepare`), evaluated on registered `tasks`
     pretrain: str = "synthetic.yaml"  # base pretraining config: a path, or a name in seqstruct/configs
+    # What an arm runs: pretrain (MLM / structure) | contrastive (then `pretrain` names a ContrastiveConfig).
+    trainer: str = "pretrain"
     pretrain_overrides: list[str] = field(default_factory=list)  # key=value applied to every arm
     arms: dict[str, list[str]] = field(default_factory=dict)  # arm name -> its own pretraining overrides
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training (and synthetic data) seeds
     # A budget for costly arms: arm name -> the subset of `seeds` it runs at (the table says n per arm).
     arm_seeds: dict[str, list[int]] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: ["knn", "link"])  # evaluations without fine-tuning
-    pooling: str = "cls"  # how every model's embeddings are pooled for evaluation
+    pooling: str = "cls"  # how every model's embeddings are pooled for evaluation; "" = each model's own
     kmer: int = 2  # k of the composition baseline (synthetic data); 0 skips it
     # With `dataset`: models evaluated as they are, beside the arms (name -> a model directory, `minilm`, or
     # baseline:NAME). Their probes are deterministic, so each is evaluated once and repeated in every seed.
     models: dict[str, str] = field(default_factory=dict)
+    # models: name -> the pooling it is evaluated with, where not `pooling` (MiniLM under every pooling)
+    model_poolings: dict[str, str] = field(default_factory=dict)
+    # The paired differences tabled: arm -> the arm it is compared with (default: every arm against the first).
+    references: dict[str, str] = field(default_factory=dict)
     eval_options: list[str] = field(
         default_factory=list
     )  # key=value for `seqstruct evaluate` (max_train=...)
@@ -86,6 +96,17 @@ def _check(config: CompareConfig) -> None:
         )
     if config.models and not config.dataset:
         raise ValueError("models (evaluated as they are) need a prepared `dataset`")
+    if config.trainer not in TRAINERS:
+        raise ValueError(f"trainer must be one of {TRAINERS}; got {config.trainer!r}")
+    if config.trainer == "contrastive" and not config.dataset:
+        raise ValueError("trainer: contrastive evaluates on a prepared `dataset` (its registered tasks)")
+    names = set(config.arms) | set(config.models) | {"kmer"}
+    strangers = sorted({a for pair in config.references.items() for a in pair} - names)
+    if strangers:
+        raise ValueError(f"references: {strangers} are neither arms nor models")
+    unknown = sorted(set(config.model_poolings) - set(config.models))
+    if unknown:
+        raise ValueError(f"model_poolings: {unknown} are not models ({', '.join(config.models)})")
     if config.synth:
         generator(config.synth)  # names the generators on a typo
     if not config.arms or not all(isinstance(v, list) for v in config.arms.values()):
@@ -141,16 +162,19 @@ def _set_data(config: CompareConfig, settings: PretrainConfig, data: Path) -> No
         settings.data.dataset = str(data)
 
 
-def _evaluate_cell(config: CompareConfig, model: str, data: Path, cell: Path) -> dict[str, Any]:
+def _evaluate_cell(
+    config: CompareConfig, model: str, data: Path, cell: Path, pooling: str | None = None
+) -> dict[str, Any]:
+    pooling = pooling or config.pooling or None  # None: the model's own (a contrastive run's)
     if not config.dataset:
-        return evaluate(model, data, config.tasks, pooling=config.pooling)
+        return evaluate(model, data, config.tasks, pooling=pooling)
     from seqstruct.evaluate import evaluate_tasks
 
     results = evaluate_tasks(
         model,
         config.tasks,
         data,
-        pooling=config.pooling,
+        pooling=pooling,
         options=config.eval_options,
         output=cell / "eval",
         strict=False,  # one option list for encoders and baselines: each reads its own
@@ -160,19 +184,28 @@ def _evaluate_cell(config: CompareConfig, model: str, data: Path, cell: Path) ->
 
 def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
     overrides = [*config.pretrain_overrides, *config.arms[arm], f"train.seed={seed}"]
-    settings = load_config(PretrainConfig, _pretrain_path(config.pretrain), overrides)
+    if config.trainer == "contrastive":
+        from seqstruct.config import ContrastiveConfig
+        from seqstruct.train import contrastive
+
+        settings: Any = load_config(ContrastiveConfig, _pretrain_path(config.pretrain), overrides)
+        run = contrastive
+    else:
+        settings = load_config(PretrainConfig, _pretrain_path(config.pretrain), overrides)
+        _set_data(config, settings, data)
+        run = pretrain
     settings.output_dir = str(cell)
-    _set_data(config, settings, data)
     start = time.perf_counter()
     if not (cell / "metrics.json").exists():
         resume = (cell / "checkpoints").is_dir() and any((cell / "checkpoints").glob("checkpoint-*"))
-        pretrain(settings, resume=resume, overwrite=not resume)
+        run(settings, resume=resume, overwrite=not resume)
     trained = time.perf_counter() - start
     return _evaluate_cell(config, str(cell), data, cell) | {"pretrain_seconds": trained}
 
 
 def _run_model(config: CompareConfig, name: str, data: Path, cell: Path) -> dict[str, Any]:
-    return _evaluate_cell(config, config.models[name], data, cell) | {"pretrain_seconds": 0.0}
+    pooling = config.model_poolings.get(name)
+    return _evaluate_cell(config, config.models[name], data, cell, pooling) | {"pretrain_seconds": 0.0}
 
 
 def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
@@ -184,7 +217,10 @@ def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
 
 
 # Per registered task, the figures a comparison table shows (the JSON of each cell keeps them all).
-HEADLINE = ("fmax", "micro_aupr", "accuracy", "macro_f1", "mrr", "mrr@10", "ndcg@10", "recall@10")
+HEADLINE = (
+    *("fmax", "micro_aupr", "accuracy", "macro_f1", "knn_accuracy", "knn_macro_f1"),
+    *("mrr", "mrr@10", "ndcg@10", "recall@10", "spearman", "pearson"),
+)
 
 
 def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -217,14 +253,17 @@ def _cell(mean: float, std: float, n: int, sign: str = "") -> str:
     return f"{mean:{sign}.3f}" if n == 1 else f"{mean:{sign}.3f} ± {std:.3f}"
 
 
-def summarise(rows: list[dict[str, Any]], arms: list[str]) -> tuple[dict[str, Any], str]:
-    """Mean ± std over seeds per (figure, arm), and each arm's paired difference to the first arm."""
+def summarise(
+    rows: list[dict[str, Any]], arms: list[str], references: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """Mean ± std over seeds per (figure, arm), and paired differences: each arm named in `references`
+    against its reference arm, or (no references) every arm against the first."""
     figures = list(dict.fromkeys(row["figure"] for row in rows))
     value = {(row["figure"], row["arm"], row["seed"]): row["value"] for row in rows}
     seeds = sorted({row["seed"] for row in rows})
-    reference = arms[0]
+    pairs = list((references or {arm: arms[0] for arm in arms[1:]}).items())  # (arm, its reference)
     summary: dict[str, Any] = {}
-    header = ["figure", *arms, *[f"{arm} − {reference}" for arm in arms[1:]]]
+    header = ["figure", *arms, *[f"{arm} − {reference}" for arm, reference in pairs]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in figures:
         cells, entry = [figure], {}
@@ -233,7 +272,7 @@ def summarise(rows: list[dict[str, Any]], arms: list[str]) -> tuple[dict[str, An
             mean, std = _mean_std(values)
             entry[arm] = {"mean": mean, "std": std, "n": len(values)}
             cells.append(_cell(mean, std, len(values)))
-        for arm in arms[1:]:
+        for arm, reference in pairs:
             paired = [
                 value[(figure, arm, s)] - value[(figure, reference, s)]
                 for s in seeds
@@ -276,7 +315,7 @@ def compare(config: CompareConfig) -> dict[str, Any]:
             rows.append(
                 {"seed": seed, "arm": arm, "figure": "pretrain seconds", "value": result["pretrain_seconds"]}
             )
-    summary, table = summarise(rows, arms)
+    summary, table = summarise(rows, arms, config.references or None)
     fewer = [f"{arm} at seeds {config.arm_seeds[arm]}" for arm in arms if arm in config.arm_seeds]
     header = f"Mean ± std over seeds {config.seeds}" + (f" ({'; '.join(fewer)})" if fewer else "")
     with atomic_open(root / "results.csv", "w") as handle:

@@ -7,7 +7,8 @@
    structure-inducing on the graph (seed0/mlm, seed0/structure), with `seqstruct compare`;
 3. probes both, with the naive and 2-mer-composition baselines, on the sample's tasks: GO-MF function
    prediction (Fmax, micro-AUPR), its single-label variant, and held-out link retrieval;
-4. writes summary.md: the comparison table and each arm's pretraining summary.
+4. writes summary.md: the comparison table and each arm's pretraining summary;
+5. writes report.html: everything above (summaries, loss curves, evaluations, results) on one offline page.
 
 Re-running continues an interrupted demo: finished cells are kept, a pretraining run resumes from its last
 checkpoint. Other settings in the same output directory are refused (`--fresh` starts over).
@@ -27,7 +28,7 @@ from seqstruct.compare import CompareConfig, compare
 from seqstruct.config import config_dict, load_config
 from seqstruct.data.prepared import load_prepared, prepare
 from seqstruct.io import atomic_open
-from seqstruct.report import pretrain_summary
+from seqstruct.report import pretrain_summary, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def run_demo(
     dataset: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the demo; `dataset` uses an already prepared swissprot-go directory instead of
-    preparing the embedded sample. Returns the comparison's result with the summary's path."""
+    preparing the embedded sample. Returns the comparison's result with the summary's and the report's
+    paths."""
     config = demo_config(output_dir, overrides, dataset)
     root = Path(config.output_dir)
     if fresh and root.exists():
@@ -92,7 +94,8 @@ def run_demo(
         prepare("swissprot-go", data, overwrite=True, **SAMPLE_OPTIONS)
     result = compare(config)
     summary = write_summary(config, result)
-    return {**result, "summary": str(summary)}
+    report = write_report([root], root / "report.html", title="seqstruct demo")
+    return {**result, "summary": str(summary), "report": str(report)}
 
 
 def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:

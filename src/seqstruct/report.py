@@ -1,17 +1,34 @@
-"""Reports: a one-page summary (markdown + loss-curve PNG) of a pretraining run, from the files it wrote."""
+"""Reports, from the files runs wrote: a pretraining run's one-page summary (markdown + loss-curve PNG),
+learning-curve plots, and one offline HTML page gathering the tables and plots of any runs."""
 
 from __future__ import annotations
 
+import base64
 import csv
+import fnmatch
 import json
 import math
+import mimetypes
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+from xml.etree import ElementTree
 
+import markdown
 import matplotlib
+import numpy as np
+from markdown.treeprocessors import Treeprocessor
 
 matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from seqstruct.io import atomic_open, atomic_path  # noqa: E402
 
@@ -95,3 +112,296 @@ def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -
     with atomic_open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Learning curves: score against labelled training examples, one line per arm, one panel per split
+# ---------------------------------------------------------------------------------------------------------
+
+
+def learning_curve_figure(points: list[dict[str, Any]], metric: str, title: str = "") -> Figure:
+    """The learning-curve figure, unsaved (the caller closes it).
+
+    `points` rows: {"arm", "split", "examples" (mean labelled training examples at that fraction), "mean",
+    "std" (nan for one seed), "n" (seeds)}. One panel per split, side by side with a shared y axis; x is
+    log-scaled, so the small fractions where pretraining should matter most are not crushed into a corner.
+    Arms keep their first-seen order and one colour in every panel; bands are mean ± std where std is finite.
+    """
+    if not points:
+        raise ValueError("no learning-curve points to plot")
+    bad = [p for p in points if not p["examples"] > 0]
+    if bad:  # a log axis would drop them without a word
+        raise ValueError(f"learning-curve points need examples > 0 for the log axis; got {bad[0]}")
+    splits = list(dict.fromkeys(p["split"] for p in points))
+    arms = list(dict.fromkeys(p["arm"] for p in points))
+    colours = {arm: f"C{i % 10}" for i, arm in enumerate(arms)}
+    fig, axes = plt.subplots(1, len(splits), figsize=(1.5 + 4.5 * len(splits), 4), sharey=True, squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        for arm in arms:
+            rows = sorted(
+                (p for p in points if p["arm"] == arm and p["split"] == split), key=lambda p: p["examples"]
+            )
+            if not rows:
+                continue
+            x = np.array([r["examples"] for r in rows], dtype=float)
+            y = np.array([r["mean"] for r in rows], dtype=float)
+            std = np.array([r["std"] for r in rows], dtype=float)
+            ax.plot(x, y, "o-", color=colours[arm], label=arm)
+            finite = np.isfinite(std)
+            if finite.any():
+                spread = np.where(finite, std, 0.0)
+                ax.fill_between(
+                    x, y - spread, y + spread, where=finite, color=colours[arm], alpha=0.2, linewidth=0
+                )
+        ax.set_xscale("log")
+        # Plain counts (20, 50, 100) rather than 2x10^1-style labels, which run into one another.
+        ax.xaxis.set_major_formatter(LogFormatter())
+        ax.xaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+        ax.set_title(split)
+        ax.set_xlabel("labelled training examples")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel(metric)
+    axes[0][-1].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curve(points: list[dict[str, Any]], path: Path, metric: str, title: str = "") -> None:
+    """Write `learning_curve_figure` as a PNG, atomically."""
+    fig = learning_curve_figure(points, metric, title)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The HTML report: every result table and plot under some run directories, on one offline page
+# ---------------------------------------------------------------------------------------------------------
+
+# Directories that hold resume points, event files or other runs' internals, never results a person reads.
+SKIPPED_DIRS = ("checkpoints", "tensorboard", "checkpoint-*", ".*")
+# Markdown headings sit under the page's h1 and each section's h2.
+_HEADING_SHIFT = 2
+
+
+@dataclass
+class Section:
+    """One directory of the report: its markdown files (rendered) and PNGs (embedded unless referenced)."""
+
+    root: Path  # the directory given to the report
+    path: Path  # this directory
+    heading: str  # path relative to root; root's own name for root itself
+    anchor: str  # the section's HTML id
+    markdown: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+
+
+def _skipped(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SKIPPED_DIRS)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def _unique(anchor: str, taken: set[str]) -> str:
+    candidate, i = anchor, 1
+    while candidate in taken:
+        i += 1
+        candidate = f"{anchor}-{i}"
+    taken.add(candidate)
+    return candidate
+
+
+def find_sections(dirs: Sequence[str | Path]) -> list[Section]:
+    """A section per directory under `dirs` (recursively, sorted) with at least one *.md or *.png file,
+    skipping checkpoints/, tensorboard/, checkpoint-*/ and hidden directories."""
+    roots = [Path(d) for d in dirs]
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such directory")
+    sections: list[Section] = []
+    taken: set[str] = set()
+    seen: set[Path] = set()  # a directory under two of `dirs` is reported once
+    for i, root in enumerate(roots):
+        name = root.resolve().name or str(root)
+        for current, subdirs, files in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if not _skipped(d))
+            here = Path(current)
+            if here.resolve() in seen:
+                continue
+            seen.add(here.resolve())
+            visible = sorted(f for f in files if not f.startswith("."))  # dot files: atomic writes in flight
+            markdown = [here / f for f in visible if fnmatch.fnmatchcase(f, "*.md")]
+            # The summary is the overview of a run: it reads first.
+            markdown.sort(key=lambda p: p.name != "summary.md")
+            images = [here / f for f in visible if fnmatch.fnmatchcase(f, "*.png")]
+            if not markdown and not images:
+                continue
+            rel = here.relative_to(root).as_posix()
+            heading = name if rel == "." else rel
+            anchor = _unique(f"s{i}-{_slug(heading)}", taken)
+            sections.append(Section(root, here, heading, anchor, markdown, images))
+    if not sections:
+        raise ValueError(
+            f"nothing to report in {', '.join(str(r) for r in roots)}: no markdown (*.md) or PNG (*.png) "
+            "files outside checkpoints/, tensorboard/, checkpoint-*/ and hidden directories"
+        )
+    return sections
+
+
+def _local(url: str) -> str | None:
+    """The path of a relative link, or None for a link elsewhere (a scheme, a host, an absolute path) or
+    within the page (a fragment alone)."""
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not parts.path or parts.path.startswith("/"):
+        return None
+    return unquote(parts.path)
+
+
+def _data_uri(path: Path) -> str | None:
+    kind = mimetypes.guess_type(path.name)[0]
+    if kind is None or not kind.startswith("image/") or not path.is_file():
+        return None
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+class _Offline(Treeprocessor):
+    """Makes one rendered markdown file stand alone on the page: relative images inlined as data URIs,
+    links to markdown files of the report turned into in-page anchors (other relative links, which would
+    break once the page moves, into plain text), remote images into links, headings moved under the
+    section's."""
+
+    def __init__(self, md: markdown.Markdown, base: Path, anchors: dict[Path, str], used: set[Path]) -> None:
+        super().__init__(md)
+        self.base, self.anchors, self.used = base, anchors, used
+
+    def run(self, root: ElementTree.Element) -> None:
+        for element in root.iter():
+            if element.tag == "img":
+                self._image(element)
+            elif element.tag == "a":
+                self._link(element)
+            elif re.fullmatch(r"h[1-6]", element.tag):
+                element.tag = f"h{min(6, int(element.tag[1]) + _HEADING_SHIFT)}"
+
+    def _image(self, element: ElementTree.Element) -> None:
+        src = element.get("src", "")
+        path = _local(src)
+        if path is None:
+            if urlsplit(src).scheme in ("http", "https"):  # no remote resources: the page is offline
+                alt = element.get("alt") or src
+                element.attrib.clear()
+                element.tag, element.text = "a", alt
+                element.set("href", src)
+            return
+        target = (self.base / path).resolve()
+        uri = _data_uri(target)
+        if uri is not None:
+            element.set("src", uri)
+            self.used.add(target)
+
+    def _link(self, element: ElementTree.Element) -> None:
+        path = _local(element.get("href", ""))
+        if path is None:
+            return
+        anchor = self.anchors.get((self.base / path).resolve())
+        if anchor is not None:
+            element.set("href", f"#{anchor}")
+        else:
+            element.tag = "span"
+            element.attrib.clear()
+
+
+def _render_markdown(path: Path, anchors: dict[Path, str], used: set[Path]) -> str:
+    md = markdown.Markdown(extensions=["tables", "fenced_code"])
+    # After the inline processor (priority 20), which turns link and image syntax into elements.
+    md.treeprocessors.register(_Offline(md, path.parent, anchors, used), "seqstruct-offline", 15)
+    return md.convert(path.read_text(encoding="utf-8"))
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.92rem; }
+th, td { border: 1px solid #bbb; padding: 0.25rem 0.6rem; }
+th { background: #f0f0f0; }
+tr:nth-child(even) td { background: #fafafa; }
+code, pre { background: #f4f4f4; font-size: 0.9em; }
+pre { padding: 0.6rem; overflow-x: auto; }
+img { max-width: 100%; }
+section { border-top: 2px solid #ddd; margin-top: 2rem; }
+.file { border-left: 3px solid #eee; padding-left: 0.8rem; margin: 1rem 0; }
+.path, .meta, figcaption { color: #666; font-size: 0.88rem; }
+"""
+
+
+def render_report(
+    sections: list[Section], dirs: Sequence[str | Path], title: str = "seqstruct report"
+) -> str:
+    """The report's HTML: a table of contents, then each section's markdown files and unreferenced PNGs."""
+    taken = {s.anchor for s in sections}
+    anchors = {
+        p.resolve(): _unique(f"{s.anchor}--{_slug(p.name)}", taken) for s in sections for p in s.markdown
+    }
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="meta">Generated {escape(stamp)} from '
+        + ", ".join(f"<code>{escape(str(d))}</code>" for d in dirs)
+        + ".</p>",
+        "<nav><h2>Contents</h2><ul>",
+        *(f'<li><a href="#{s.anchor}">{escape(s.heading)}</a></li>' for s in sections),
+        "</ul></nav>",
+    ]
+    for section in sections:
+        out += [
+            f'<section id="{section.anchor}">',
+            f"<h2>{escape(section.heading)}</h2>",
+            f'<p class="path"><code>{escape(str(section.path))}</code></p>',
+        ]
+        used: set[Path] = set()
+        for path in section.markdown:
+            out += [
+                f'<div class="file" id="{anchors[path.resolve()]}">',
+                f'<p class="path">{escape(path.name)}</p>',
+                _render_markdown(path, anchors, used),
+                "</div>",
+            ]
+        for path in section.images:
+            if path.resolve() in used:
+                continue
+            uri = _data_uri(path)
+            out += [
+                "<figure>",
+                f'<img src="{uri}" alt="{escape(path.name)}">',
+                f"<figcaption>{escape(path.name)}</figcaption>",
+                "</figure>",
+            ]
+        out.append("</section>")
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def write_report(dirs: Sequence[str | Path], output: str | Path, title: str = "seqstruct report") -> Path:
+    """One self-contained HTML page (`output`) with the markdown tables and PNG plots of every run under
+    `dirs`; images are inlined, so the page needs no network and survives being moved. Nothing is written
+    into the run directories."""
+    sections = find_sections(dirs)
+    page = render_report(sections, dirs, title)
+    output = Path(output)
+    with atomic_open(output, "w") as handle:
+        handle.write(page)
+    return output

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AutoTokenizer
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.evaluate import run_task
@@ -21,7 +22,6 @@ from seqstruct.evaluation.methods import (
     NotApplicable,
     build_method,
     encoder_kind,
-    model_path,
     multi_label_probe,
     single_label_probe,
 )
@@ -47,24 +47,6 @@ def protein_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-protein")
     tokenizer = build_protein_tokenizer()
     save_model_dir(build_encoder("tiny", tokenizer), tokenizer, directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny randomly initialised BERT with all-MiniLM-L6-v2's tokenizer."""
-    directory = tmp_path_factory.mktemp("tiny-text")
-    tokenizer = AutoTokenizer.from_pretrained(model_path("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
     return directory
 
 
@@ -260,3 +242,80 @@ def test_finetune_protein_encoder_over_seeds(protein_model, proteins) -> None:
     assert result["fit"][0]["steps"] <= 4 and result["fit"][0]["best_step"] in (2, 4)
     multi = run_task(method, "go-mf", proteins.path, seeds=1, min_count=3)
     assert 0.0 <= multi["metrics"]["test_remote"]["fmax"] <= 1.0
+
+
+def test_max_valid_caps_valid_with_a_fixed_sample(texts) -> None:
+    from seqstruct.evaluation.methods import _capped
+
+    rows = Labelled([f"r{i}" for i in range(10)], [f"text {i}" for i in range(10)], np.arange(10) % 2)
+    problem = Classification("text", False, ["a", "b"], rows, rows, {"test": rows})
+    capped = _capped(problem, 0, 4)
+    assert len(capped.valid) == 4 and capped.train is rows and capped.tests == problem.tests
+    assert capped.valid.ids == _capped(problem, 0, 4).valid.ids  # the same sample every time
+    assert _capped(problem, 6, 0).valid is rows and len(_capped(problem, 6, 0).train) == 6
+
+
+def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(
+    text_model, texts, tmp_path, monkeypatch
+) -> None:
+    """A fit interrupted after a checkpoint resumes from it and scores as an uninterrupted fit does."""
+    from transformers import EarlyStoppingCallback
+
+    options = ["max_steps=4", "eval_steps=2", "batch_size=8", "lr=1e-3", "precision=fp32"]
+    task = get_task("wordnet-supersense")
+    scores = {}
+
+    def fitted(work_dir: Path) -> Encoder:
+        method = build_method(str(text_model), mode="finetune", overrides=options)
+        method.work_dir = work_dir
+        classify = method.classify
+        method.classify = lambda problem, seed: scores.setdefault(work_dir.name, classify(problem, seed))
+        return method
+
+    whole = fitted(tmp_path / "whole")
+    task.run(texts, whole, 0)
+    assert whole.last_fit["resumed_from"] is None and whole.last_fit["steps"] == 4
+    assert not (tmp_path / "whole" / "checkpoints").exists()  # removed once the scores exist
+
+    def stop(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise KeyboardInterrupt("stopped after the step-2 checkpoint")
+
+    monkeypatch.setattr(EarlyStoppingCallback, "on_save", stop, raising=False)
+    cut = fitted(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        task.run(texts, cut, 0)
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / "checkpoints" / "checkpoint-2").is_dir()
+    task.run(texts, cut, 0)
+    assert cut.last_fit["resumed_from"] == "checkpoint-2" and cut.last_fit["steps"] == 4
+    np.testing.assert_allclose(scores["cut"]["test"], scores["whole"]["test"], atol=1e-5)
+
+
+def test_lstm_method_trains_from_scratch_with_the_encoders_tokenizer(text_model, texts) -> None:
+    with pytest.raises(ValueError, match="use --mode finetune"):
+        build_method(f"lstm:{text_model}", mode="probe")
+    with pytest.raises(FileNotFoundError, match="lstm:DIR takes its tokenizer"):
+        build_method("lstm:/nonexistent", mode="finetune")
+    options = ["epochs=2", "batch_size=8", "lr=3e-3", "precision=fp32", "lstm_hidden=16", "lstm_embedding=8"]
+    method = build_method(f"lstm:{text_model}", mode="finetune", overrides=options)
+    assert method.stochastic and method.kinds == ("text",)
+    result = run_task(method, "wordnet-supersense", texts.path, seeds=2)
+    assert result["mode"] == "finetune" and len(result["per_seed"]) == 2
+    assert 0.0 <= result["metrics"]["test"]["accuracy"] <= 1.0 and result["fit"][0]["steps"] > 0
+    model = method.build(3, "single_label_classification")
+    assert model.get_input_embeddings().weight.shape[1] == 8
+    with pytest.raises(NotApplicable, match="no embedding"):
+        method.embed(["a text"], "text")
+
+
+def test_lstm_embeddings_from_the_encoder(text_model) -> None:
+    from safetensors.torch import load_file
+
+    method = build_method(f"lstm:{text_model}", mode="finetune", overrides=["lstm_init=encoder"])
+    model = method.build(3, "single_label_classification")
+    encoder = load_file(str(text_model / "model.safetensors"))
+    words = next(v for k, v in encoder.items() if k.endswith("word_embeddings.weight"))
+    assert torch.equal(model.get_input_embeddings().weight.detach(), words)  # width 32, the encoder's
+    with pytest.raises(ValueError, match="lstm_init must be one of"):
+        build_method(f"lstm:{text_model}", mode="finetune", overrides=["lstm_init=glove"])

@@ -12,6 +12,10 @@
   far from zero for it.
 - `baseline:mmseqs`: homology transfer: a test protein takes the GO terms / class of its mmseqs hits in
   train (`seqstruct.data.homology.search`).
+- `lstm:DIR` (`lstm:minilm`, `lstm:runs/pretrain-small`): a BiLSTM trained from scratch on the task
+  (`seqstruct.models.lstm`; `--mode finetune` only) with DIR's tokenizer, so that it reads exactly the
+  inputs DIR's encoder reads. lstm_init=encoder starts its token embeddings from DIR's encoder instead of
+  random ones (the third arm of Wang et al. 2020).
 
 The probe is a logistic regression on standardised features, its inverse regularisation C chosen on the
 valid split from `grid`: multinomial (sklearn, lbfgs) for one label, one-vs-rest for many. One-vs-rest is
@@ -23,10 +27,12 @@ deterministic and runs once whatever `--seeds` says; fine-tuning is stochastic a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,7 @@ class MethodOptions:
     batch_size: int = 64  # encoder: sequences per embedding batch (probe), per training step (finetune)
     max_length: int | None = None  # encoder: tokens per input; None: whole proteins, a text model's limit
     max_train: int = 0  # train rows used (a fixed seeded sample, the same for every seed); 0: all
+    max_valid: int = 0  # valid rows choosing C / stopping early (a fixed seeded sample); 0: all
     grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])  # probe: C values tried
     probe_iter: int = 500  # probe: most L-BFGS iterations of a fit
     epochs: float = 3.0  # finetune: passes over train (unless max_steps > 0)
@@ -70,15 +77,30 @@ class MethodOptions:
         "auto"  # encoder: auto | fp32 | bf16 autocast, in embedding and fine-tuning (train.use_bf16)
     )
     max_hits: int = 10  # mmseqs: hits per query whose labels are transferred
+    lstm_init: str = "random"  # lstm: token embeddings random | encoder (copied from DIR's encoder)
+    lstm_layers: int = 1  # lstm: stacked bidirectional layers
+    lstm_hidden: int = 256  # lstm: hidden units per direction
+    lstm_embedding: int = 128  # lstm: token embedding width (the encoder's width with lstm_init=encoder)
+    lstm_pooling: str = "max"  # lstm: max | mean over positions, or last (final forward/backward states)
+    lstm_dropout: float = 0.1  # lstm: dropout between layers and before the head
     k1: float = 1.5  # bm25: term-frequency saturation
     b: float = 0.75  # bm25: document-length normalisation
 
 
-PROBE_OPTIONS = frozenset({"max_train", "grid", "probe_iter"})
+PROBE_OPTIONS = frozenset({"max_train", "max_valid", "grid", "probe_iter"})
 FINETUNE_OPTIONS = frozenset(
-    {"batch_size", "max_length", "max_train", "epochs", "max_steps", "lr", "warmup_ratio", "weight_decay"}
-    | {"eval_steps", "patience", "precision"}
+    {"batch_size", "max_length", "max_train", "max_valid", "epochs", "max_steps", "lr", "warmup_ratio"}
+    | {"weight_decay", "eval_steps", "patience", "precision"}
 )
+LSTM_OPTIONS = FINETUNE_OPTIONS | {
+    "lstm_init",
+    "lstm_layers",
+    "lstm_hidden",
+    "lstm_embedding",
+    "lstm_pooling",
+    "lstm_dropout",
+}
+LSTM_INITS = ("random", "encoder")
 
 
 def _sample(part: Labelled, cap: int) -> Labelled:
@@ -217,6 +239,9 @@ class Method:
     def __init__(self, options: MethodOptions | None = None) -> None:
         self.options = options or MethodOptions()
         self.last_fit: dict[str, Any] = {}  # what the last classify chose (probe C, ...), for the record
+        # Where fine-tuning keeps its checkpoints, so that an interrupted fit resumes (`seqstruct curve`
+        # points it into each cell); None: a temporary directory.
+        self.work_dir: Path | None = None
 
     def describe(self) -> dict[str, Any]:
         """What produced the numbers: the method's name and the options it reads."""
@@ -246,7 +271,7 @@ class Method:
 
     def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
         self.check_kind(problem.kind)
-        problem = _capped(problem, self.options.max_train)
+        problem = _capped(problem, self.options.max_train, self.options.max_valid)
         x_train, x_valid, *x_tests = self.split_features(problem)
         tests = dict(zip(problem.tests, x_tests, strict=True))
         train, valid = (x_train, problem.train.targets), (x_valid, problem.valid.targets)
@@ -258,18 +283,15 @@ class Method:
         return scores
 
 
-def _capped(problem: Classification, cap: int) -> Classification:
-    if not cap or len(problem.train) <= cap:
-        return problem
-    logger.info("training on a fixed sample of %d of %d train rows (max_train)", cap, len(problem.train))
-    return Classification(
-        problem.kind,
-        problem.multilabel,
-        problem.classes,
-        _sample(problem.train, cap),
-        problem.valid,
-        problem.tests,
-    )
+def _capped(problem: Classification, cap: int, valid_cap: int = 0) -> Classification:
+    """The problem with at most `cap` train rows and `valid_cap` valid rows (0: all), fixed seeded samples."""
+    if cap and len(problem.train) > cap:
+        logger.info("training on a fixed sample of %d of %d train rows (max_train)", cap, len(problem.train))
+    if valid_cap and len(problem.valid) > valid_cap:
+        logger.info(
+            "validating on a fixed sample of %d of %d rows (max_valid)", valid_cap, len(problem.valid)
+        )
+    return replace(problem, train=_sample(problem.train, cap), valid=_sample(problem.valid, valid_cap))
 
 
 class Naive(Method):
@@ -511,8 +533,10 @@ class Encoder(Method):
         if self.mode == "probe":
             return super().classify(problem, seed)
         self.check_kind(problem.kind)
-        problem = _capped(problem, self.options.max_train)
-        scores, self.last_fit = finetune(self.model_dir, problem, seed, self.options, self._max_length)
+        problem = _capped(problem, self.options.max_train, self.options.max_valid)
+        scores, self.last_fit = finetune(
+            self.model_dir, problem, seed, self.options, self._max_length, work_dir=self.work_dir
+        )
         return scores
 
 
@@ -531,14 +555,23 @@ def encoder_kind(tokenizer: Any) -> str:
 
 
 def finetune(
-    model_dir: Path, problem: Classification, seed: int, options: MethodOptions, max_length: Any
+    model_dir: Path,
+    problem: Classification,
+    seed: int,
+    options: MethodOptions,
+    max_length: Any,
+    build: Callable[[int, str], Any] | None = None,
+    work_dir: Path | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train `AutoModelForSequenceClassification` from `model_dir` on problem.train with the HF Trainer,
-    validate on problem.valid (loss), stop early after `patience` validations without improvement, and
-    keep the best checkpoint. Returns ({test split: probabilities [n, C]}, what training did).
+    """Train a sequence classifier on problem.train with the HF Trainer, validate on problem.valid (loss),
+    stop early after `patience` validations without improvement, and keep the best checkpoint. Returns
+    ({test split: probabilities [n, C]}, what training did).
 
-    max_length(tokenizer, finetune=True) gives the tokens per input. Checkpoints live in a temporary
-    directory removed afterwards: what is kept are the scores.
+    The classifier is `AutoModelForSequenceClassification` from `model_dir`, or build(num_labels,
+    problem_type) (a model from scratch, such as the LSTM); either way it reads `model_dir`'s tokenizer,
+    max_length(tokenizer, finetune=True) tokens per input. Checkpoints go to work_dir/checkpoints, and a
+    fit that finds some there resumes from the last; they are removed once the scores exist (what is kept
+    are the scores). Without work_dir they live in a temporary directory.
     """
     from datasets import Dataset
     from transformers import (
@@ -550,18 +583,21 @@ def finetune(
         TrainingArguments,
         set_seed,
     )
+    from transformers.trainer_utils import get_last_checkpoint
 
     from seqstruct.models.encoders import keep_module_weight_names
     from seqstruct.train import use_bf16
 
-    set_seed(seed)  # the new head's initialisation
+    set_seed(seed)  # the new head's (or the whole model's) initialisation
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     length = max_length(tokenizer, True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir,
-        num_labels=len(problem.classes),
-        problem_type="multi_label_classification" if problem.multilabel else "single_label_classification",
-    )
+    problem_type = "multi_label_classification" if problem.multilabel else "single_label_classification"
+    if build is None:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=len(problem.classes), problem_type=problem_type
+        )
+    else:
+        model = build(len(problem.classes), problem_type)
     keep_module_weight_names(model)  # checkpoints reloaded by load_best_model_at_end keep their names
 
     def dataset(part: Labelled) -> Dataset:
@@ -574,9 +610,16 @@ def finetune(
         )
 
     by_epoch = options.eval_steps <= 0
-    with tempfile.TemporaryDirectory(prefix="seqstruct-finetune-") as scratch:
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seqstruct-finetune-")))
+        else:
+            scratch = Path(work_dir) / "checkpoints"
+        resume = get_last_checkpoint(str(scratch)) if scratch.is_dir() else None
+        if resume:
+            logger.info("resuming the fit from %s", resume)
         arguments = TrainingArguments(
-            output_dir=scratch,
+            output_dir=str(scratch),
             num_train_epochs=options.epochs,
             max_steps=options.max_steps,
             per_device_train_batch_size=options.batch_size,
@@ -609,7 +652,7 @@ def finetune(
             data_collator=DataCollatorWithPadding(tokenizer),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience)],
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
         out = {}
         for split, part in problem.tests.items():
             logits = torch.as_tensor(trainer.predict(dataset(part)).predictions).float()  # [n, C]
@@ -617,13 +660,88 @@ def finetune(
         state = trainer.state
         report = {
             "steps": state.global_step,
+            "epochs": state.epoch,
             "best_valid_loss": state.best_metric,
             "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1])
             if state.best_model_checkpoint
             else None,
             "max_length": length,
+            "resumed_from": Path(resume).name if resume else None,
         }
+        if work_dir is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return out, report
+
+
+class Lstm(Method):
+    """`lstm:DIR`: a BiLSTM classifier trained from scratch (`seqstruct.models.lstm`) with DIR's tokenizer;
+    lstm_init=encoder copies DIR's encoder's token embeddings into it (embedding width = the encoder's)."""
+
+    reads = LSTM_OPTIONS
+    stochastic = True
+
+    def __init__(self, model_dir: str | Path, options: MethodOptions | None = None, name: str = "") -> None:
+        from transformers import AutoTokenizer
+
+        super().__init__(options)
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{model_dir}: not a model directory; lstm:DIR takes its tokenizer (and with "
+                "lstm_init=encoder its token embeddings) from DIR"
+            )
+        if self.options.lstm_init not in LSTM_INITS:
+            raise ValueError(f"lstm_init must be one of {LSTM_INITS}; got {self.options.lstm_init!r}")
+        self.name = name or f"lstm:{model_dir}"
+        self.kind = encoder_kind(AutoTokenizer.from_pretrained(self.model_dir))
+        self.kinds = (self.kind,)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"mode": "finetune", "kind": self.kind, "path": str(self.model_dir)}
+
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        raise NotApplicable(f"{self.name} is trained per task from scratch; it has no embedding")
+
+    def build(self, num_labels: int, problem_type: str) -> Any:
+        """A fresh LSTM classifier for the task (seeded by the caller)."""
+        from transformers import AutoTokenizer
+
+        from seqstruct.models.lstm import (
+            LstmForSequenceClassification,
+            encoder_embedding_size,
+            init_embeddings_from,
+            lstm_config_for,
+        )
+
+        o = self.options
+        width = encoder_embedding_size(self.model_dir) if o.lstm_init == "encoder" else o.lstm_embedding
+        config = lstm_config_for(
+            AutoTokenizer.from_pretrained(self.model_dir),
+            num_labels,
+            embedding_size=width,
+            hidden_size=o.lstm_hidden,
+            num_layers=o.lstm_layers,
+            dropout=o.lstm_dropout,
+            pooling=o.lstm_pooling,
+            problem_type=problem_type,
+        )
+        model = LstmForSequenceClassification(config)
+        if o.lstm_init == "encoder":
+            init_embeddings_from(model, self.model_dir)
+        return model
+
+    def _max_length(self, tokenizer: Any, finetune: bool) -> int | None:
+        if self.options.max_length:
+            return self.options.max_length
+        return min(int(tokenizer.model_max_length), 512) if self.kind == "text" else 1024
+
+    def classify(self, problem: Classification, seed: int) -> dict[str, np.ndarray]:
+        self.check_kind(problem.kind)
+        problem = _capped(problem, self.options.max_train, self.options.max_valid)
+        scores, self.last_fit = finetune(
+            self.model_dir, problem, seed, self.options, self._max_length, self.build, self.work_dir
+        )
+        return scores
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -680,6 +798,13 @@ def build_method(
             if k
             else {"naive": Naive, "tfidf": Tfidf, "bm25": Bm25, "mmseqs": Homology}[baseline](options)
         )
+    elif model.startswith("lstm:"):
+        if mode != "finetune":
+            raise ValueError(
+                f"{model} is trained from scratch on the task: it has no pretrained features to {mode}; "
+                "use --mode finetune"
+            )
+        built = Lstm(model_path(model.removeprefix("lstm:")), options, name=model)
     elif Path(model).suffix == ".npz":
         raise ValueError(
             f"{model}: a .npz holds the embeddings of one FASTA file (the knn and link tasks); the "

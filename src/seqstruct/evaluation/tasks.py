@@ -314,6 +314,9 @@ class SingleLabelTask:
     and test rows are embedded in one call, so that a TF-IDF baseline puts them in one space; the valid
     split is not used. Its metrics are named knn_accuracy and knn_macro_f1, so that a table never mixes
     them with the probe's.
+
+    max_test > 0 scores a fixed seeded sample of that many rows of each test split (the same sample for
+    every method and seed): for grids of many fits, such as a learning curve, on large test splits.
     """
 
     def __init__(
@@ -324,6 +327,7 @@ class SingleLabelTask:
         valid_split: str = "valid",
         classifier: str = "probe",
         neighbours: int = 10,
+        max_test: int = 0,
     ) -> None:
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}")
@@ -331,6 +335,7 @@ class SingleLabelTask:
             raise ValueError(f"neighbours must be at least 1; got {neighbours}")
         self.column, self.min_count, self.test_splits = column, min_count, tuple(test_splits)
         self.valid_split, self.classifier, self.neighbours = valid_split, classifier, neighbours
+        self.max_test = max_test
 
     def _knn(self, problem: Classification, method: Method) -> dict[str, np.ndarray]:
         """{test split: predicted class indices [n]} by cosine kNN over the train rows."""
@@ -364,8 +369,13 @@ class SingleLabelTask:
         for split in ("train", self.valid_split, *self.test_splits):
             labels = _column(data, split, self.column)
             keep = np.array([v in index for v in labels], dtype=bool)
-            targets = np.array([index[v] for v in labels if v in index], dtype=np.int64)
-            parts[split], dropped[split] = _labelled(data, split, keep, targets), int((~keep).sum())
+            dropped[split] = int((~keep).sum())
+            if split in self.test_splits and self.max_test and keep.sum() > self.max_test:
+                kept = np.flatnonzero(keep)
+                keep[:] = False
+                keep[kept[_capped_sample(len(kept), self.max_test, 0)]] = True
+            targets = np.array([index[v] for v, k in zip(labels, keep, strict=True) if k], dtype=np.int64)
+            parts[split] = _labelled(data, split, keep, targets)
         empty = [s for s, part in parts.items() if not len(part)]
         if empty:
             raise ValueError(f"{data.path}: splits {empty} have no row of the {len(classes)} classes")
@@ -398,6 +408,7 @@ class SingleLabelTask:
                 **knn,
                 "classes": len(classes),
                 "min_count": self.min_count,
+                "max_test": self.max_test,
                 "rows": {s: len(part) for s, part in parts.items()},
                 "dropped_rows": dropped,
                 "majority_class": classes[majority],

@@ -1,0 +1,144 @@
+"""`seqstruct curve` end to end on a tiny text dataset: the grid, its cache and resume, the outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from seqstruct import curve as curve_module
+from seqstruct.cli import main
+from seqstruct.config import load_config
+from seqstruct.curve import Budget, CurveConfig, curve, parse_arms
+from seqstruct.evaluation.tasks import get_task
+from tests.evaluation.test_tasks import text_dataset
+
+FINETUNE = ["epochs=1", "batch_size=8", "lr=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory: pytest.TempPathFactory):
+    """24 train, 6 valid and 6 test texts in 3 topics (`text_dataset`); text_model is in conftest."""
+    return text_dataset(tmp_path_factory.mktemp("texts") / "data")
+
+
+def _config(output: Path, data: Path, encoder: Path, **extra: object) -> CurveConfig:
+    overrides = {
+        "task": "wordnet-supersense",
+        "data": str(data),
+        "encoder": str(encoder),
+        "fractions": [0.5, 1.0],
+        "seeds": [0, 1],
+        "options": ["precision=fp32", "grid=[1.0]"],
+        "arms": {
+            "lstm": ["model=lstm:$encoder", "mode=finetune", *FINETUNE, "lstm_hidden=8", "lstm_embedding=8"],
+            "probe": ["model=$encoder", "mode=probe"],
+        },
+    }
+    overrides.update(extra)
+    config = load_config(CurveConfig, None, [])
+    config.output_dir = str(output)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_arms_fill_in_the_encoder_and_keep_options_apart(tmp_path) -> None:
+    config = CurveConfig(encoder="minilm", options=["max_valid=100"])
+    arms = {arm.name: arm for arm in parse_arms(config)}
+    assert list(arms) == ["lstm", "finetune", "probe"]
+    assert arms["lstm"].model == "lstm:minilm" and arms["lstm"].mode == "finetune"
+    assert arms["lstm"].options[0] == "max_valid=100" and "lr=1e-3" in arms["lstm"].options
+    assert arms["probe"].model == "minilm" and arms["probe"].mode == "probe"
+    with pytest.raises(ValueError, match="no model="):
+        parse_arms(CurveConfig(arms={"x": ["mode=probe"]}))
+    with pytest.raises(ValueError, match="use train_size, not max_train"):
+        parse_arms(CurveConfig(arms={"x": ["model=minilm", "max_train=10"]}))
+
+
+def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
+    tmp_path, texts, text_model, monkeypatch
+):
+    config = _config(tmp_path / "curve", texts.path, text_model)
+    result = curve(config)
+    root = tmp_path / "curve"
+    for name in ("curve.csv", "curve.md", "curve.json", "curve.png", "curve.yaml"):
+        assert (root / name).is_file(), name
+    assert (root / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cells = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*/result.json"))
+    assert cells == [
+        f"{a}/f{f}/seed{s}/result.json" for a in ("lstm", "probe") for f in ("0.5", "1") for s in (0, 1)
+    ]
+    assert not list(root.glob("**/checkpoints"))  # fine-tuning checkpoints are removed when a cell is done
+
+    with open(root / "curve.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    examples = {(r["arm"], r["fraction"], r["seed"]): int(r["examples"]) for r in rows}
+    # the same label budget for every arm: 12 of the 24 train rows at 0.5, all of them at 1.0
+    assert {v for k, v in examples.items() if k[1] == "0.5"} == {12}
+    assert {v for k, v in examples.items() if k[1] == "1.0"} == {24}
+    cell = json.loads((root / "lstm" / "f0.5" / "seed1" / "result.json").read_text(encoding="utf-8"))
+    assert cell["train_rows"] == 24 and cell["fit"]["steps"] == 2  # 12 rows, batch 8, one epoch
+    assert "| fraction | examples | lstm | probe | probe − lstm |" in result["table"]
+    assert "![" in (root / "curve.md").read_text(encoding="utf-8")
+    points = json.loads((root / "curve.json").read_text(encoding="utf-8"))["points"]
+    assert {(p["arm"], p["fraction"]) for p in points} == {
+        (a, f) for a in ("lstm", "probe") for f in (0.5, 1.0)
+    }
+
+    # a second run reuses every cell: nothing is built or trained
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr(curve_module, "_build", refuse)
+    again = curve(config)
+    assert again["points"] == result["points"]
+
+    # a cell run with other settings is refused, not mixed in
+    changed = _config(tmp_path / "curve", texts.path, text_model, train_size=10)
+    with pytest.raises(ValueError, match="was run with other settings"):
+        curve(changed)
+
+
+def test_an_interrupted_grid_runs_only_the_missing_cells(tmp_path, texts, text_model, monkeypatch) -> None:
+    config = _config(
+        tmp_path / "curve", texts.path, text_model, seeds=[0], arms={"probe": ["model=$encoder"]}
+    )
+    curve(config)
+    (tmp_path / "curve" / "probe" / "f1" / "seed0" / "result.json").unlink()
+    ran = []
+    real = curve_module._run_cell
+    monkeypatch.setattr(curve_module, "_run_cell", lambda *a: ran.append(a[3:5]) or real(*a))
+    curve(config)
+    assert ran == [(1.0, 0)]
+
+
+def test_budget_refuses_tasks_that_do_not_fit_on_train(texts) -> None:
+    class Method:
+        name, last_fit = "m", {}
+
+    budget = Budget(Method(), 0.5, 0)
+    with pytest.raises(ValueError, match="needs a classification task"):
+        get_task("wordnet-supersense").run(texts, budget, 0, classifier="knn")
+
+
+def test_curve_cli_errors_are_one_line(tmp_path, capsys, texts, text_model) -> None:
+    config = tmp_path / "curve.yaml"
+    config.write_text(
+        f"task: go-synonym-search\ndata: {texts.path}\nencoder: {text_model}\n", encoding="utf-8"
+    )
+    code = main(["curve", str(config), f"output_dir={tmp_path / 'out'}", "seeds=[0]", "fractions=[1.0]"])
+    assert code == 2
+    assert "needs a classification task" in capsys.readouterr().err
+    code = main(["curve", str(config), "fractions=[0.0]"])
+    assert code == 2 and "fractions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["curve-wordnet.yaml", "curve-swissprot.yaml"])
+def test_packaged_configs_name_their_arms(name: str) -> None:
+    config = load_config(CurveConfig, curve_module.PACKAGED_CONFIGS / name)
+    arms = {arm.name: arm for arm in curve_module._check(config)}
+    assert arms["lstm"].model == f"lstm:{config.encoder}" and arms["lstm"].mode == "finetune"
+    assert arms["finetune"].model == config.encoder and arms["probe"].mode == "probe"
