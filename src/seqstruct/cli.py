@@ -182,7 +182,8 @@ def _report(args: argparse.Namespace) -> None:
     from seqstruct.report import find_sections, write_report
 
     path = write_report(args.dirs, args.output, args.title)
-    print(f"wrote {path}: {len(find_sections(args.dirs))} sections from {len(args.dirs)} directories")
+    sections, dirs = len(find_sections(args.dirs)), len(args.dirs)
+    print(f"wrote {path}: {sections} sections from {dirs} director{'y' if dirs == 1 else 'ies'}")
 
 
 def _bench_throughput(args: argparse.Namespace) -> None:
