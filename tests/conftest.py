@@ -8,7 +8,7 @@ import pytest
 
 from seqstruct.data.fasta import write_fasta
 from seqstruct.evaluation.methods import model_path
-from tests.helpers import sample_records
+from tests.helpers import sample_records, tiny_bert_config
 
 
 @pytest.fixture(scope="session")
@@ -22,18 +22,11 @@ def protein_fasta(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised BERT (hidden size 32) with all-MiniLM-L6-v2's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
 
     directory = tmp_path_factory.mktemp("tiny-text")
     tokenizer = AutoTokenizer.from_pretrained(model_path("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer)
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

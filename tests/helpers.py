@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 from seqstruct.data.fasta import FastaRecord, iter_fasta
 from seqstruct.data.sources.embedded import SAMPLE_FASTA
@@ -36,3 +37,17 @@ def tiny_overrides(fasta: Path, output_dir: Path, **extra: object) -> list[str]:
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def tiny_bert_config(tokenizer: Any) -> Any:
+    """A 2-layer, 32-wide BERT config over `tokenizer`'s vocabulary (MiniLM's, in the text tests)."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )

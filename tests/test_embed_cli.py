@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+from transformers import AutoTokenizer, BertForMaskedLM
 
 from seqstruct.cli import main
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import encode, load_encoder
 from seqstruct.models.encoders import build_encoder, resolve_model_path, save_model_dir
 from seqstruct.models.sentence import load_sentence_model, sentence_model
-from tests.helpers import sample_records
+from tests.helpers import sample_records, tiny_bert_config
 
 TEXTS = ["The cell membrane.", "A kinase that phosphorylates serine.", "Apoptosis", "x"]
 
@@ -34,14 +34,7 @@ def text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised BERT masked LM with all-MiniLM-L6-v2's tokenizer (as pretrained)."""
     path = tmp_path_factory.mktemp("text")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer)
     torch.manual_seed(0)
     save_model_dir(BertForMaskedLM(config), tokenizer, path)
     return path

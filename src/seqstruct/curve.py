@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from seqstruct.config import config_dict, save_config
+from seqstruct.evaluate import json_value
 from seqstruct.evaluation.curves import curve_points, curve_table, nested_subsets
 from seqstruct.io import atomic_open
 from seqstruct.report import plot_learning_curve
@@ -270,7 +271,7 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
                         method = _build(arm)
                     result = _run_cell(config, arm, method, fraction, seed, cell)
                     with atomic_open(cell / "result.json") as handle:
-                        json.dump(result, handle, indent=2, default=_json_value)
+                        json.dump(result, handle, indent=2, default=json_value)
                         handle.write("\n")
                 cell_rows = rows_of(result, fraction, seed)
                 if not any(r["metric"] == config.metric for r in cell_rows):
@@ -278,14 +279,6 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
                     raise ValueError(f"metric {config.metric!r}: task {config.task!r} reports {found}")
                 rows += cell_rows
     return write_outputs(config, rows, reference, time.perf_counter() - start)
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {value!r}")
 
 
 def write_outputs(

@@ -173,7 +173,7 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------------
 
 
-def _json_value(value: object) -> object:
+def json_value(value: object) -> object:
     """numpy scalars and arrays as plain JSON."""
     if isinstance(value, np.generic):
         return value.item()
@@ -381,7 +381,7 @@ def evaluate_tasks(
         results.append(result)
         if output is not None:
             with atomic_open(Path(output) / f"{task}.json") as handle:
-                json.dump(result, handle, indent=2, default=_json_value)
+                json.dump(result, handle, indent=2, default=json_value)
                 handle.write("\n")
             with atomic_open(Path(output) / f"{task}.md") as handle:
                 handle.write(task_markdown(result))

@@ -21,6 +21,7 @@ from seqstruct.embed import encode, load_embedder, load_encoder
 from seqstruct.models.encoders import build_encoder, resolve_model_path, save_model_dir
 from seqstruct.models.pooling import POOLINGS, LayerAttentionPooling, SeqPooling
 from seqstruct.models.sentence import load_sentence_model, sentence_model
+from tests.helpers import tiny_bert_config
 
 PROTEINS = ["MKTAYIAKQRQISFVKSHFSRQ", "MK", "ACDEFGHIKLMNPQRSTVWY", "GGGG"]
 
@@ -239,17 +240,10 @@ def test_minilm_mean_equals_sentence_transformers(tmp_path) -> None:
 
 
 def test_a_text_mlm_checkpoint_loads_quietly(tmp_path) -> None:
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers import AutoTokenizer, BertForMaskedLM
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer)
     save_model_dir(BertForMaskedLM(config), tokenizer, tmp_path)
     with transformers_warnings() as warnings:
         first = sentence_model(tmp_path, pooling="cls", seed=4)
