@@ -195,3 +195,13 @@ def test_contrastive_arms_are_evaluated_with_their_own_pooling(tmp_path) -> None
     assert "| go-mf-class test_close knn_accuracy |" in result["table"]
     header = result["table"].splitlines()[0]
     assert header.endswith("| as-is | layer-attention − mean | mean − as-is |")
+
+
+@pytest.mark.parametrize(
+    "path", sorted(compare_module.PACKAGED_CONFIGS.glob("compare-*.yaml")), ids=lambda p: p.name
+)
+def test_packaged_comparisons_are_consistent(path) -> None:
+    """Every packaged comparison loads and passes the checks a run starts with (arms, seeds, references)."""
+    config = load_config(CompareConfig, path)
+    compare_module._check(config)
+    assert config.output_dir.startswith("runs/compare/")
