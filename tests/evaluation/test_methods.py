@@ -22,9 +22,8 @@ from seqstruct.evaluation.methods import (
     NotApplicable,
     build_method,
     encoder_kind,
-    multi_label_probe,
-    single_label_probe,
 )
+from seqstruct.evaluation.probe import multi_label_probe, single_label_probe
 from seqstruct.evaluation.tasks import Classification, Labelled, get_task
 from seqstruct.models.encoders import build_encoder, save_model_dir
 from tests.evaluation.test_tasks import protein_dataset, text_dataset

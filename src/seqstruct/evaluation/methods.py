@@ -17,21 +17,15 @@
   inputs DIR's encoder reads. lstm_init=encoder starts its token embeddings from DIR's encoder instead of
   random ones (the third arm of Wang et al. 2020).
 
-The probe is a logistic regression on standardised features, its inverse regularisation C chosen on the
-valid split from `grid`: multinomial (sklearn, lbfgs) for one label, one-vs-rest for many. One-vs-rest is
-one torch linear layer fitted full-batch by L-BFGS to the summed per-term log-loss plus ||W||^2 / (2 C N):
-the objective separates by term, so this is exactly a logistic regression per term, done at once for
-thousands of terms. Both start from zero (a convex problem with a unique optimum), so the probe is
-deterministic and runs once whatever `--seeds` says; fine-tuning is stochastic and repeats over seeds.
+The probe (`seqstruct.evaluation.probe`) is a logistic regression on standardised features, C chosen on
+valid: deterministic, so it runs once whatever `--seeds` says. Fine-tuning (`seqstruct.evaluation.finetune`)
+is stochastic and repeats over seeds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +36,8 @@ import torch
 
 from seqstruct.config import load_config
 from seqstruct.evaluation.baselines import kmer_composition
-from seqstruct.evaluation.metrics import accuracy, fmax
+from seqstruct.evaluation.finetune import finetune
+from seqstruct.evaluation.probe import Features, multi_label_probe, single_label_probe
 from seqstruct.evaluation.retrieval import BM25, dense_search, tfidf_search
 from seqstruct.evaluation.tasks import Classification, Labelled
 
@@ -114,113 +109,6 @@ def _sample(part: Labelled, cap: int) -> Labelled:
 # ---------------------------------------------------------------------------------------------------
 # The probe
 # ---------------------------------------------------------------------------------------------------
-
-Features = np.ndarray | sp.spmatrix
-
-
-def _standardise(train: Features, *others: Features) -> list[Features]:
-    """Dense features scaled by the train mean and standard deviation (constant columns left at 0);
-    sparse ones (TF-IDF, already L2-normalised) as they are, so that they stay sparse."""
-    if sp.issparse(train):
-        return [train, *others]
-    mean = train.mean(axis=0)  # [D]
-    std = train.std(axis=0)  # [D]
-    std = np.where(std > 0, std, 1.0)
-    return [((x - mean) / std).astype(np.float32) for x in (train, *others)]
-
-
-def single_label_probe(
-    train: tuple[Features, np.ndarray],
-    valid: tuple[Features, np.ndarray],
-    tests: dict[str, Features],
-    n_classes: int,
-    grid: Sequence[float],
-    max_iter: int = 500,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Multinomial logistic regression, C chosen by valid accuracy (the smallest C on ties).
-
-    train/valid: (features [n, D], class indices [n]); tests: split -> features. Returns ({split:
-    probabilities [n, n_classes]}, {"C": chosen, "valid_accuracy": its score, "grid": ...}).
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    names = list(tests)
-    x_train, x_valid, *x_tests = _standardise(train[0], valid[0], *(tests[s] for s in names))
-    best, best_score, scores = None, -1.0, {}
-    for c in sorted(grid):
-        model = LogisticRegression(C=c, max_iter=max_iter).fit(x_train, train[1])
-        score = accuracy(valid[1], model.predict(x_valid))
-        scores[c] = score
-        logger.info("probe C=%g: valid accuracy %.4f", c, score)
-        if score > best_score:
-            best, best_score = model, score
-    out = {}
-    for split, x in zip(names, x_tests, strict=True):
-        probabilities = np.zeros((x.shape[0], n_classes))  # [n, C]: classes absent from train stay 0
-        probabilities[:, best.classes_] = best.predict_proba(x)
-        out[split] = probabilities
-    return out, {"C": float(best.C), "valid_accuracy": best_score, "valid_by_C": scores}
-
-
-def _fit_one_vs_rest(
-    x: torch.Tensor, y: torch.Tensor, c: float, start: tuple[torch.Tensor, torch.Tensor], max_iter: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [N, D], y [N, T] in {0, 1}: minimise sum_t mean_n logloss + ||W||^2 / (2 C N) from `start`."""
-    n = len(x)
-    weight = start[0].clone().requires_grad_(True)  # [D, T]
-    bias = start[1].clone().requires_grad_(True)  # [T]
-    optimiser = torch.optim.LBFGS(
-        [weight, bias], lr=1.0, max_iter=max_iter, history_size=10, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        logits = x @ weight + bias  # [N, T]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum") / n
-        loss = loss + (weight * weight).sum() / (2.0 * c * n)
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    return weight.detach(), bias.detach()
-
-
-def multi_label_probe(
-    train: tuple[Features, np.ndarray],
-    valid: tuple[Features, np.ndarray],
-    tests: dict[str, Features],
-    grid: Sequence[float],
-    max_iter: int = 500,
-    device: str | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """One-vs-rest logistic regression over all terms at once (module docstring), C chosen by valid Fmax.
-
-    train/valid: (features [n, D], targets [n, T] booleans). The fits go from the strongest
-    regularisation (smallest C) up, each starting where the previous stopped. Returns ({split:
-    probabilities [n, T]}, {"C", "valid_fmax", "valid_by_C"}).
-    """
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    names = list(tests)
-    dense = [x.toarray() if sp.issparse(x) else x for x in (train[0], valid[0], *(tests[s] for s in names))]
-    x_train, x_valid, *x_tests = (torch.as_tensor(x, device=device) for x in _standardise(*dense))
-    y = torch.as_tensor(train[1], dtype=torch.float32, device=device)  # [N, T]
-    prevalence = y.mean(dim=0).clamp(1e-4, 1 - 1e-4)  # [T]
-    state = (torch.zeros(x_train.shape[1], y.shape[1], device=device), torch.logit(prevalence))
-    best, best_score, scores = None, -1.0, {}
-    for c in sorted(grid):
-        state = _fit_one_vs_rest(x_train, y, c, state, max_iter)
-        with torch.no_grad():
-            predicted = torch.sigmoid(x_valid @ state[0] + state[1]).cpu().numpy()
-        score = fmax(valid[1], predicted)[0]
-        scores[c] = score
-        logger.info("probe C=%g: valid Fmax %.4f", c, score)
-        if score > best_score:
-            best, best_score = (c, state), score
-    c, (weight, bias) = best
-    with torch.no_grad():
-        out = {s: torch.sigmoid(x @ weight + bias).cpu().numpy() for s, x in zip(names, x_tests, strict=True)}
-    return out, {"C": c, "valid_fmax": best_score, "valid_by_C": scores}
-
 
 # ---------------------------------------------------------------------------------------------------
 # Methods
@@ -552,125 +440,6 @@ def encoder_kind(tokenizer: Any) -> str:
 # ---------------------------------------------------------------------------------------------------
 # Fine-tuning
 # ---------------------------------------------------------------------------------------------------
-
-
-def finetune(
-    model_dir: Path,
-    problem: Classification,
-    seed: int,
-    options: MethodOptions,
-    max_length: Any,
-    build: Callable[[int, str], Any] | None = None,
-    work_dir: Path | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train a sequence classifier on problem.train with the HF Trainer, validate on problem.valid (loss),
-    stop early after `patience` validations without improvement, and keep the best checkpoint. Returns
-    ({test split: probabilities [n, C]}, what training did).
-
-    The classifier is `AutoModelForSequenceClassification` from `model_dir`, or build(num_labels,
-    problem_type) (a model from scratch, such as the LSTM); either way it reads `model_dir`'s tokenizer,
-    max_length(tokenizer, finetune=True) tokens per input. Checkpoints go to work_dir/checkpoints, and a
-    fit that finds some there resumes from the last; they are removed once the scores exist (what is kept
-    are the scores). Without work_dir they live in a temporary directory.
-    """
-    from datasets import Dataset
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from seqstruct.models.encoders import keep_module_weight_names
-    from seqstruct.train import use_bf16
-
-    set_seed(seed)  # the new head's (or the whole model's) initialisation
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    length = max_length(tokenizer, True)
-    problem_type = "multi_label_classification" if problem.multilabel else "single_label_classification"
-    if build is None:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=len(problem.classes), problem_type=problem_type
-        )
-    else:
-        model = build(len(problem.classes), problem_type)
-    keep_module_weight_names(model)  # checkpoints reloaded by load_best_model_at_end keep their names
-
-    def dataset(part: Labelled) -> Dataset:
-        labels = part.targets.astype(np.float32) if problem.multilabel else part.targets
-        table = Dataset.from_dict({"text": part.texts, "labels": labels.tolist()})
-        return table.map(
-            lambda batch: tokenizer(batch["text"], truncation=length is not None, max_length=length),
-            batched=True,
-            remove_columns=["text"],
-        )
-
-    by_epoch = options.eval_steps <= 0
-    with contextlib.ExitStack() as stack:
-        if work_dir is None:
-            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seqstruct-finetune-")))
-        else:
-            scratch = Path(work_dir) / "checkpoints"
-        resume = get_last_checkpoint(str(scratch)) if scratch.is_dir() else None
-        if resume:
-            logger.info("resuming the fit from %s", resume)
-        arguments = TrainingArguments(
-            output_dir=str(scratch),
-            num_train_epochs=options.epochs,
-            max_steps=options.max_steps,
-            per_device_train_batch_size=options.batch_size,
-            per_device_eval_batch_size=options.batch_size,
-            learning_rate=options.lr,
-            warmup_steps=options.warmup_ratio,  # a float below 1 is a share of the steps
-            weight_decay=options.weight_decay,
-            eval_strategy="epoch" if by_epoch else "steps",
-            save_strategy="epoch" if by_epoch else "steps",
-            eval_steps=None if by_epoch else options.eval_steps,
-            save_steps=None if by_epoch else options.eval_steps,
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="loss",
-            greater_is_better=False,
-            logging_steps=max(1, options.eval_steps // 2) if not by_epoch else 50,
-            seed=seed,
-            data_seed=seed,
-            bf16=use_bf16(options.precision),
-            use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0,
-            report_to="none",
-            disable_tqdm=True,
-        )
-        trainer = Trainer(
-            model=model,
-            args=arguments,
-            train_dataset=dataset(problem.train),
-            eval_dataset=dataset(problem.valid),
-            data_collator=DataCollatorWithPadding(tokenizer),
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience)],
-        )
-        trainer.train(resume_from_checkpoint=resume)
-        out = {}
-        for split, part in problem.tests.items():
-            logits = torch.as_tensor(trainer.predict(dataset(part)).predictions).float()  # [n, C]
-            out[split] = (torch.sigmoid(logits) if problem.multilabel else logits.softmax(dim=-1)).numpy()
-        state = trainer.state
-        report = {
-            "steps": state.global_step,
-            "epochs": state.epoch,
-            "best_valid_loss": state.best_metric,
-            "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1])
-            if state.best_model_checkpoint
-            else None,
-            "max_length": length,
-            "resumed_from": Path(resume).name if resume else None,
-        }
-        if work_dir is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return out, report
 
 
 class Lstm(Method):
