@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from seqstruct.evaluation.methods import MethodOptions
 
 logger = logging.getLogger(__name__)
+
+
+def epochs_for(rows: int, batch_size: int, epochs: float, min_steps: int) -> float:
+    """Passes over `rows` training rows: `epochs`, or more where that would be fewer than `min_steps`
+    optimizer steps. At 1% of a pool an epoch is a handful of steps, and a model trained from scratch
+    would stop before it learned anything; early stopping still ends it when valid stops improving."""
+    if min_steps <= 0 or rows <= 0:
+        return epochs
+    steps_per_epoch = math.ceil(rows / batch_size)
+    return max(epochs, float(math.ceil(min_steps / steps_per_epoch)))
 
 
 def finetune(
@@ -88,7 +99,9 @@ def finetune(
             logger.info("resuming the fit from %s", resume)
         arguments = TrainingArguments(
             output_dir=str(scratch),
-            num_train_epochs=options.epochs,
+            num_train_epochs=epochs_for(
+                len(problem.train.texts), options.batch_size, options.epochs, options.min_steps
+            ),
             max_steps=options.max_steps,
             per_device_train_batch_size=options.batch_size,
             per_device_eval_batch_size=options.batch_size,

@@ -63,6 +63,7 @@ class MethodOptions:
     probe_iter: int = 500  # probe: most L-BFGS iterations of a fit
     epochs: float = 3.0  # finetune: passes over train (unless max_steps > 0)
     max_steps: int = -1  # finetune: optimizer steps, overriding epochs when > 0
+    min_steps: int = 0  # finetune: more epochs where `epochs` would give fewer steps (small train sets)
     lr: float = 5e-5  # finetune: peak learning rate (linear decay)
     warmup_ratio: float = 0.1  # finetune: share of steps warming the learning rate up
     weight_decay: float = 0.01  # finetune: AdamW decoupled weight decay
@@ -84,8 +85,8 @@ class MethodOptions:
 
 PROBE_OPTIONS = frozenset({"max_train", "max_valid", "grid", "probe_iter"})
 FINETUNE_OPTIONS = frozenset(
-    {"batch_size", "max_length", "max_train", "max_valid", "epochs", "max_steps", "lr", "warmup_ratio"}
-    | {"weight_decay", "eval_steps", "patience", "precision"}
+    {"batch_size", "max_length", "max_train", "max_valid", "epochs", "max_steps", "min_steps", "lr"}
+    | {"warmup_ratio", "weight_decay", "eval_steps", "patience", "precision"}
 )
 LSTM_OPTIONS = FINETUNE_OPTIONS | {
     "lstm_init",
