@@ -20,6 +20,22 @@ def protein_fasta(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def protein_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny seeded protein encoder (`tiny`, masked-LM head) with the protein tokenizer. Shared: tests
+    read it and write their outputs elsewhere."""
+    import torch
+
+    from seqstruct.data.tokenizers import build_protein_tokenizer
+    from seqstruct.models.encoders import build_encoder, save_model_dir
+
+    directory = tmp_path_factory.mktemp("tiny-protein")
+    tokenizer = build_protein_tokenizer()
+    torch.manual_seed(0)
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised BERT (hidden size 32) with all-MiniLM-L6-v2's tokenizer."""
     from transformers import AutoTokenizer, BertModel

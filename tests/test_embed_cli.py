@@ -11,22 +11,12 @@ import torch
 from transformers import AutoTokenizer, BertForMaskedLM
 
 from seqstruct.cli import main
-from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import encode, load_encoder
-from seqstruct.models.encoders import build_encoder, resolve_model_path, save_model_dir
+from seqstruct.models.encoders import resolve_model_path, save_model_dir
 from seqstruct.models.sentence import load_sentence_model, sentence_model
 from tests.helpers import sample_records, tiny_bert_config
 
 TEXTS = ["The cell membrane.", "A kinase that phosphorylates serine.", "Apoptosis", "x"]
-
-
-@pytest.fixture(scope="module")
-def protein_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("protein")
-    tokenizer = build_protein_tokenizer()
-    torch.manual_seed(0)
-    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +35,14 @@ def read_npz(path: Path) -> tuple[list[str], np.ndarray, str]:
         return data["ids"].tolist(), data["embeddings"], str(data["pooling"])
 
 
-def test_embed_fasta(protein_dir, protein_fasta, tmp_path, capsys) -> None:
+def test_embed_fasta(protein_model, protein_fasta, tmp_path, capsys) -> None:
     out = tmp_path / "emb.npz"
-    assert main(["embed", str(protein_dir), str(protein_fasta), "-o", str(out), "--pooling", "max"]) == 0
+    assert main(["embed", str(protein_model), str(protein_fasta), "-o", str(out), "--pooling", "max"]) == 0
     assert f"wrote 120 embeddings to {out}" in capsys.readouterr().out
     ids, vectors, pooling = read_npz(out)
     records = sample_records(120, max_residues=150)
     assert ids == [r.id for r in records] and vectors.shape == (120, 32) and pooling == "max"
-    model, tokenizer = load_encoder(protein_dir)
+    model, tokenizer = load_encoder(protein_model)
     np.testing.assert_allclose(
         vectors[:3], encode(model, tokenizer, [r.sequence for r in records[:3]], pooling="max"), atol=1e-5
     )
@@ -91,8 +81,8 @@ def test_a_bad_jsonl_line_is_named(text_dir, tmp_path, capsys) -> None:
     assert not out.exists()
 
 
-def test_embed_a_saved_sentence_model_uses_its_pooling(protein_dir, tmp_path) -> None:
-    model = sentence_model(protein_dir, pooling="layer-attention", seed=0)
+def test_embed_a_saved_sentence_model_uses_its_pooling(protein_model, tmp_path) -> None:
+    model = sentence_model(protein_model, pooling="layer-attention", seed=0)
     with torch.no_grad():
         for parameter in model[1].parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))  # as if trained
@@ -113,6 +103,6 @@ def test_embed_a_saved_sentence_model_uses_its_pooling(protein_dir, tmp_path) ->
         == 0
     )
     _, means, pooling = read_npz(tmp_path / "mean.npz")
-    body, tokenizer = load_encoder(protein_dir)
+    body, tokenizer = load_encoder(protein_model)
     assert pooling == "mean"
     np.testing.assert_allclose(means, encode(body, tokenizer, proteins, pooling="mean"), atol=1e-5)

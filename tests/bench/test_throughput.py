@@ -16,8 +16,6 @@ from seqstruct.bench.throughput import (
     st_encode_report,
     throughput_report,
 )
-from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.models.encoders import build_encoder, save_model_dir
 
 
 def test_throughput_report_runs_on_tiny_settings(protein_fasta, tmp_path) -> None:
@@ -40,15 +38,6 @@ def test_throughput_report_runs_on_tiny_settings(protein_fasta, tmp_path) -> Non
 # ---------------------------------------------------------------------------------------------------
 
 GO_FIXTURE = Path(__file__).parents[1] / "fixtures" / "go_text" / "GO.sqlite"  # 210 real GO terms
-
-
-@pytest.fixture(scope="module")
-def tiny_protein_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-protein")
-    tokenizer = build_protein_tokenizer()
-    torch.manual_seed(0)
-    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, path)
-    return path
 
 
 def tiny_encode_config(protein_dir: Path, **changes: object) -> EncodeBenchConfig:
@@ -93,10 +82,10 @@ def test_benchmark_texts_from_go_sqlite_and_txt(tmp_path) -> None:
     assert benchmark_texts(lines, 2) == (["alpha helix", "beta sheet"], str(lines))
 
 
-def test_st_encode_report_structure_and_agreement(tiny_protein_dir, tmp_path) -> None:
+def test_st_encode_report_structure_and_agreement(protein_model, tmp_path) -> None:
     """Output structure and that both sides give the same vectors (not timings)."""
     out = tmp_path / "encode.json"
-    table = st_encode_report(tiny_encode_config(tiny_protein_dir), out)
+    table = st_encode_report(tiny_encode_config(protein_model), out)
     figures = json.loads(out.read_text())
     machine = figures["machine"]
     assert machine["torch_threads"] == torch.get_num_threads() and machine["device"] == "cpu"
@@ -121,11 +110,11 @@ def test_st_encode_report_structure_and_agreement(tiny_protein_dir, tmp_path) ->
     assert "| text | minilm | mean | 6 | 4 | 32 |" in table
 
 
-def test_st_encode_report_refuses_disagreeing_vectors(tiny_protein_dir, tmp_path, monkeypatch) -> None:
+def test_st_encode_report_refuses_disagreeing_vectors(protein_model, tmp_path, monkeypatch) -> None:
     """The agreement check can fail: our side shifted by 1e-3 is caught, and the figures still written."""
     real = throughput.encode
     monkeypatch.setattr(throughput, "encode", lambda *args, **kwargs: real(*args, **kwargs) + 1e-3)
-    config = tiny_encode_config(tiny_protein_dir, text_n=0, poolings=("mean",), repeats=1)
+    config = tiny_encode_config(protein_model, text_n=0, poolings=("mean",), repeats=1)
     out = tmp_path / "encode.json"
     with pytest.raises(RuntimeError, match="disagree.*protein mean batch 4"):
         st_encode_report(config, out)

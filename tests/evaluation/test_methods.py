@@ -14,7 +14,6 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoTokenizer
 
-from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.evaluate import run_task
 from seqstruct.evaluation.methods import (
     Encoder,
@@ -25,7 +24,6 @@ from seqstruct.evaluation.methods import (
 )
 from seqstruct.evaluation.probe import multi_label_probe, single_label_probe
 from seqstruct.evaluation.tasks import Classification, Labelled, get_task
-from seqstruct.models.encoders import build_encoder, save_model_dir
 from tests.evaluation.test_tasks import protein_dataset, text_dataset
 
 Hit = namedtuple("Hit", "query target identity evalue bits")
@@ -39,14 +37,6 @@ def proteins(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory: pytest.TempPathFactory):
     return text_dataset(tmp_path_factory.mktemp("texts") / "data")
-
-
-@pytest.fixture(scope="module")
-def protein_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-protein")
-    tokenizer = build_protein_tokenizer()
-    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, directory)
-    return directory
 
 
 # ---------------------------------------------------------------------------------------------------

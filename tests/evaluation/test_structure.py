@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from seqstruct.data.fasta import FastaRecord, write_fasta
@@ -245,27 +244,15 @@ def test_heldout_nodes_file_takes_precedence(tmp_path) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from seqstruct.data.tokenizers import build_protein_tokenizer
-    from seqstruct.models.encoders import build_encoder, save_model_dir
-
-    path = tmp_path_factory.mktemp("model")
-    tokenizer = build_protein_tokenizer()
-    torch.manual_seed(0)
-    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, path)
-    return path
-
-
-def test_cli_end_to_end_with_a_model(tiny_model, tmp_path, capsys) -> None:
+def test_cli_end_to_end_with_a_model(protein_model, tmp_path, capsys) -> None:
     from seqstruct.cli import main
 
     data, out = _dataset(tmp_path / "data"), tmp_path / "out"
-    argv = ["evaluate", str(tiny_model), "--data", str(data), "--task", "knn", "link", "-o", str(out)]
+    argv = ["evaluate", str(protein_model), "--data", str(data), "--task", "knn", "link", "-o", str(out)]
     assert main(argv) == 0
     result = json.loads((out / "evaluation.json").read_text())
     assert (result["model"], result["pooling"], result["tasks"], result["n"]) == (
-        str(tiny_model),
+        str(protein_model),
         "mean",
         ["knn", "link"],
         8,

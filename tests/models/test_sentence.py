@@ -44,22 +44,13 @@ def transformers_warnings() -> Iterator[list[str]]:
         root.removeHandler(handler)
 
 
-@pytest.fixture(scope="module")
-def protein_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny")
-    tokenizer = build_protein_tokenizer()
-    torch.manual_seed(0)
-    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, path)
-    return path
-
-
 ST_POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_sentence_model_equals_encode_and_reloads(protein_dir, tmp_path, pooling: str) -> None:
+def test_sentence_model_equals_encode_and_reloads(protein_model, tmp_path, pooling: str) -> None:
     with transformers_warnings() as warnings:
-        model = sentence_model(protein_dir, pooling=pooling, seed=1)
+        model = sentence_model(protein_model, pooling=pooling, seed=1)
     # The MLM head left behind and the pooler drawn are expected, not reported.
     assert not [w for w in warnings if "UNEXPECTED" in w or "MISSING" in w]
     assert model[0].auto_model.config.output_hidden_states == (pooling not in ("cls", "mean", "max"))
@@ -78,7 +69,7 @@ def test_sentence_model_equals_encode_and_reloads(protein_dir, tmp_path, pooling
     assert vectors.shape == (len(PROTEINS), 32)
 
     # The ST pipeline and seqstruct's encode() agree (residues only: <cls>/<eos> left out).
-    body, tokenizer = load_encoder(protein_dir)
+    body, tokenizer = load_encoder(protein_model)
     np.testing.assert_allclose(encode(body, tokenizer, PROTEINS, pooling=pool), vectors, atol=1e-5)
     if pooling == "mean":  # against the hand computation over residues
         with torch.no_grad():
@@ -105,26 +96,26 @@ def test_sentence_model_equals_encode_and_reloads(protein_dir, tmp_path, pooling
     np.testing.assert_allclose(again.encode(PROTEINS), vectors, atol=1e-6)
 
 
-def test_trust_remote_code_is_the_users_other_way(protein_dir, tmp_path) -> None:
-    model = sentence_model(protein_dir, pooling="layer-attention-1q", seed=2)
+def test_trust_remote_code_is_the_users_other_way(protein_model, tmp_path) -> None:
+    model = sentence_model(protein_model, pooling="layer-attention-1q", seed=2)
     model.save(str(tmp_path))
     trusted = SentenceTransformer(str(tmp_path), trust_remote_code=True)  # the user's choice, not ours
     assert type(trusted[1]) is LayerAttentionPooling  # seqstruct's installed class
     np.testing.assert_allclose(trusted.encode(PROTEINS), model.encode(PROTEINS), atol=1e-6)
 
 
-def test_the_trainers_checkpoint_reload_takes_our_modules(protein_dir, tmp_path) -> None:
+def test_the_trainers_checkpoint_reload_takes_our_modules(protein_model, tmp_path) -> None:
     """sentence-transformers' trainer reloads a checkpoint with the in-memory model's module classes
     (its own path, no trust_remote_code): resuming works for seqstruct's modules."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    trained = sentence_model(protein_dir, pooling="layer-attention", seed=0)
+    trained = sentence_model(protein_model, pooling="layer-attention", seed=0)
     with torch.no_grad():
         trained[1].output.bias.fill_(0.25)
     trained.save(str(tmp_path / "checkpoint"))
-    fresh = sentence_model(protein_dir, pooling="layer-attention", seed=0)
+    fresh = sentence_model(protein_model, pooling="layer-attention", seed=0)
     trainer = SentenceTransformerTrainer(
         model=fresh,
         args=SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "run"), report_to="none"),
@@ -140,8 +131,8 @@ def test_the_trainers_checkpoint_reload_takes_our_modules(protein_dir, tmp_path)
     "foreign",
     ["tests_no_such_package.Evil", "sentence_transformers.util.fullname"],
 )
-def test_load_sentence_model_refuses_a_foreign_module_type(protein_dir, tmp_path, foreign: str) -> None:
-    sentence_model(protein_dir, pooling="mean").save(str(tmp_path))
+def test_load_sentence_model_refuses_a_foreign_module_type(protein_model, tmp_path, foreign: str) -> None:
+    sentence_model(protein_model, pooling="mean").save(str(tmp_path))
     file = tmp_path / "modules.json"
     modules = json.loads(file.read_text())
     modules[1]["type"] = foreign
@@ -153,8 +144,8 @@ def test_load_sentence_model_refuses_a_foreign_module_type(protein_dir, tmp_path
     assert "tests_no_such_package" not in sys.modules
 
 
-def test_load_sentence_model_refuses_a_path_outside_the_directory(protein_dir, tmp_path) -> None:
-    sentence_model(protein_dir, pooling="mean").save(str(tmp_path))
+def test_load_sentence_model_refuses_a_path_outside_the_directory(protein_model, tmp_path) -> None:
+    sentence_model(protein_model, pooling="mean").save(str(tmp_path))
     file = tmp_path / "modules.json"
     modules = json.loads(file.read_text())
     modules[1]["path"] = "../elsewhere"
@@ -176,8 +167,8 @@ def test_importing_seqstruct_does_not_import_sentence_transformers() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_a_saved_pooling_is_kept_unless_another_is_named(protein_dir, tmp_path) -> None:
-    model = sentence_model(protein_dir, pooling="layer-attention", seed=0)
+def test_a_saved_pooling_is_kept_unless_another_is_named(protein_model, tmp_path) -> None:
+    model = sentence_model(protein_model, pooling="layer-attention", seed=0)
     with torch.no_grad():
         model[1].output.bias.fill_(0.5)
     model.save(str(tmp_path / "st"))
@@ -186,7 +177,7 @@ def test_a_saved_pooling_is_kept_unless_another_is_named(protein_dir, tmp_path) 
     replaced = sentence_model(tmp_path / "st", pooling="mean")
     assert isinstance(replaced[1], SeqPooling) and not replaced[1].include_special_tokens
     assert not replaced[0].auto_model.config.output_hidden_states
-    plain = load_encoder(protein_dir)
+    plain = load_encoder(protein_model)
     np.testing.assert_allclose(replaced.encode(PROTEINS), encode(*plain, PROTEINS, pooling="mean"), atol=1e-5)
 
 
