@@ -194,3 +194,31 @@ def test_favor_projections_are_redrawn_through_the_sentence_model(tmp_path: Path
     assert all(torch.equal(a, b) for a, b in zip(before, projections(), strict=True))
     callback.on_step_end(None, TrainerState(global_step=2), None, model=model)
     assert all(not torch.equal(a, b) for a, b in zip(before, projections(), strict=True))
+
+
+def test_pooling_learning_rate_reaches_the_optimizer(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """train.pooling_learning_rate puts the pooling module's weights, and only them, in their own group."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from seqstruct.config import ContrastiveConfig, ContrastiveTrainConfig
+    from seqstruct.objectives.contrastive import contrastive_loss
+    from seqstruct.train import RunPaths, contrastive_arguments, pooling_learning_rates
+
+    model = sentence_model(inputs["model"], pooling="layer-attention", max_length=48, seed=0)
+    assert pooling_learning_rates(model, 0.0) == {}
+    assert pooling_learning_rates(sentence_model(inputs["model"], pooling="mean"), 1e-3) == {}  # no weights
+    train = ContrastiveTrainConfig(learning_rate=1e-5, pooling_learning_rate=1e-3, precision="fp32")
+    config = ContrastiveConfig(output_dir=str(tmp_path), train=train)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=contrastive_arguments(config, RunPaths(tmp_path), evaluate=False, model=model),
+        train_dataset=Dataset.from_dict({"anchor": ["MKTAY", "MSDNE"], "positive": ["MKTAY", "MSDNE"]}),
+        loss=contrastive_loss(model, 0.05),
+    )
+    trainer.create_optimizer()
+    rate = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    pooling = [id(p) for p in model[1].parameters()]
+    encoder = [id(p) for p in model[0].parameters()]
+    assert pooling and all(rate[p] == 1e-3 for p in pooling)
+    assert all(rate[p] == 1e-5 for p in encoder)

@@ -276,6 +276,9 @@ class ContrastiveTrainConfig(TrainConfig):
     eval_steps: int = 200  # steps between held-out eval_loss evaluations
     save_steps: int = 200  # steps between checkpoints (resume points)
     eval_batch_size: int = 64  # pairs per evaluation batch (in-batch negatives: keep it near batch_size)
+    # Peak learning rate of the pooling module's own weights (layer-attention's projections and MLP start
+    # untrained; a fresh head usually wants more than the encoder's); 0 = learning_rate, like the rest.
+    pooling_learning_rate: float = 0.0
 
 
 @dataclass

@@ -599,6 +599,10 @@ def check_contrastive(config: ContrastiveConfig) -> None:
         raise ValueError("hard_negatives needs setting=supervised: unsupervised pairs are (x, x)")
     if not config.temperature > 0:
         raise ValueError(f"temperature must be positive; got {config.temperature}")
+    if config.train.pooling_learning_rate < 0:
+        raise ValueError(
+            f"train.pooling_learning_rate must be >= 0 (0: learning_rate); got {config.train.pooling_learning_rate}"
+        )
     if config.dropout is not None and not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1) or null (keep the model's); got {config.dropout}")
     if config.max_length < 2 or config.max_pairs < 0 or config.eval_pairs < 0:
@@ -609,12 +613,25 @@ def check_contrastive(config: ContrastiveConfig) -> None:
         raise ValueError("model is not set: give `minilm`, a saved model directory or a contrastive output")
 
 
+def pooling_learning_rates(model: SentenceTransformer, rate: float) -> dict[str, float]:
+    """`learning_rate_mapping` for SentenceTransformerTrainingArguments: the pooling module's weights at
+    `rate`; {} for rate 0 or a pooling without weights. The trainer matches these patterns against the
+    loss's parameter names, in which the model is `model.` (and fails if none match)."""
+    if rate <= 0:
+        return {}
+    index = next((i for i in range(1, len(model)) if type(model[i]).__name__.endswith("Pooling")), None)
+    if index is None or not any(p.requires_grad for p in model[index].parameters()):
+        return {}
+    return {rf"^model\.{index}\.": rate}
+
+
 def contrastive_arguments(
-    config: ContrastiveConfig, paths: RunPaths, evaluate: bool
+    config: ContrastiveConfig, paths: RunPaths, evaluate: bool, model: SentenceTransformer
 ) -> SentenceTransformerTrainingArguments:
     # Negatives are the other rows of a micro-batch: gradient accumulation adds steps, not negatives.
     return SentenceTransformerTrainingArguments(
         **_schedule_arguments(config.train, paths, evaluate),
+        learning_rate_mapping=pooling_learning_rates(model, config.train.pooling_learning_rate),
         # A text that is also another row's anchor or positive would be a false negative in the batch.
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         # Pairs with and without a hard negative are two datasets (seqstruct.data.pairs.trainer_dataset):
@@ -718,7 +735,7 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
     tensorboard.logging_dir = str(paths.tensorboard)  # fixed, as in build_trainer
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=contrastive_arguments(config, paths, evaluate=eval_pairs is not None),
+        args=contrastive_arguments(config, paths, evaluate=eval_pairs is not None, model=model),
         train_dataset=trainer_dataset(train_pairs),
         eval_dataset=None if eval_pairs is None else trainer_dataset(eval_pairs),
         loss=contrastive_loss(model, config.temperature),
