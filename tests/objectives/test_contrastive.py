@@ -156,7 +156,7 @@ def test_the_trainer_trains_in_train_mode_so_views_differ_with_dropout(
         None,
         ["train.max_steps=1", "train.batch_size=6", "train.save_steps=10", "train.precision=fp32"],
     )
-    args = contrastive_arguments(config, RunPaths(tmp_path), evaluate=False)
+    args = contrastive_arguments(config, RunPaths(tmp_path), evaluate=False, model=model)
     texts = Dataset.from_dict({"anchor": SEQUENCES, "positive": SEQUENCES})
     SentenceTransformerTrainer(model=model, args=args, train_dataset=texts, loss=loss).train()
     assert len(seen) == 1
