@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -196,7 +197,9 @@ def test_favor_projections_are_redrawn_through_the_sentence_model(tmp_path: Path
     assert all(not torch.equal(a, b) for a, b in zip(before, projections(), strict=True))
 
 
-def test_pooling_learning_rate_reaches_the_optimizer(inputs: dict[str, Path], tmp_path: Path) -> None:
+def test_pooling_learning_rate_reaches_the_optimizer(
+    inputs: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """train.pooling_learning_rate puts the pooling module's weights, and only them, in their own group."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
@@ -207,7 +210,10 @@ def test_pooling_learning_rate_reaches_the_optimizer(inputs: dict[str, Path], tm
 
     model = sentence_model(inputs["model"], pooling="layer-attention", max_length=48, seed=0)
     assert pooling_learning_rates(model, 0.0) == {}
-    assert pooling_learning_rates(sentence_model(inputs["model"], pooling="mean"), 1e-3) == {}  # no weights
+    mean = sentence_model(inputs["model"], pooling="mean")  # a pooling without weights
+    with caplog.at_level(logging.WARNING, logger="seqstruct.train"):
+        assert pooling_learning_rates(mean, 1e-3) == {}
+    assert "pooling_learning_rate=0.001 is ignored" in caplog.text
     train = ContrastiveTrainConfig(learning_rate=1e-5, pooling_learning_rate=1e-3, precision="fp32")
     config = ContrastiveConfig(output_dir=str(tmp_path), train=train)
     trainer = SentenceTransformerTrainer(

@@ -77,7 +77,7 @@ from seqstruct.models.encoders import (
     save_model_dir,
 )
 from seqstruct.models.pooling import POOLINGS, TOKEN_POOLINGS, get_pooling
-from seqstruct.models.sentence import sentence_model
+from seqstruct.models.sentence import is_pooling_type, sentence_model
 from seqstruct.objectives.contrastive import contrastive_loss, encoder_dropout, set_encoder_dropout
 from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictions
 from seqstruct.objectives.structure import StructureObjective
@@ -615,12 +615,17 @@ def check_contrastive(config: ContrastiveConfig) -> None:
 
 def pooling_learning_rates(model: SentenceTransformer, rate: float) -> dict[str, float]:
     """`learning_rate_mapping` for SentenceTransformerTrainingArguments: the pooling module's weights at
-    `rate`; {} for rate 0 or a pooling without weights. The trainer matches these patterns against the
-    loss's parameter names, in which the model is `model.` (and fails if none match)."""
+    `rate`; {} for rate 0 or a pooling without weights (with a warning: the setting then does nothing).
+    The trainer matches these patterns against the loss's parameter names, in which the model is `model.`
+    (and fails if none match)."""
     if rate <= 0:
         return {}
-    index = next((i for i in range(1, len(model)) if type(model[i]).__name__.endswith("Pooling")), None)
+    index = next((i for i in range(1, len(model)) if is_pooling_type(type(model[i]).__name__)), None)
     if index is None or not any(p.requires_grad for p in model[index].parameters()):
+        name = "no pooling module" if index is None else f"pooling {type(model[index]).__name__}"
+        logger.warning(
+            "train.pooling_learning_rate=%g is ignored: the model has %s with trainable weights", rate, name
+        )
         return {}
     return {rf"^model\.{index}\.": rate}
 

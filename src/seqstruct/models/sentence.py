@@ -79,10 +79,16 @@ def st_modules(path: str | Path) -> list[dict[str, Any]] | None:
     return modules
 
 
+def is_pooling_type(name: str) -> bool:
+    """Whether a module type (a class name, or a modules.json dotted path) names a pooling: ours and
+    sentence-transformers' all end in "Pooling"."""
+    return name.endswith("Pooling")
+
+
 def pooling_index(modules: list[dict[str, Any]]) -> int | None:
     """Index in modules.json of the pooling module (the first whose type names a pooling)."""
     for index, entry in enumerate(modules):
-        if str(entry.get("type", "")).endswith("Pooling"):
+        if is_pooling_type(str(entry.get("type", ""))):
             return index
     return None
 
