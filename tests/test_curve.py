@@ -11,7 +11,7 @@ import pytest
 from seqstruct import curve as curve_module
 from seqstruct.cli import main
 from seqstruct.config import load_config
-from seqstruct.curve import Budget, CurveConfig, curve, parse_arms
+from seqstruct.curve import Budget, CurveConfig, curve, parse_arms, unfinished_fits, unfinished_note
 from seqstruct.evaluation.tasks import get_task
 from tests.evaluation.test_tasks import text_dataset
 
@@ -82,7 +82,10 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     cell = json.loads((root / "lstm" / "f0.5" / "seed1" / "result.json").read_text(encoding="utf-8"))
     assert cell["train_rows"] == 24 and cell["fit"]["steps"] == 2  # 12 rows, batch 8, one epoch
     assert "| fraction | examples | lstm | probe | probe − lstm |" in result["table"]
-    assert "![" in (root / "curve.md").read_text(encoding="utf-8")
+    markdown = (root / "curve.md").read_text(encoding="utf-8")
+    assert "![" in markdown
+    # one epoch, validated once at its end: every LSTM fit's best checkpoint is its last step
+    assert "**Still improving when stopped:** lstm in 4 of 4 cells" in markdown
     points = json.loads((root / "curve.json").read_text(encoding="utf-8"))["points"]
     assert {(p["arm"], p["fraction"]) for p in points} == {
         (a, f) for a in ("lstm", "probe") for f in (0.5, 1.0)
@@ -100,6 +103,19 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     changed = _config(tmp_path / "curve", texts.path, text_model, train_size=10)
     with pytest.raises(ValueError, match="was run with other settings"):
         curve(changed)
+
+
+def test_fits_that_ended_still_improving_are_named() -> None:
+    def cell(arm: str, steps: int, best: int | None) -> dict:
+        return {"arm": arm, "fit": {"steps": steps, "best_step": best}}
+
+    results = [cell("ft", 300, 300), cell("ft", 300, 300), cell("ft", 260, 200), cell("lstm", 90, 60)]
+    results += [{"arm": "probe", "fit": {}}, cell("lstm", 40, None)]  # no fit, no validation: not counted
+    counts = unfinished_fits(results)
+    assert counts == {"ft": (2, 3), "lstm": (0, 1)}
+    note = unfinished_note(counts)
+    assert "ft in 2 of 3 cells" in note and "lstm" not in note
+    assert unfinished_note({"ft": (1, 2)}) == ""  # half is not most
 
 
 def test_an_interrupted_grid_runs_only_the_missing_cells(tmp_path, texts, text_model, monkeypatch) -> None:

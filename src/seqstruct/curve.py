@@ -249,6 +249,34 @@ def rows_of(result: dict[str, Any], fraction: float, seed: int) -> list[dict[str
     ]
 
 
+def unfinished_fits(results: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per arm, (cells whose best checkpoint was their last step, cells with a fit). Such a fit ended on
+    its step budget while valid loss was still falling, not by early stopping: the arm is under-trained
+    there, and a gap to it says more about the budget than about the arm."""
+    counts: dict[str, tuple[int, int]] = {}
+    for result in results:
+        fit = result.get("fit") or {}
+        if not fit.get("steps") or fit.get("best_step") is None:
+            continue  # a probe, or a fit without validation
+        last, fitted = counts.get(result["arm"], (0, 0))
+        counts[result["arm"]] = (last + (fit["best_step"] == fit["steps"]), fitted + 1)
+    return counts
+
+
+def unfinished_note(counts: dict[str, tuple[int, int]]) -> str:
+    """The curve.md paragraph naming arms whose fits mostly ended still improving ("" when none did)."""
+    arms = [
+        f"{arm} in {last} of {fitted} cells" for arm, (last, fitted) in counts.items() if 2 * last > fitted
+    ]
+    if not arms:
+        return ""
+    return (
+        f"**Still improving when stopped:** {'; '.join(arms)} ended on their step budget with the best "
+        "valid loss at the last step, not by early stopping. Those arms are under-trained; raise their "
+        "`min_steps`, `epochs` or `lr`.\n\n"
+    )
+
+
 def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     """Run every (arm, fraction, seed) cell not yet finished, then write curve.csv/md/json/png."""
     arms = _check(config)
@@ -257,6 +285,7 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     save_config(config, root / "curve.yaml")
     reference = config.reference or arms[0].name
     rows: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     start = time.perf_counter()
     for arm in arms:
         method = None  # built on first need, then kept: a probe embeds each text once for all cells
@@ -278,13 +307,18 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
                     found = sorted({r["metric"] for r in cell_rows})
                     raise ValueError(f"metric {config.metric!r}: task {config.task!r} reports {found}")
                 rows += cell_rows
-    return write_outputs(config, rows, reference, time.perf_counter() - start)
+                results.append(result)
+    note = unfinished_note(unfinished_fits(results))
+    if note:
+        logger.warning("%s", note.strip().replace("**", ""))
+    return write_outputs(config, rows, reference, time.perf_counter() - start, note)
 
 
 def write_outputs(
-    config: CurveConfig, rows: list[dict[str, Any]], reference: str, seconds: float
+    config: CurveConfig, rows: list[dict[str, Any]], reference: str, seconds: float, note: str = ""
 ) -> dict[str, Any]:
-    """curve.csv, curve.md, curve.json and curve.png in the output directory, from the cells' rows."""
+    """curve.csv, curve.md, curve.json and curve.png in the output directory, from the cells' rows;
+    `note` (unfinished_note) goes above the table."""
     root = Path(config.output_dir)
     points = curve_points(rows, config.metric)
     table = curve_table(rows, config.metric, reference)
@@ -301,7 +335,7 @@ def write_outputs(
             f"# Learning curve: {config.task}\n\n"
             f"Arms: {arms}. Seeds {config.seeds}: mean ± std over seeds; a gap is paired by seed (the same "
             f"training rows). Fractions of {config.train_size or 'all'} train rows, nested and stratified.\n\n"
-            f"{table}\n![{title}](curve.png)\n"
+            f"{note}{table}\n![{title}](curve.png)\n"
         )
     plot_learning_curve(points, root / "curve.png", config.metric, title)
     result = {"config": config_dict(config), "reference": reference, "points": points, "seconds": seconds}
