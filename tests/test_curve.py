@@ -81,6 +81,7 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     assert {v for k, v in examples.items() if k[1] == "1.0"} == {24}
     cell = json.loads((root / "lstm" / "f0.5" / "seed1" / "result.json").read_text(encoding="utf-8"))
     assert cell["train_rows"] == 24 and cell["fit"]["steps"] == 2  # 12 rows, batch 8, one epoch
+    assert cell["fit"]["last_eval_step"] == 2
     assert "| fraction | examples | lstm | probe | probe − lstm |" in result["table"]
     markdown = (root / "curve.md").read_text(encoding="utf-8")
     assert "![" in markdown
@@ -110,6 +111,7 @@ def test_fits_that_ended_still_improving_are_named() -> None:
         return {"arm": arm, "fit": {"steps": steps, "best_step": best}}
 
     results = [cell("ft", 300, 300), cell("ft", 300, 300), cell("ft", 260, 200), cell("lstm", 90, 60)]
+    results[1]["fit"] |= {"steps": 315, "last_eval_step": 300}  # validated every 20 steps: 300 was the last
     results += [{"arm": "probe", "fit": {}}, cell("lstm", 40, None)]  # no fit, no validation: not counted
     counts = unfinished_fits(results)
     assert counts == {"ft": (2, 3), "lstm": (0, 1)}

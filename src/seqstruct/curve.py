@@ -250,16 +250,17 @@ def rows_of(result: dict[str, Any], fraction: float, seed: int) -> list[dict[str
 
 
 def unfinished_fits(results: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Per arm, (cells whose best checkpoint was their last step, cells with a fit). Such a fit ended on
-    its step budget while valid loss was still falling, not by early stopping: the arm is under-trained
-    there, and a gap to it says more about the budget than about the arm."""
+    """Per arm, (cells whose best checkpoint was their last validated one, cells with a fit). Such a fit
+    ended on its step budget while valid loss was still falling, not by early stopping: the arm is
+    under-trained there, and a gap to it says more about the budget than about the arm."""
     counts: dict[str, tuple[int, int]] = {}
     for result in results:
         fit = result.get("fit") or {}
         if not fit.get("steps") or fit.get("best_step") is None:
             continue  # a probe, or a fit without validation
+        last_eval = fit.get("last_eval_step") or fit["steps"]  # cells from before it was recorded
         last, fitted = counts.get(result["arm"], (0, 0))
-        counts[result["arm"]] = (last + (fit["best_step"] == fit["steps"]), fitted + 1)
+        counts[result["arm"]] = (last + (fit["best_step"] == last_eval), fitted + 1)
     return counts
 
 

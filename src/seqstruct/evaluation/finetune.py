@@ -146,6 +146,8 @@ def finetune(
             "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1])
             if state.best_model_checkpoint
             else None,
+            # the step of the last validation: best_step equal to it means valid loss was still falling
+            "last_eval_step": max((h["step"] for h in state.log_history if "eval_loss" in h), default=None),
             "max_length": length,
             "resumed_from": Path(resume).name if resume else None,
         }
