@@ -273,7 +273,7 @@ def unfinished_note(counts: dict[str, tuple[int, int]]) -> str:
         return ""
     return (
         f"**Still improving when stopped:** {'; '.join(arms)} ended on their step budget with the best "
-        "valid loss at the last step, not by early stopping. Those arms are under-trained; raise their "
+        "valid loss at the last validation, not by early stopping. Those arms are under-trained; raise their "
         "`min_steps`, `epochs` or `lr`.\n\n"
     )
 
