@@ -622,9 +622,12 @@ def pooling_learning_rates(model: SentenceTransformer, rate: float) -> dict[str,
         return {}
     index = next((i for i in range(1, len(model)) if is_pooling_type(type(model[i]).__name__)), None)
     if index is None or not any(p.requires_grad for p in model[index].parameters()):
-        name = "no pooling module" if index is None else f"pooling {type(model[index]).__name__}"
+        found = "no pooling module" if index is None else f"{type(model[index]).__name__}, which has none"
         logger.warning(
-            "train.pooling_learning_rate=%g is ignored: the model has %s with trainable weights", rate, name
+            "train.pooling_learning_rate=%g is ignored: it is for a pooling's trainable weights, "
+            "and the model has %s",
+            rate,
+            found,
         )
         return {}
     return {rf"^model\.{index}\.": rate}
