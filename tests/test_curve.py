@@ -86,7 +86,8 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     markdown = (root / "curve.md").read_text(encoding="utf-8")
     assert "![" in markdown
     # one epoch, validated once at its end: every LSTM fit's best checkpoint is its last step
-    assert "**Still improving when stopped:** lstm in 4 of 4 cells" in markdown
+    note = "**Still improving when stopped:** lstm at fraction 0.5 (2 of 2 seeds); lstm at fraction 1 (2 of 2"
+    assert note in markdown
     points = json.loads((root / "curve.json").read_text(encoding="utf-8"))["points"]
     assert {(p["arm"], p["fraction"]) for p in points} == {
         (a, f) for a in ("lstm", "probe") for f in (0.5, 1.0)
@@ -106,18 +107,28 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
         curve(changed)
 
 
-def test_fits_that_ended_still_improving_are_named() -> None:
-    def cell(arm: str, steps: int, best: int | None) -> dict:
-        return {"arm": arm, "fit": {"steps": steps, "best_step": best}}
+def test_fits_that_ended_still_improving_are_named_per_fraction() -> None:
+    def cell(arm: str, fraction: float, steps: int, best: int | None) -> dict:
+        return {"arm": arm, "settings": {"fraction": fraction}, "fit": {"steps": steps, "best_step": best}}
 
-    results = [cell("ft", 300, 300), cell("ft", 300, 300), cell("ft", 260, 200), cell("lstm", 90, 60)]
+    results = [cell("ft", 1.0, 300, 300), cell("ft", 1.0, 300, 300), cell("ft", 1.0, 260, 200)]
     results[1]["fit"] |= {"steps": 315, "last_eval_step": 300}  # validated every 20 steps: 300 was the last
-    results += [{"arm": "probe", "fit": {}}, cell("lstm", 40, None)]  # no fit, no validation: not counted
+    # most of the arm's cells stopped early, but not the largest fraction's: it is still named
+    results += [cell("ft", f, 100, 40) for f in (0.1, 0.1, 0.3, 0.3)]
+    results += [cell("lstm", 1.0, 90, 60), cell("lstm", 0.1, 40, 40), cell("lstm", 0.1, 40, 20)]
+    results += [{"arm": "probe", "fit": {}}, cell("lstm", 1.0, 40, None)]  # no fit, no validation
     counts = unfinished_fits(results)
-    assert counts == {"ft": (2, 3), "lstm": (0, 1)}
+    assert counts == {
+        ("ft", 1.0): (2, 3),
+        ("ft", 0.1): (0, 2),
+        ("ft", 0.3): (0, 2),
+        ("lstm", 1.0): (0, 1),
+        ("lstm", 0.1): (1, 2),
+    }
     note = unfinished_note(counts)
-    assert "ft in 2 of 3 cells" in note and "lstm" not in note
-    assert unfinished_note({"ft": (1, 2)}) == ""  # half is not most
+    assert "ft at fraction 1 (2 of 3 seeds)" in note
+    assert "0.1" not in note and "0.3" not in note and "lstm" not in note  # half is not most
+    assert unfinished_note({("ft", 0.1): (0, 3)}) == ""
 
 
 def test_an_interrupted_grid_runs_only_the_missing_cells(tmp_path, texts, text_model, monkeypatch) -> None:

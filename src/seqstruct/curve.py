@@ -249,32 +249,38 @@ def rows_of(result: dict[str, Any], fraction: float, seed: int) -> list[dict[str
     ]
 
 
-def unfinished_fits(results: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Per arm, (cells whose best checkpoint was their last validated one, cells with a fit). Such a fit
-    ended on its step budget while valid loss was still falling, not by early stopping: the arm is
-    under-trained there, and a gap to it says more about the budget than about the arm."""
-    counts: dict[str, tuple[int, int]] = {}
+def unfinished_fits(results: list[dict[str, Any]]) -> dict[tuple[str, float], tuple[int, int]]:
+    """Per (arm, fraction), (seeds whose best checkpoint was their last validated one, seeds with a fit).
+    Such a fit ended on its step budget while valid loss was still falling, not by early stopping: the
+    arm is under-trained there, and a gap to it says more about the budget than about the arm. Counted
+    per fraction because the budget binds at one size: a few under-trained cells at the largest fraction
+    are the whole right end of the curve, however well the rest of the arm trained."""
+    counts: dict[tuple[str, float], tuple[int, int]] = {}
     for result in results:
         fit = result.get("fit") or {}
         if not fit.get("steps") or fit.get("best_step") is None:
             continue  # a probe, or a fit without validation
         last_eval = fit.get("last_eval_step") or fit["steps"]  # cells from before it was recorded
-        last, fitted = counts.get(result["arm"], (0, 0))
-        counts[result["arm"]] = (last + (fit["best_step"] == last_eval), fitted + 1)
+        key = (result["arm"], float(result["settings"]["fraction"]))
+        last, fitted = counts.get(key, (0, 0))
+        counts[key] = (last + (fit["best_step"] == last_eval), fitted + 1)
     return counts
 
 
-def unfinished_note(counts: dict[str, tuple[int, int]]) -> str:
-    """The curve.md paragraph naming arms whose fits mostly ended still improving ("" when none did)."""
-    arms = [
-        f"{arm} in {last} of {fitted} cells" for arm, (last, fitted) in counts.items() if 2 * last > fitted
+def unfinished_note(counts: dict[tuple[str, float], tuple[int, int]]) -> str:
+    """The curve.md paragraph naming the (arm, fraction) cells whose fits mostly ended still improving
+    ("" when none did)."""
+    cells = [
+        f"{arm} at fraction {fraction:g} ({last} of {fitted} seeds)"
+        for (arm, fraction), (last, fitted) in sorted(counts.items())
+        if 2 * last > fitted
     ]
-    if not arms:
+    if not cells:
         return ""
     return (
-        f"**Still improving when stopped:** {'; '.join(arms)} ended on their step budget with the best "
-        "valid loss at the last validation, not by early stopping. Those arms are under-trained; raise their "
-        "`min_steps`, `epochs` or `lr`.\n\n"
+        f"**Still improving when stopped:** {'; '.join(cells)} ended on the step budget with the best "
+        "valid loss at the last validation, not by early stopping. Those points are under-trained; raise "
+        "the arm's `min_steps`, `epochs` or `lr`.\n\n"
     )
 
 
