@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,15 @@ import pytest
 from seqstruct import curve as curve_module
 from seqstruct.cli import main
 from seqstruct.config import load_config
-from seqstruct.curve import Budget, CurveConfig, curve, parse_arms, unfinished_fits, unfinished_note
+from seqstruct.curve import (
+    Budget,
+    CurveConfig,
+    claim_cell,
+    curve,
+    parse_arms,
+    unfinished_fits,
+    unfinished_note,
+)
 from seqstruct.evaluation.tasks import get_task
 from tests.evaluation.test_tasks import text_dataset
 
@@ -142,6 +153,40 @@ def test_an_interrupted_grid_runs_only_the_missing_cells(tmp_path, texts, text_m
     monkeypatch.setattr(curve_module, "_run_cell", lambda *a: ran.append(a[3:5]) or real(*a))
     curve(config)
     assert ran == [(1.0, 0)]
+
+
+def test_a_cell_held_by_another_process_is_skipped_and_no_tables_are_written(
+    tmp_path, texts, text_model
+) -> None:
+    config = _config(
+        tmp_path / "curve", texts.path, text_model, seeds=[0], arms={"probe": ["model=$encoder"]}
+    )
+    held = tmp_path / "curve" / "probe" / "f0.5" / "seed0"
+    held.mkdir(parents=True)
+    # the parent process (pytest's launcher or shell) is alive on this host: its claim stands
+    (held / "running.lock").write_text(f"{socket.gethostname()} {os.getppid()}\n", encoding="utf-8")
+    result = curve(config)
+    assert result["busy"] == [f"{held} ({socket.gethostname()} {os.getppid()})"]
+    assert not (held / "result.json").exists() and (held / "running.lock").exists()  # left to its holder
+    assert (tmp_path / "curve" / "probe" / "f1" / "seed0" / "result.json").is_file()  # the free cell ran
+    assert not (tmp_path / "curve" / "probe" / "f1" / "seed0" / "running.lock").exists()  # released
+    assert not (tmp_path / "curve" / "curve.md").exists()
+
+    # a lock whose process is gone (killed mid-cell) is taken over; the run then writes the tables
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (held / "running.lock").write_text(f"{socket.gethostname()} {gone.pid}\n", encoding="utf-8")
+    result = curve(config)
+    assert "busy" not in result and (held / "result.json").is_file()
+    assert not (held / "running.lock").exists() and (tmp_path / "curve" / "curve.md").is_file()
+
+
+def test_claim_cell_is_exclusive(tmp_path) -> None:
+    cell = tmp_path / "cell"
+    assert claim_cell(cell) is None
+    assert claim_cell(cell) == f"{socket.gethostname()} {os.getpid()}"  # held, by this very process
+    (cell / "running.lock").write_text("other-host 1\n", encoding="utf-8")
+    assert claim_cell(cell) == "other-host 1"  # a process on another host cannot be checked: held
 
 
 def test_budget_refuses_tasks_that_do_not_fit_on_train(texts) -> None:

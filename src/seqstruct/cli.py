@@ -175,6 +175,9 @@ def _curve(args: argparse.Namespace) -> None:
 
     config = load_config(CurveConfig, args.config, args.overrides)
     result = curve(config, overwrite=args.overwrite)
+    if "busy" in result:
+        print(result["message"])
+        return
     print(f"{result['table']}curve.md, curve.csv, curve.png and every cell in {config.output_dir}")
 
 

@@ -9,6 +9,9 @@ task's test splits. At a (fraction, seed) every arm gets the same rows: the same
 Every cell (arm, fraction, seed) writes its result.json when done; a re-run skips finished cells, and a
 fine-tuning cell that was interrupted resumes from its last checkpoint (in the cell's directory). A cell
 run with other settings than the config now asks for is refused rather than mixed in (--overwrite).
+Processes running the same config share its cells: a cell is claimed (`running.lock`) before it runs, so
+a second process (e.g. one per CPU core) skips the cells another one holds and the tables are written by
+the run that finds every cell finished.
 Outputs: curve.csv (every metric of every cell), curve.md (mean ± std of `metric` per arm and fraction,
 with each arm's gap to the reference arm), curve.json and curve.png.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +243,39 @@ def _cached_cell(cell: Path, settings: dict[str, Any], overwrite: bool) -> dict[
     return found
 
 
+def claim_cell(cell: Path) -> str | None:
+    """Take the cell for this process by creating its `running.lock` (atomically: O_EXCL); None when
+    taken, else who holds it ("host pid"). A lock left on this host by a process that is gone (killed,
+    interrupted) is taken over, and the cell's checkpoints resume."""
+    cell.mkdir(parents=True, exist_ok=True)
+    lock = cell / "running.lock"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock.read_text(encoding="utf-8").strip()
+            host, _, pid = holder.rpartition(" ")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                return holder  # another host's process cannot be checked: treat it as running
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(me + "\n")
+        return None
+    return lock.read_text(encoding="utf-8").strip()  # another process took it over first
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: no signal sent, only the existence check
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def rows_of(result: dict[str, Any], fraction: float, seed: int) -> list[dict[str, Any]]:
     """The long-format CSV rows of one cell: a row per (split, metric)."""
     return [
@@ -293,6 +331,7 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     reference = config.reference or arms[0].name
     rows: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
+    busy: list[str] = []  # cells another process holds
     start = time.perf_counter()
     for arm in arms:
         method = None  # built on first need, then kept: a probe embeds each text once for all cells
@@ -302,19 +341,37 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
                 settings = _cell_settings(config, arm, fraction, seed)
                 result = _cached_cell(cell, settings, overwrite)
                 if result is None:
-                    logger.info("curve cell: %s, fraction %g, seed %d", arm.name, fraction, seed)
-                    if method is None:
-                        method = _build(arm)
-                    result = _run_cell(config, arm, method, fraction, seed, cell)
-                    with atomic_open(cell / "result.json") as handle:
-                        json.dump(result, handle, indent=2, default=json_value)
-                        handle.write("\n")
+                    holder = claim_cell(cell)
+                    if holder is not None:
+                        logger.info("curve cell %s: held by %s, skipped", cell, holder)
+                        busy.append(f"{cell} ({holder})")
+                        continue
+                    try:
+                        # another process may have finished it between the cache check and the claim
+                        result = _cached_cell(cell, settings, overwrite=False) if not overwrite else None
+                        if result is None:
+                            logger.info("curve cell: %s, fraction %g, seed %d", arm.name, fraction, seed)
+                            if method is None:
+                                method = _build(arm)
+                            result = _run_cell(config, arm, method, fraction, seed, cell)
+                            with atomic_open(cell / "result.json") as handle:
+                                json.dump(result, handle, indent=2, default=json_value)
+                                handle.write("\n")
+                    finally:
+                        (cell / "running.lock").unlink(missing_ok=True)
                 cell_rows = rows_of(result, fraction, seed)
                 if not any(r["metric"] == config.metric for r in cell_rows):
                     found = sorted({r["metric"] for r in cell_rows})
                     raise ValueError(f"metric {config.metric!r}: task {config.task!r} reports {found}")
                 rows += cell_rows
                 results.append(result)
+    if busy:
+        message = (
+            f"{len(busy)} cell(s) are being run by other processes, so no tables were written: "
+            f"{'; '.join(busy)}. Run the config again when they finish."
+        )
+        logger.warning("%s", message)
+        return {"busy": busy, "message": message}
     note = unfinished_note(unfinished_fits(results))
     if note:
         logger.warning("%s", note.strip().replace("**", ""))
