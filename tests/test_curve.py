@@ -20,6 +20,7 @@ from seqstruct.curve import (
     claim_cell,
     curve,
     parse_arms,
+    majority_note,
     unfinished_fits,
     unfinished_note,
 )
@@ -99,6 +100,11 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     # one epoch, validated once at its end: every LSTM fit's best checkpoint is its last step
     note = "**Still improving when stopped:** lstm at fraction 0.5 (2 of 2 seeds); lstm at fraction 1 (2 of 2"
     assert note in markdown
+    majority = cell["counts"]["majority_accuracy"]["test"]
+    assert (
+        f"Majority class (the most frequent train class for every row), accuracy: test {majority:.3f}."
+        in markdown
+    )
     points = json.loads((root / "curve.json").read_text(encoding="utf-8"))["points"]
     assert {(p["arm"], p["fraction"]) for p in points} == {
         (a, f) for a in ("lstm", "probe") for f in (0.5, 1.0)
@@ -140,6 +146,18 @@ def test_fits_that_ended_still_improving_are_named_per_fraction() -> None:
     assert "ft at fraction 1 (2 of 3 seeds)" in note
     assert "0.1" not in note and "0.3" not in note and "lstm" not in note  # half is not most
     assert unfinished_note({("ft", 0.1): (0, 3)}) == ""
+
+
+def test_majority_note_names_each_split_only_for_accuracy() -> None:
+    results = [
+        {"arm": "probe"},
+        {"arm": "lstm", "counts": {"majority_accuracy": {"close": 0.155, "remote": 0.063}}},
+    ]
+    assert majority_note(results, "accuracy") == (
+        "Majority class (the most frequent train class for every row), accuracy: close 0.155, remote 0.063.\n\n"
+    )
+    assert majority_note(results, "macro_f1") == ""  # a majority rate is no floor for macro-F1
+    assert majority_note([{"arm": "probe", "counts": {}}], "accuracy") == ""
 
 
 def test_an_interrupted_grid_runs_only_the_missing_cells(tmp_path, texts, text_model, monkeypatch) -> None:

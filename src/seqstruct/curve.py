@@ -322,6 +322,20 @@ def unfinished_note(counts: dict[tuple[str, float], tuple[int, int]]) -> str:
     )
 
 
+def majority_note(results: list[dict[str, Any]], metric: str) -> str:
+    """The curve.md line giving each test split's majority-class accuracy: the floor an arm must beat
+    to have learnt anything ("" when the metric is not accuracy or the task does not report it)."""
+    if metric != "accuracy":
+        return ""
+    found = next(
+        (r["counts"]["majority_accuracy"] for r in results if "majority_accuracy" in r.get("counts", {})), {}
+    )
+    if not found:
+        return ""
+    splits = ", ".join(f"{split} {value:.3f}" for split, value in found.items())
+    return f"Majority class (the most frequent train class for every row), accuracy: {splits}.\n\n"
+
+
 def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     """Run every (arm, fraction, seed) cell not yet finished, then write curve.csv/md/json/png."""
     arms = _check(config)
@@ -375,6 +389,7 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     note = unfinished_note(unfinished_fits(results))
     if note:
         logger.warning("%s", note.strip().replace("**", ""))
+    note += majority_note(results, config.metric)
     return write_outputs(config, rows, reference, time.perf_counter() - start, note)
 
 
