@@ -19,8 +19,8 @@ from seqstruct.curve import (
     CurveConfig,
     claim_cell,
     curve,
-    parse_arms,
     majority_note,
+    parse_arms,
     unfinished_fits,
     unfinished_note,
 )
