@@ -19,11 +19,13 @@ with each arm's gap to the reference arm), curve.json and curve.png.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,6 +278,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _run_claimed(
+    config: CurveConfig,
+    arm: Arm,
+    build: Callable[[], Any],
+    fraction: float,
+    seed: int,
+    cell: Path,
+    settings: dict[str, Any],
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Run a cell this process has claimed and save its result.json; the claim is released either way."""
+    try:
+        # another process may have finished it between this one's cache check and its claim
+        result = None if overwrite else _cached_cell(cell, settings, overwrite=False)
+        if result is None:
+            logger.info("curve cell: %s, fraction %g, seed %d", arm.name, fraction, seed)
+            result = _run_cell(config, arm, build(), fraction, seed, cell)
+            with atomic_open(cell / "result.json") as handle:
+                json.dump(result, handle, indent=2, default=json_value)
+                handle.write("\n")
+        return result
+    finally:
+        (cell / "running.lock").unlink(missing_ok=True)
+
+
 def rows_of(result: dict[str, Any], fraction: float, seed: int) -> list[dict[str, Any]]:
     """The long-format CSV rows of one cell: a row per (split, metric)."""
     return [
@@ -348,7 +375,8 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     busy: list[str] = []  # cells another process holds
     start = time.perf_counter()
     for arm in arms:
-        method = None  # built on first need, then kept: a probe embeds each text once for all cells
+        # built on first need, then kept for the arm: a probe embeds each text once for all cells
+        build = functools.cache(functools.partial(_build, arm))
         for fraction in sorted(config.fractions):
             for seed in config.seeds:
                 cell = root / arm.name / f"f{fraction:g}" / f"seed{seed}"
@@ -360,19 +388,7 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
                         logger.info("curve cell %s: held by %s, skipped", cell, holder)
                         busy.append(f"{cell} ({holder})")
                         continue
-                    try:
-                        # another process may have finished it between the cache check and the claim
-                        result = _cached_cell(cell, settings, overwrite=False) if not overwrite else None
-                        if result is None:
-                            logger.info("curve cell: %s, fraction %g, seed %d", arm.name, fraction, seed)
-                            if method is None:
-                                method = _build(arm)
-                            result = _run_cell(config, arm, method, fraction, seed, cell)
-                            with atomic_open(cell / "result.json") as handle:
-                                json.dump(result, handle, indent=2, default=json_value)
-                                handle.write("\n")
-                    finally:
-                        (cell / "running.lock").unlink(missing_ok=True)
+                    result = _run_claimed(config, arm, build, fraction, seed, cell, settings, overwrite)
                 cell_rows = rows_of(result, fraction, seed)
                 if not any(r["metric"] == config.metric for r in cell_rows):
                     found = sorted({r["metric"] for r in cell_rows})
