@@ -100,6 +100,12 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     # one epoch, validated once at its end: every LSTM fit's best checkpoint is its last step
     note = "**Still improving when stopped:** lstm at fraction 0.5 (2 of 2 seeds); lstm at fraction 1 (2 of 2"
     assert note in markdown
+    spent = json.loads((root / "curve.json").read_text(encoding="utf-8"))["cell_seconds"]
+    walls = [
+        json.loads(p.read_text(encoding="utf-8"))["wall_seconds"] for p in root.glob("lstm/*/*/result.json")
+    ]
+    assert set(spent) == {"lstm", "probe"} and spent["lstm"] == pytest.approx(sum(walls))
+    assert "Cell time (the sum of the cells' wall times): " in markdown
     majority = cell["counts"]["majority_accuracy"]["test"]
     assert (
         f"Majority class (the most frequent train class for every row), accuracy: test {majority:.3f}."

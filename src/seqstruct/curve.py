@@ -363,6 +363,21 @@ def majority_note(results: list[dict[str, Any]], metric: str) -> str:
     return f"Majority class (the most frequent train class for every row), accuracy: {splits}.\n\n"
 
 
+def cell_seconds(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Per arm, the sum of its cells' wall times: what the grid cost, however many runs (and cached
+    re-runs) it took to fill."""
+    seconds: dict[str, float] = {}
+    for result in results:
+        seconds[result["arm"]] = seconds.get(result["arm"], 0.0) + result["wall_seconds"]
+    return seconds
+
+
+def cell_time_note(seconds: dict[str, float]) -> str:
+    """The curve.md line giving the grid's cell time in minutes, in all and per arm."""
+    arms = ", ".join(f"{arm} {value / 60:.0f}" for arm, value in seconds.items())
+    return f"Cell time (the sum of the cells' wall times): {sum(seconds.values()) / 60:.0f} min ({arms}).\n\n"
+
+
 def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     """Run every (arm, fraction, seed) cell not yet finished, then write curve.csv/md/json/png."""
     arms = _check(config)
@@ -405,15 +420,21 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
     note = unfinished_note(unfinished_fits(results))
     if note:
         logger.warning("%s", note.strip().replace("**", ""))
-    note += majority_note(results, config.metric)
-    return write_outputs(config, rows, reference, time.perf_counter() - start, note)
+    spent = cell_seconds(results)
+    note += majority_note(results, config.metric) + cell_time_note(spent)
+    return write_outputs(config, rows, reference, time.perf_counter() - start, note, spent)
 
 
 def write_outputs(
-    config: CurveConfig, rows: list[dict[str, Any]], reference: str, seconds: float, note: str = ""
+    config: CurveConfig,
+    rows: list[dict[str, Any]],
+    reference: str,
+    seconds: float,
+    note: str = "",
+    cell_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """curve.csv, curve.md, curve.json and curve.png in the output directory, from the cells' rows;
-    `note` (unfinished_note) goes above the table."""
+    `note` goes above the table. `seconds` is this run's time, `cell_seconds` each arm's cell time."""
     root = Path(config.output_dir)
     points = curve_points(rows, config.metric)
     table = curve_table(rows, config.metric, reference)
@@ -433,7 +454,13 @@ def write_outputs(
             f"{note}{table}\n![{title}](curve.png)\n"
         )
     plot_learning_curve(points, root / "curve.png", config.metric, title)
-    result = {"config": config_dict(config), "reference": reference, "points": points, "seconds": seconds}
+    result = {
+        "config": config_dict(config),
+        "reference": reference,
+        "points": points,
+        "seconds": seconds,
+        "cell_seconds": cell_seconds or {},
+    }
     with atomic_open(root / "curve.json", "w") as handle:
         json.dump(result, handle, indent=2)
         handle.write("\n")
