@@ -52,6 +52,12 @@ class DataConfig:
     max_length: int = 512  # tokens per example including <cls> and <eos>; longer proteins are cropped
     eval_fraction: float = 0.05  # share of proteins held out for evaluation
     eval_max: int = 1000  # cap on held-out proteins, so evaluation time stays bounded on large sets
+    # Held-out proteins from this FASTA instead of a random share of the training data: e.g. whole clusters
+    # kept out of pretraining (`data prepare swissprot-pretrain` writes heldout.fasta.gz). "" = random split.
+    eval_fasta: str = ""
+    # Tokens per training batch (rows x longest, padding included) in length-sorted batches, ESM's batching:
+    # padding stays near 0% and batch_size is then only a cap on rows. 0 = batch_size proteins per batch.
+    max_tokens: int = 0
     mlm_probability: float = (
         0.15  # share of residues selected for the MLM loss (80% mask/10% random/10% kept)
     )
@@ -74,6 +80,14 @@ class TrainConfig:
     seed: int = 0  # seeds the split, the initial weights, sampling and masking
     eval_batch_size: int = 32  # proteins per evaluation batch
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 where the GPU or CPU (AMX) computes it fast
+    # Wall-clock budget: training stops at the first optimiser step after this many minutes and the run
+    # ends as a finished one would (checkpoint, final evaluation, saved model); 0 = no budget.
+    max_minutes: float = 0.0
+    optim: str = "adamw_torch"  # transformers optimizer name; adamw_torch_fused: one fused kernel per step
+    # Floor of the learning rate as a share of the peak, for lr_scheduler cosine_with_min_lr (ESM-2: 0.1).
+    min_lr_ratio: float = 0.0
+    torch_compile: bool = False  # compile the model with torch.compile (the Trainer's setting)
+    num_workers: int = 0  # data-loader worker processes: tokenising and masking off the training process
 
 
 @dataclass

@@ -45,6 +45,7 @@ from transformers.integrations import TensorBoardCallback
 
 from seqstruct.attention.interface import NAME as FAVOR
 from seqstruct.attention.interface import FavorRedrawCallback, performerize
+from seqstruct.budget import TimeBudgetCallback
 from seqstruct.config import DistillConfig, save_config
 from seqstruct.data.sources.go import GeneOntology, read_go
 from seqstruct.evaluation.similarity import (
@@ -438,7 +439,12 @@ def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False
         eval_dataset=eval_set,
         data_collator=TextCollator(tokenizer, config.data.max_length),
         processing_class=tokenizer,
-        callbacks=[CsvLogCallback(paths.log_csv), FavorRedrawCallback(), tensorboard],
+        callbacks=[
+            CsvLogCallback(paths.log_csv),
+            FavorRedrawCallback(),
+            TimeBudgetCallback(config.train.max_minutes),
+            tensorboard,
+        ],
     )
     if done is None:
         output = trainer.train(resume_from_checkpoint=checkpoint)

@@ -42,6 +42,7 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from seqstruct.attention.interface import FavorRedrawCallback
+from seqstruct.budget import MaskedLMTrainer, TimeBudgetCallback
 from seqstruct.config import (
     ContrastiveConfig,
     PretrainConfig,
@@ -51,7 +52,7 @@ from seqstruct.config import (
     load_config,
     save_config,
 )
-from seqstruct.data.collate import MaskedLMCollator
+from seqstruct.data.collate import MaskedLMCollator, TokenBudgetBatchSampler
 from seqstruct.data.fasta import FastaRecord, read_fasta, write_fasta
 from seqstruct.data.graph import Graph, GraphReport, read_edge_list
 from seqstruct.data.labels import read_labels
@@ -161,8 +162,8 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# Settings a resumed run may change: where it is and how long it goes on.
-RESUMABLE_CHANGES = ("output_dir", "train.max_steps")
+# Settings a resumed run may change: where it is, how long it goes on, how its data is loaded.
+RESUMABLE_CHANGES = ("output_dir", "train.max_steps", "train.max_minutes", "train.num_workers")
 
 
 def _check_same_run(paths: RunPaths, config: Any) -> None:
@@ -228,8 +229,28 @@ def use_bf16(precision: str) -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+def check_schedule(train: TrainConfig) -> None:
+    """Refuse schedule settings that the Trainer would reject late or apply silently otherwise."""
+    use_bf16(train.precision)
+    TimeBudgetCallback(train.max_minutes)  # its range check
+    if not 0.0 <= train.min_lr_ratio < 1.0:
+        raise ValueError(f"train.min_lr_ratio must be in [0, 1); got {train.min_lr_ratio}")
+    if train.min_lr_ratio and train.lr_scheduler not in MIN_LR_SCHEDULERS:
+        raise ValueError(
+            f"train.min_lr_ratio={train.min_lr_ratio} needs lr_scheduler one of {MIN_LR_SCHEDULERS}; "
+            f"{train.lr_scheduler!r} decays to 0"
+        )
+    if train.num_workers < 0:
+        raise ValueError(f"train.num_workers must be >= 0; got {train.num_workers}")
+
+
+# transformers schedules that take a floor (`min_lr_rate`, the share of the peak they decay to).
+MIN_LR_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
+
+
 def _schedule_arguments(train: TrainConfig, paths: RunPaths, evaluate: bool) -> dict[str, Any]:
     """The TrainingArguments every seqstruct run shares: schedule, checkpoints, precision, logging."""
+    check_schedule(train)
     return dict(
         output_dir=str(paths.checkpoints),
         max_steps=train.max_steps,
@@ -239,6 +260,9 @@ def _schedule_arguments(train: TrainConfig, paths: RunPaths, evaluate: bool) -> 
         learning_rate=train.learning_rate,
         warmup_steps=train.warmup_steps,
         lr_scheduler_type=train.lr_scheduler,
+        lr_scheduler_kwargs={"min_lr_rate": train.min_lr_ratio} if train.min_lr_ratio else {},
+        optim=train.optim,
+        torch_compile=train.torch_compile,
         weight_decay=train.weight_decay,
         adam_beta2=train.adam_beta2,
         logging_steps=train.logging_steps,
@@ -251,7 +275,7 @@ def _schedule_arguments(train: TrainConfig, paths: RunPaths, evaluate: bool) -> 
         data_seed=train.seed,
         bf16=use_bf16(train.precision),
         use_cpu=not torch.cuda.is_available(),  # transformers asks for this explicitly with bf16 on CPU
-        dataloader_num_workers=0,
+        dataloader_num_workers=train.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to="none",  # TensorBoard is attached with a fixed directory (build_trainer)
         disable_tqdm=False,
@@ -350,7 +374,7 @@ def load_structure(
     return StructureData(train_graph, [sequences[i] for i in train_graph.nodes], groups, report)
 
 
-class StructureTrainer(Trainer):
+class StructureTrainer(MaskedLMTrainer):
     """The Trainer with the structure-inducing objective: (1 − λ)·MLM + λ·structure on batches from
     `GraphContrastCollator`; batches without `structure_*` entries (evaluation) get the plain MLM loss.
 
@@ -410,21 +434,22 @@ def build_trainer(
     unigram: Unigram | None = None,
     structure: StructureData | None = None,
 ) -> Trainer:
-    """The masked-LM Trainer: length-grouped batches, per-batch seeded crops and masks, token-level held-out
-    metrics (against `unigram` on the same positions when given), CSV and TensorBoard logs; with
-    `structure` and a positive `structure.weight`, the structure-inducing Trainer on graph batches."""
+    """The masked-LM Trainer: length-grouped batches (or token-budget ones, `data.max_tokens`), per-batch
+    seeded crops and masks, token-level held-out metrics (against `unigram` on the same positions when
+    given), CSV and TensorBoard logs, a wall-clock stop (`train.max_minutes`); with `structure` and a
+    positive `structure.weight`, the structure-inducing Trainer on graph batches."""
     paths = RunPaths(Path(config.output_dir))
     collator: MaskedLMCollator | GraphContrastCollator = MaskedLMCollator(
         tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
     )
-    trainer_class: type[Trainer] = Trainer
-    extra: dict[str, Any] = {}
+    trainer_class: type[MaskedLMTrainer] = MaskedLMTrainer
+    extra: dict[str, Any] = {"batch_sampler": token_budget_sampler(config, train_set)}
     if structure is not None and config.structure.weight > 0:
         collator = GraphContrastCollator(
             collator, structure.graph, structure.sequences, config.structure.negatives, structure.groups
         )
         trainer_class = StructureTrainer
-        extra = {"objective": structure_objective(config.structure), "pooling": config.structure.pooling}
+        extra |= {"objective": structure_objective(config.structure), "pooling": config.structure.pooling}
     tensorboard = TensorBoardCallback()
     # Fixed, so that a final evaluation after training (the callback reopens its writer) lands there too.
     tensorboard.logging_dir = str(paths.tensorboard)
@@ -441,10 +466,46 @@ def build_trainer(
             CsvLogCallback(paths.log_csv),
             CollatorEpochCallback(collator),
             FavorRedrawCallback(),
+            TimeBudgetCallback(config.train.max_minutes),
             tensorboard,
         ],
         **extra,
     )
+
+
+def token_budget_sampler(config: PretrainConfig, train_set: Dataset) -> TokenBudgetBatchSampler | None:
+    """The token-budget batch sampler `data.max_tokens` asks for (None at 0), its padding logged."""
+    if not config.data.max_tokens:
+        return None
+    sampler = TokenBudgetBatchSampler(
+        train_set["length"], config.data.max_tokens, config.train.seed, config.train.batch_size
+    )
+    padding = sampler.padding()
+    logger.info(
+        "token-budget batches: %d a epoch, %.0f tokens each on average (%.2f%% padding)",
+        len(sampler),
+        padding["mean_batch_tokens"],
+        100 * padding["padding_fraction"],
+    )
+    return sampler
+
+
+def check_batching(config: PretrainConfig) -> None:
+    """Refuse batching settings that cannot work, before any data is read."""
+    if config.data.max_tokens < 0:
+        raise ValueError(
+            f"data.max_tokens must be >= 0 (0: batch_size proteins a batch); got {config.data.max_tokens}"
+        )
+    if config.data.max_tokens and config.data.max_tokens < config.data.max_length:
+        raise ValueError(
+            f"data.max_tokens={config.data.max_tokens} cannot hold one example of data.max_length="
+            f"{config.data.max_length} tokens"
+        )
+    if config.data.max_tokens and config.structure.weight > 0:
+        raise ValueError(
+            "data.max_tokens is for masked-LM alone: structure-inducing batches add graph neighbours to every "
+            "batch, so set data.max_tokens=0 (batch_size proteins a batch) with structure.weight > 0"
+        )
 
 
 def training_records(config: PretrainConfig) -> tuple[list[FastaRecord], str]:
@@ -474,6 +535,46 @@ def _encoder_and_tokenizer(config: PretrainConfig) -> tuple[PreTrainedModel, Pre
     return model, tokenizer
 
 
+def split_heldout(
+    config: PretrainConfig, records: list[FastaRecord]
+) -> tuple[Dataset, Dataset, list[FastaRecord]]:
+    """(training set, held-out set, the records the held-out ids come from): a seeded share of `records`,
+    or with `data.eval_fasta` those proteins (a seeded sample of `eval_max`) and every record trains."""
+    max_length = config.data.max_length
+    if not config.data.eval_fasta:
+        train, heldout = heldout_split(
+            protein_dataset(records, max_length),
+            config.data.eval_fraction,
+            config.data.eval_max,
+            config.train.seed,
+        )
+        return train, heldout, records
+    heldout_records = read_fasta(config.data.eval_fasta)
+    shared = {r.id for r in records} & {r.id for r in heldout_records}
+    if shared:
+        raise ValueError(
+            f"data.eval_fasta {config.data.eval_fasta} shares {len(shared)} id(s) with the training data, "
+            f"e.g. {sorted(shared)[0]!r}: held-out proteins must not be trained on"
+        )
+    heldout = protein_dataset(heldout_records, max_length)
+    if len(heldout) > config.data.eval_max:
+        picks = np.random.default_rng(config.train.seed).choice(
+            len(heldout), config.data.eval_max, replace=False
+        )
+        heldout = heldout.select(np.sort(picks))
+    return protein_dataset(records, max_length), heldout, heldout_records
+
+
+def throughput(
+    tokens: int, runtime: float | None, checkpoint: str | None, done: TrainerState | None
+) -> float | None:
+    """Training tokens a second in this process; None when it resumed (the count includes earlier
+    processes' tokens, the runtime does not) or trained nothing."""
+    if checkpoint is not None or done is not None or not runtime:
+        return None
+    return tokens / runtime
+
+
 def _write_heldout(paths: RunPaths, records: list[FastaRecord], ids: set[str], kind: str) -> None:
     """The held-out sequences with their ids: FASTA for proteins, `id<TAB>text` for text (FASTA would
     re-wrap sentences and join their lines without spaces)."""
@@ -495,8 +596,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             "(or a prepared dataset as data.dataset=DIR)"
         )
     checkpoint, stale = _resume_point(paths, config, resume, overwrite)
-    use_bf16(config.train.precision)  # a bad setting fails now, not after the data is read
+    check_schedule(config.train)  # a bad setting fails now, not after the data is read
     check_structure(config.structure)
+    check_batching(config)
 
     set_seed(config.train.seed)
     done = _completed_state(checkpoint, config.train.max_steps)
@@ -511,12 +613,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         model, tokenizer = _encoder_and_tokenizer(config)
 
     records, kind = training_records(config)
-    train_set, heldout = heldout_split(
-        protein_dataset(records, config.data.max_length),
-        config.data.eval_fraction,
-        config.data.eval_max,
-        config.train.seed,
-    )
+    train_set, heldout, heldout_records = split_heldout(config, records)
     eval_set = premask(
         heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
     )
@@ -529,7 +626,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram, structure)
     if trainer.is_world_process_zero():
         save_config(config, paths.config)
-        _write_heldout(paths, records, set(eval_set["id"]), kind)
+        _write_heldout(paths, heldout_records, set(eval_set["id"]), kind)
 
     if done is None:
         output = trainer.train(resume_from_checkpoint=checkpoint)
@@ -542,6 +639,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         )
     final_eval = _final_evaluation(trainer)
     scores = {k.removeprefix("eval_"): v for k, v in final_eval.items()}
+    sampler = getattr(trainer, "batch_sampler", None)
     metrics = {
         "parameters": count_parameters(model),
         "train_proteins": len(train_set),
@@ -550,6 +648,12 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         "train_loss": train_loss,
         "train_runtime_s": runtime,
         "train_tokens": trainer.state.num_input_tokens_seen,
+        # Residues and special tokens (not padding) a second, over this process's training time only.
+        "train_tokens_per_s": throughput(trainer.state.num_input_tokens_seen, runtime, checkpoint, done),
+        "batching": {"max_tokens": config.data.max_tokens, **sampler.padding()} if sampler else None,
+        "stopped_by_max_minutes": any(
+            isinstance(c, TimeBudgetCallback) and c.stopped for c in trainer.callback_handler.callbacks
+        ),
         "heldout": scores,
         "unigram_baseline": {
             "masked_accuracy": scores["unigram_accuracy"],
@@ -747,7 +851,12 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
         train_dataset=trainer_dataset(train_pairs),
         eval_dataset=None if eval_pairs is None else trainer_dataset(eval_pairs),
         loss=contrastive_loss(model, config.temperature),
-        callbacks=[CsvLogCallback(paths.log_csv), SentenceFavorRedrawCallback(), tensorboard],
+        callbacks=[
+            CsvLogCallback(paths.log_csv),
+            SentenceFavorRedrawCallback(),
+            TimeBudgetCallback(config.train.max_minutes),
+            tensorboard,
+        ],
     )
     main_process = trainer.is_world_process_zero()
     if main_process:

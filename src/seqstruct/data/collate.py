@@ -1,13 +1,15 @@
-"""Batch construction: random crops, MLM masking, padding, and token-budget batches for inference."""
+"""Batch construction: random crops, MLM masking, padding, and token-budget batches (inference and training)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
 from seqstruct.data.tokenizers import is_protein_tokenizer, replacement_token_ids
@@ -176,3 +178,72 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size
     if current:
         batches.append(current)
     return batches
+
+
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Training batches of proteins of (nearly) equal length under a token budget: ESM's batching, for the
+    Trainer (`DataLoader(batch_sampler=...)`).
+
+    Each epoch the indices are permuted with a generator seeded by (seed, epoch), stably sorted longest
+    first and cut into batches by `token_budget_batches`, and the batches are visited in a seeded random
+    order. Sorting the whole epoch keeps padding near zero (transformers' `BatchRebalanceSampler`, which
+    sorts only within one optimiser step, pads 8-25% of tokens at ESM-2's step sizes on Swiss-Prot), and
+    the permutation before the sort changes which same-length proteins share a batch from epoch to epoch.
+    The batch sizes depend only on the sorted lengths, so every epoch has the same number of batches (the
+    Trainer's epoch arithmetic, and so exact resume, needs that), and the order is a function of
+    (seed, epoch) alone, never of the global RNG: a run resumed in any epoch draws the same batches.
+
+    lengths: tokens per example after cropping (the dataset's `length` column).
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], max_tokens: int, seed: int = 0, max_batch_size: int = 0
+    ) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive; got {max_tokens}")
+        longest = max(lengths, default=0)
+        if longest > max_tokens:
+            raise ValueError(
+                f"max_tokens={max_tokens} is below the longest example ({longest} tokens); raise it to at "
+                "least data.max_length"
+            )
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size or len(self.lengths) or 1
+        self.seed = seed
+        self.epoch = 0
+        # Batch sizes in sorted order: the same every epoch, since they depend on the sorted lengths only.
+        sorted_lengths = np.sort(self.lengths)[::-1].tolist()
+        self._sizes = [len(b) for b in token_budget_batches(sorted_lengths, max_tokens, self.max_batch_size)]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the Trainer (through accelerate) before each epoch's batches are drawn."""
+        self.epoch = epoch
+
+    def _generator(self, salt: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, salt])
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches, in the order they are visited."""
+        permuted = self._generator(0).permutation(len(self.lengths))
+        order = permuted[np.argsort(-self.lengths[permuted], kind="stable")]  # longest first, ties shuffled
+        bounds = np.cumsum([0, *self._sizes])
+        batches = [order[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [batches[i] for i in self._generator(1).permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def padding(self) -> dict[str, float]:
+        """Padding of this epoch's batches: the share of padded tokens among rows x longest, and the mean
+        and largest padded tokens per batch (the same every epoch, up to ties)."""
+        padded = [len(b) * int(self.lengths[b].max()) for b in self.batches()]
+        total = float(sum(padded))
+        return {
+            "padding_fraction": 1.0 - float(self.lengths.sum()) / total if total else 0.0,
+            "mean_batch_tokens": total / len(padded) if padded else 0.0,
+            "max_batch_tokens": float(max(padded, default=0)),
+        }
