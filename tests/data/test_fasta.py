@@ -12,10 +12,12 @@ from seqstruct.data.fasta import (
     PROTEIN_ALPHABET,
     FastaError,
     FastaRecord,
+    fit_fasta,
     iter_fasta,
     read_fasta,
     write_fasta,
 )
+from tests.helpers import sample_records
 
 
 def _write(tmp_path: Path, text: str, name: str = "in.fasta") -> Path:
@@ -217,3 +219,26 @@ def test_write_rejects_duplicates_no_records_and_bad_width(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="width must be at least 1"):
         write_fasta([FastaRecord("a", "", "MKV")], path, width=0)
     assert not path.exists()
+
+
+def test_fit_fasta_keeps_whole_records_within_the_size(tmp_path) -> None:
+    records = sample_records(300)
+    source = tmp_path / "all.fasta.gz"
+    write_fasta(records, source)
+    roomy = tmp_path / "roomy.fasta.gz"
+    assert fit_fasta(source, roomy, 10 * source.stat().st_size) == (300, 300)
+    assert read_fasta(roomy) == records
+    cut = tmp_path / "cut.fasta.gz"
+    kept, total = fit_fasta(source, cut, source.stat().st_size // 3, seed=1)
+    assert total == 300 and 60 < kept < 100 and cut.stat().st_size <= source.stat().st_size // 3
+    sample = read_fasta(cut)
+    assert len(sample) == kept and set(sample) <= set(records)  # whole records, nothing altered
+    ids = [r.id for r in records]
+    positions = [ids.index(r.id) for r in sample]
+    assert positions == sorted(positions) and positions[-1] > 200  # source order, drawn from all of it
+    again = tmp_path / "again" / "cut.fasta.gz"  # gzip stores the file's name: the same name, the same size
+    again.parent.mkdir()
+    fit_fasta(source, again, source.stat().st_size // 3, seed=1)
+    assert read_fasta(again) == sample
+    with pytest.raises(ValueError, match="not one record fits"):
+        fit_fasta(source, tmp_path / "none.fasta.gz", 10)

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from seqstruct.io import atomic_open, open_text
 
 # IUPAC protein letters: the standard 20, ambiguity codes X, B, Z, and U (selenocysteine), O (pyrrolysine).
@@ -145,3 +147,23 @@ def write_fasta(records: Iterable[FastaRecord], path: str | Path, width: int = 6
             handle.writelines(seq[i : i + width] + "\n" for i in range(0, len(seq), width))
         if not written:
             raise ValueError(f"{path}: no records to write (read_fasta rejects an empty file)")
+
+
+def fit_fasta(source: str | Path, target: str | Path, max_bytes: int, seed: int = 0) -> tuple[int, int]:
+    """Write to `target` (gzip when it ends in .gz) as many whole records of `source` as fit in `max_bytes`:
+    all of them when they fit, else a seeded random sample, in source order. Returns (kept, total).
+
+    For data that must travel within a size limit (a GPU machine's intake): the sample is uniform, so it
+    keeps the source's length and family mix, and the same seed gives the same sample.
+    """
+    records = read_fasta(source)
+    order = np.random.default_rng(seed).permutation(len(records))
+    keep = len(records)
+    while keep > 0:
+        chosen = np.sort(order[:keep])
+        write_fasta((records[i] for i in chosen), target)
+        size = Path(target).stat().st_size
+        if size <= max_bytes:
+            return keep, len(records)
+        keep = min(keep - 1, int(keep * max_bytes / size * 0.98))  # sizes scale with the records kept
+    raise ValueError(f"{source}: not one record fits in {max_bytes} bytes")

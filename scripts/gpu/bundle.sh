@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Build, here, what the GPU machine needs beside the repo, into .gpu/ (git-ignored; name it in `carry`):
+#   .gpu/data/train.fasta.gz    one shard of the leak-free corpus, cut to what the machine takes in
+#   .gpu/data/heldout.fasta.gz  the corpus's held-out clusters (perplexity on clusters unseen in pretraining)
+#   .gpu/wheels/*.whl           the packages, at this repo's pins, that the GPU image lacks or has older
+#
+#   scripts/gpu/bundle.sh [--corpus data/prepared/swissprot-pretrain] [--shard N] [--out .gpu] [--no-wheels]
+#
+# --shard defaults to the number of runs in the shipped model's history (none shipped: 0), modulo the
+# corpus's shard count: each GPU run continues the model on data it has not seen.
+#
+# The corpus comes from `seqstruct data prepare swissprot-pretrain` (docs/gpu.md). The GPU machine takes in
+# at most 64 MiB: the tracked repo (a shipped model included), the wheels and the shard together, so the
+# shard is cut (a seeded sample of whole proteins) to the room left. A later run takes the next shard.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+corpus=data/prepared/swissprot-pretrain shard=auto out=.gpu wheels=1 limit_mib=64 margin_mib=2
+while (($#)); do
+	case "$1" in
+	--corpus) corpus=$2; shift 2 ;;
+	--shard) shard=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--no-wheels) wheels=0; shift ;;
+	*) sed -n '2,14p' "$0" >&2; exit 2 ;;
+	esac
+done
+py=.venv/bin/python
+[[ -x $py ]] || { echo "no .venv: run 'make venv' first" >&2; exit 1; }
+if [[ $shard == auto ]]; then
+	shards=$(find "$corpus" -maxdepth 1 -name 'shard-*.fasta.gz' | wc -l)
+	((shards > 0)) || { echo "no shard-*.fasta.gz in $corpus" >&2; exit 1; }
+	history=src/seqstruct/resources/models/protein-small/history.json
+	runs=0
+	[[ -f $history ]] && runs=$("$py" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$history")
+	shard=$((runs % shards))
+	echo "shard $shard of $shards (the shipped model has had $runs run(s))"
+fi
+source_shard=$(printf '%s/shard-%03d.fasta.gz' "$corpus" "$shard")
+for f in "$source_shard" "$corpus/heldout.fasta.gz"; do
+	[[ -f $f ]] || {
+		echo "missing $f: prepare the corpus first, e.g." >&2
+		echo "  seqstruct data prepare swissprot-pretrain exclude=[data/prepared/swissprot-go-20k,data/prepared/swissprot-go-sample] -o $corpus" >&2
+		exit 1
+	}
+done
+mkdir -p "$out/data"
+
+if ((wheels)); then
+	rm -rf "$out/wheels"
+	# Pure-Python wheels, so one download serves the GPU image's Python 3.12.
+	grep -v -E '^\s*(#|$)' scripts/gpu/wheels.txt | xargs "$py" -m pip download -q --no-deps \
+		--only-binary=:all: --python-version 3.12 --implementation py --abi none --platform any -d "$out/wheels"
+fi
+
+# What travels: tracked files (the repo as committed, a shipped model included), untracked files git
+# does not ignore, and the bundle beside them.
+repo_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+wheel_bytes=$(du -cb "$out"/wheels/*.whl 2>/dev/null | tail -n 1 | cut -f1 || echo 0)
+cp "$corpus/heldout.fasta.gz" "$out/data/heldout.fasta.gz"
+heldout_bytes=$(stat -c %s "$out/data/heldout.fasta.gz")
+room=$((limit_mib * 2**20 - margin_mib * 2**20 - repo_bytes - ${wheel_bytes:-0} - heldout_bytes))
+((room > 2**20)) || { echo "no room left for data: repo $repo_bytes B, wheels $wheel_bytes B" >&2; exit 1; }
+"$py" - "$source_shard" "$out/data/train.fasta.gz" "$room" <<'EOF'
+import sys
+from seqstruct.data.fasta import fit_fasta
+
+source, target, room = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kept, total = fit_fasta(source, target, room, seed=0)
+print(f"{target}: {kept:,} of {total:,} proteins in {room / 2**20:.1f} MiB of room")
+EOF
+du -b "$out"/data/* "$out"/wheels/* 2>/dev/null | awk '{printf "%8.1f MiB  %s\n", $1 / 2^20, $2}'
+echo "repo $((repo_bytes / 2**20)) MiB + bundle $(($(du -sb "$out" | cut -f1) / 2**20)) MiB of ${limit_mib} MiB"
