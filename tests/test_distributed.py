@@ -53,3 +53,22 @@ def test_pretrain_under_torchrun_two_processes(protein_fasta, tmp_path, attentio
         for layer, key in enumerate(projections):
             expected = draw_projection(settings, saved[key].shape[1], layer, 4)
             assert torch.equal(saved[key], expected), key
+
+
+def test_token_budget_batches_under_torchrun_two_processes(protein_fasta, tmp_path) -> None:
+    """Token-budget batches are a batch sampler, which accelerate shards across ranks: each rank trains on
+    its own batches and the run's token count is the sum over both."""
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    assert torchrun is not None, "torchrun comes with torch; the venv is incomplete"
+    out = tmp_path / "ddp-tokens"
+    extra = {"train.max_steps": 4, "data.max_tokens": 512, "train.batch_size": 64}
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "seqstruct.cli", "pretrain"]
+    command += [str(tmp_path / "run.yaml"), *tiny_overrides(protein_fasta, out, **extra)]
+    (tmp_path / "run.yaml").write_text("model:\n  preset: tiny\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    # Two ranks x 4 steps of <= 512-token batches at <5% padding: more than one rank alone could see.
+    assert 4 * 512 * 1.2 < metrics["train_tokens"] <= 2 * 4 * 512

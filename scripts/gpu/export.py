@@ -37,10 +37,25 @@ MAX_FILE_BYTES = 16 * 2**20
 RUN_FILES = ("log.csv", "metrics.json", "config.yaml")
 
 
-def run_entry(run: Path, device: str, wall_seconds: float | None) -> dict:
+# Dense bf16 matrix peak of an H100/H200 SXM by the datasheet; KINDS.md measured ~790 TFLOP/s on random data.
+PEAK_BF16_FLOPS = 989e12
+
+
+def flops_per_token(config, mean_tokens: float) -> float:  # noqa: ANN001 (a transformers config)
+    """Training FLOPs a token: 3 x forward (backward is twice the forward), the forward being 2 x the
+    non-embedding weights plus attention's two L x L products, 4 x layers x context x width (PaLM's
+    appendix B count), with the context the mean cropped example length."""
+    d, layers, ffn = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    body = layers * (4 * d * d + 2 * d * ffn)  # Q, K, V, O and the feed-forward
+    return 3 * (2 * body + 4 * layers * mean_tokens * d)
+
+
+def run_entry(run: Path, config, device: str, wall_seconds: float | None) -> dict:  # noqa: ANN001
     """This run's line in the model's history: data, tokens, steps, time, machine, held-out figures."""
     metrics = json.loads((run / "metrics.json").read_text())
     settings = yaml.safe_load((run / "config.yaml").read_text())
+    rate = metrics["train_tokens_per_s"]
+    flops = flops_per_token(config, metrics.get("mean_example_tokens") or settings["data"]["max_length"])
     machine = (
         torch.cuda.get_device_name(0)
         if device == "cuda" and torch.cuda.is_available()
@@ -52,11 +67,14 @@ def run_entry(run: Path, device: str, wall_seconds: float | None) -> dict:
         "continued_from": settings["model"]["pretrained"] or None,
         "steps": metrics["steps"],
         "train_tokens": metrics["train_tokens"],
-        "train_tokens_per_s": metrics["train_tokens_per_s"],
+        "train_tokens_per_s": rate,
         "train_runtime_s": metrics["train_runtime_s"],
         "wall_seconds": wall_seconds,
         "stopped_by_max_minutes": metrics["stopped_by_max_minutes"],
         "padding_fraction": (metrics.get("batching") or {}).get("padding_fraction"),
+        "model_flops_per_token": flops,
+        # Model FLOPs utilisation against the bf16 peak, GPU runs only.
+        "mfu": rate * flops / PEAK_BF16_FLOPS if device == "cuda" and rate else None,
         "heldout_perplexity": metrics["heldout"]["perplexity"],
         "heldout_masked_accuracy": metrics["heldout"]["masked_accuracy"],
         "unigram_perplexity": metrics["unigram_baseline"]["perplexity"],
@@ -70,8 +88,8 @@ def run_entry(run: Path, device: str, wall_seconds: float | None) -> dict:
 
 def export(run: Path, out: Path, init: Path | None, device: str, wall_seconds: float | None) -> list[Path]:
     history = json.loads((init / HISTORY).read_text()) if init and (init / HISTORY).is_file() else []
-    history.append(run_entry(run, device, wall_seconds))
     model = AutoModelForMaskedLM.from_pretrained(run)
+    history.append(run_entry(run, model.config, device, wall_seconds))
     model = keep_module_weight_names(model.to(torch.bfloat16))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

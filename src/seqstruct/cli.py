@@ -211,6 +211,23 @@ def _bench_throughput(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_batching(args: argparse.Namespace) -> None:
+    from seqstruct.bench.batching import batching_report
+
+    print(
+        batching_report(
+            args.preset,
+            args.max_length,
+            args.batch_size,
+            args.steps,
+            args.repeats,
+            args.precision,
+            args.proteins,
+            args.output,
+        )
+    )
+
+
 def _bench_encode(args: argparse.Namespace) -> None:
     from seqstruct.bench.throughput import EncodeBenchConfig, st_encode_report
 
@@ -444,6 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
     p.set_defaults(func=_bench_throughput)
+
+    p = kinds.add_parser(
+        "batching", help="pretraining useful tokens/s: length-grouped rows vs token-budget batches, one run"
+    )
+    p.add_argument("--preset", default="small")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=16, help="rows; the token budget is this x max-length")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--repeats", type=int, default=2, help="times the two arms alternate")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--proteins", type=int, default=4000, help="the first N proteins of the embedded sample")
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_batching)
 
     p = kinds.add_parser(
         "encode", help="encode() vs SentenceTransformer.encode of the same model: texts/s and proteins/s"

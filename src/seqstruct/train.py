@@ -643,6 +643,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     metrics = {
         "parameters": count_parameters(model),
         "train_proteins": len(train_set),
+        "mean_example_tokens": float(np.mean(train_set["length"])),  # after cropping; for FLOP estimates
         "heldout_proteins": len(eval_set),
         "steps": trainer.state.global_step,
         "train_loss": train_loss,

@@ -16,6 +16,7 @@ def _run(**extra: object) -> dict:
         "wall_seconds": 540.0,
         "stopped_by_max_minutes": False,
         "padding_fraction": 0.0127,
+        "mfu": 0.123,
         "heldout_perplexity": 12.61,
         "heldout_masked_accuracy": 0.214,
         "unigram_perplexity": 17.9,
@@ -43,7 +44,10 @@ def test_card_sums_the_history_and_reports_the_latest_figures() -> None:
     card = model_card(history)
     assert "pretraining runs: 2; tokens seen: 655,000,000; optimiser steps: 2,500" in card
     assert "held-out perplexity: 11.90 (unigram baseline 17.90)" in card
-    assert "| 1 | shard-000.fasta.gz | scratch | 1,500 | 393,000,000 | 812,346 | 1.27% | 9.0 min |" in card
+    assert (
+        "| 1 | shard-000.fasta.gz | scratch | 1,500 | 393,000,000 | 812,346 | 12.3% | 1.27% | 9.0 min |"
+        in card
+    )
     assert "| 2 | shard-001.fasta.gz | protein-small | 1,000 (time budget) |" in card
     assert "| — |" in card  # a throughput not measured (a resumed run) is shown as such
     assert "CC BY 4.0" in card

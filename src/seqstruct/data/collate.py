@@ -187,7 +187,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     Each epoch the indices are permuted with a generator seeded by (seed, epoch), stably sorted longest
     first and cut into batches by `token_budget_batches`, and the batches are visited in a seeded random
     order. Sorting the whole epoch keeps padding near zero (transformers' `BatchRebalanceSampler`, which
-    sorts only within one optimiser step, pads 8-25% of tokens at ESM-2's step sizes on Swiss-Prot), and
+    sorts only within one optimiser step, pads 6-25% of tokens at ESM-2's step sizes on Swiss-Prot), and
     the permutation before the sort changes which same-length proteins share a batch from epoch to epoch.
     The batch sizes depend only on the sorted lengths, so every epoch has the same number of batches (the
     Trainer's epoch arithmetic, and so exact resume, needs that), and the order is a function of

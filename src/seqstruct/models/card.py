@@ -57,8 +57,8 @@ def model_card(history: Sequence[dict[str, Any]], name: str = "seqstruct protein
         "",
         "## Runs",
         "",
-        "| # | data | continued from | steps | tokens | tokens/s | padding | wall time | machine | held-out ppl |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| # | data | continued from | steps | tokens | tokens/s | MFU | padding | wall time | machine | held-out ppl |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, run in enumerate(history, start=1):
         wall = run.get("wall_seconds") or run.get("train_runtime_s")
@@ -66,6 +66,7 @@ def model_card(history: Sequence[dict[str, Any]], name: str = "seqstruct protein
         lines.append(
             f"| {i} | {run['data']} | {run.get('continued_from') or 'scratch'} | {run['steps']:,}{stopped} | "
             f"{run['train_tokens']:,} | {_number(run.get('train_tokens_per_s'), ',.0f')} | "
+            f"{_number(run.get('mfu'), '.1%')} | "
             f"{_number(run.get('padding_fraction'), '.2%')} | {_number(wall and wall / 60, '.1f')} min | "
             f"{run['machine']} ({run['device']}, torch {run['torch']}) | {run['heldout_perplexity']:.2f} |"
         )
