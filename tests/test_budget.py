@@ -58,14 +58,14 @@ def test_token_budget_resume_after_the_first_epoch_equals_uninterrupted(protein_
 
 def test_max_minutes_stops_cleanly_and_the_run_resumes_to_max_steps(protein_fasta, tmp_path) -> None:
     out = tmp_path / "timed"
-    stopped = pretrain(_config(protein_fasta, out, **{"train.max_steps": 200, "train.max_minutes": 0.0001}))
+    stopped = pretrain(_config(protein_fasta, out, **{"train.max_steps": 30, "train.max_minutes": 0.0001}))
     assert stopped["stopped_by_max_minutes"] is True
-    assert 1 <= stopped["steps"] < 200
+    assert 1 <= stopped["steps"] < 30
     assert (out / "model.safetensors").is_file() and stopped["heldout"]["masked_tokens"] > 0
     assert (out / "checkpoints" / f"checkpoint-{stopped['steps']}" / "trainer_state.json").is_file()
     # Another budget (here none) is a setting a resume may change.
-    finished = pretrain(_config(protein_fasta, out, **{"train.max_steps": 200}), resume=True)
-    assert finished["steps"] == 200 and finished["stopped_by_max_minutes"] is False
+    finished = pretrain(_config(protein_fasta, out, **{"train.max_steps": 30}), resume=True)
+    assert finished["steps"] == 30 and finished["stopped_by_max_minutes"] is False
 
 
 def test_learning_rate_decays_to_its_floor(protein_fasta, tmp_path) -> None:
