@@ -21,6 +21,7 @@ from seqstruct.data.homology import (
     parse_search_tsv,
     require_mmseqs,
     search,
+    search_rows,
 )
 from tests.helpers import sample_records
 
@@ -192,3 +193,25 @@ def test_search_finds_the_copies_first(real) -> None:
     assert "far_copy" in {h.target for h in by_query[ids[1]]}
     unrelated = [h for h in hits if h.query != h.target and {h.query, h.target} & {ids[0], ids[1]} == set()]
     assert all(h.identity < 0.9 for h in unrelated)
+
+
+def test_search_rows_apply_identity_and_coverage_of_both_sequences(real) -> None:
+    ids, seqs = real
+    half = seqs[1][: len(seqs[1]) // 2]  # covers half of protein 1: out at coverage 0.8
+    queries = [seqs[0], seqs[1], half]
+    rows = search_rows(queries, seqs, min_seq_id=0.9, coverage=0.8, threads=1)
+    found = {(q, ids[t]) for q, t, *_ in rows}
+    assert found == {(0, ids[0]), (0, "close_copy"), (1, ids[1])}  # far_copy is ~60%: below 0.9
+    assert all(identity >= 0.9 for _, _, identity, _, _ in rows)
+    loose = {(q, ids[t]) for q, t, *_ in search_rows(queries, seqs, threads=1)}
+    assert (1, "far_copy") in loose and (2, ids[1]) in loose  # no filters: local hits count
+    with pytest.raises(ValueError, match="coverage must be in 0..1"):
+        search_rows(queries, seqs, coverage=80)
+
+
+def test_linear_clustering_keeps_the_close_copy_with_its_original(real) -> None:
+    ids, seqs = real
+    clusters = cluster(ids, seqs, 0.9, threads=1, linear=True)
+    assert set(clusters) == set(ids)
+    assert clusters["close_copy"] == clusters[ids[0]]
+    assert len({clusters[i] for i in ids[:N_REAL]}) == N_REAL

@@ -204,11 +204,14 @@ def write_prepared(
     graph: Graph | None = None,
     method: str = "",
     overwrite: bool = False,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Prepared:
     """Write a prepared dataset to `output` (layout in the module docstring) and return it opened.
 
     `graph` is over any ids of the splits (its nodes may be a subset); it is cut into graph.tsv and
     graph_heldout.tsv along the train split. An existing non-empty `output` is refused unless `overwrite`.
+    `write_extra(directory)` writes a recipe's own files (a corpus's shards) into the directory before it
+    is renamed into place, so that they arrive with the rest or not at all.
     """
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
@@ -245,6 +248,8 @@ def write_prepared(
                 (FastaRecord(i, "", s) for i, s in zip(train["id"], train["text"], strict=True)),
                 staging / "train.fasta",
             )
+        if write_extra is not None:
+            write_extra(staging)
         with atomic_open(staging / "dataset.json") as handle:
             json.dump(dataclasses.asdict(info), handle, indent=2)
             handle.write("\n")
@@ -307,7 +312,7 @@ def register_recipe(name: str) -> Callable[[Recipe], Recipe]:
 
 def _load_builtin_recipes() -> None:
     # Imported here, not at the top: each recipe module imports this one to register itself.
-    from seqstruct.data.sources import files, go_text, swissprot_go, wordnet  # noqa: F401
+    from seqstruct.data.sources import files, go_text, swissprot_go, swissprot_pretrain, wordnet  # noqa: F401
 
 
 def recipes() -> dict[str, Recipe]:

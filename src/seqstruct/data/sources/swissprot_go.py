@@ -321,7 +321,7 @@ def homology_splits(
 
 
 @dataclass
-class _Proteins:
+class Proteins:
     """Proteins read from a source: sequences and propagated labels by accession, and counts."""
 
     sequences: dict[str, str] = field(default_factory=dict)
@@ -349,10 +349,10 @@ def _check_root(root: Path) -> None:
         )
 
 
-def _read_metastudent(root: Path) -> _Proteins:
+def read_metastudent(root: Path) -> Proteins:
     _check_root(root)
     parents = read_go_graph(root / GO_GRAPH)
-    out = _Proteins()
+    out = Proteins()
     conflicts: list[str] = []
     for ontology in metastudent.ONTOLOGIES:
         start = time.perf_counter()
@@ -395,12 +395,12 @@ def _read_metastudent(root: Path) -> _Proteins:
     return out
 
 
-def _read_sample() -> _Proteins:
+def _read_sample() -> Proteins:
     if not embedded.SAMPLE_GO_GRAPH.is_file():
         raise FileNotFoundError(
             f"{embedded.SAMPLE_GO_GRAPH} not found: rebuild the sample with scripts/build_demo_data.py"
         )
-    out = _Proteins()
+    out = Proteins()
     propagate = out.propagations["go_mf"] = Propagation(
         read_sample_go_graph(embedded.SAMPLE_GO_GRAPH), ROOT_TERMS["MFO"]
     )
@@ -426,7 +426,7 @@ def _read_sample() -> _Proteins:
     return out
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         result = subprocess.run(
             ["dpkg-query", "-W", "-f=${Version}", PACKAGE], capture_output=True, text=True, check=True
@@ -444,7 +444,7 @@ def _provenance(source: str, root: Path) -> str:
             "Swiss-Prot 2014-01 with GO MF annotations) and the GO MF is_a/part_of graph shipped beside it "
             f"(swissprot_mf_sample_go_graph.tsv.gz, from the package's goGraph.txt). MMseqs2 {homology.mmseqs_version()}."
         )
-    version = _package_version()
+    version = package_version()
     package = (
         f"Debian package {PACKAGE} {version} (dataset_201401)" if version else f"{PACKAGE} dataset_201401"
     )
@@ -464,7 +464,7 @@ def _level_column(level: float) -> str:
     return f"cluster_{round(100 * level)}"
 
 
-def _select(proteins: _Proteins, max_length: int, max_proteins: int, seed: int) -> list[str]:
+def select_proteins(proteins: Proteins, max_length: int, max_proteins: int, seed: int) -> list[str]:
     """Accessions kept, sorted: protein letters only, at most `max_length` long, then a seeded subsample."""
     ids = sorted(proteins.sequences)
     valid = [i for i in ids if metastudent.is_protein(proteins.sequences[i])]
@@ -535,8 +535,8 @@ def prepare_swissprot_go(
     }  # fmt: skip
     homology.require_mmseqs()  # before minutes of reading, not after
     start = time.perf_counter()
-    proteins = _read_metastudent(Path(root)) if source == "metastudent" else _read_sample()
-    ids = _select(proteins, max_length, max_proteins, seed)
+    proteins = read_metastudent(Path(root)) if source == "metastudent" else _read_sample()
+    ids = select_proteins(proteins, max_length, max_proteins, seed)
     sequences = [proteins.sequences[i] for i in ids]
     del proteins.sequences
     label_columns = {column: [by_id.get(i, ()) for i in ids] for column, by_id in proteins.labels.items()}
@@ -617,7 +617,7 @@ def _describe_columns(
 
 
 def _counts(
-    proteins: _Proteins,
+    proteins: Proteins,
     ids: Sequence[str],
     label_columns: Mapping[str, Sequence[Sequence[str]]],
     clusters: Mapping[float, Mapping[str, str]],
