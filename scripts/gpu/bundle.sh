@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, here, what the GPU machine needs beside the repo, into .gpu/ (git-ignored; name it in `carry`):
 #   .gpu/data/train.fasta.gz    one shard of the leak-free corpus, cut to what the machine takes in
-#   .gpu/data/heldout.fasta.gz  the corpus's held-out clusters (perplexity on clusters unseen in pretraining)
+#   .gpu/data/heldout.fasta.gz  the corpus's `valid` split: clusters kept out of every shard (held-out perplexity)
 #   .gpu/wheels/*.whl           the packages, at this repo's pins, that the GPU image lacks or has older
 #
 #   scripts/gpu/bundle.sh [--corpus data/prepared/swissprot-pretrain] [--shard N] [--out .gpu] [--no-wheels]
@@ -37,7 +37,7 @@ if [[ $shard == auto ]]; then
 	echo "shard $shard of $shards (the shipped model has had $runs run(s))"
 fi
 source_shard=$(printf '%s/shard-%03d.fasta.gz' "$corpus" "$shard")
-for f in "$source_shard" "$corpus/heldout.fasta.gz"; do
+for f in "$source_shard" "$corpus/dataset.json"; do
 	[[ -f $f ]] || {
 		echo "missing $f: prepare the corpus first, e.g." >&2
 		echo "  seqstruct data prepare swissprot-pretrain exclude=[data/prepared/swissprot-go-20k,data/prepared/swissprot-go-sample] -o $corpus" >&2
@@ -57,7 +57,15 @@ fi
 # does not ignore, and the bundle beside them.
 repo_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
 wheel_bytes=$(du -cb "$out"/wheels/*.whl 2>/dev/null | tail -n 1 | cut -f1 || echo 0)
-cp "$corpus/heldout.fasta.gz" "$out/data/heldout.fasta.gz"
+"$py" - "$corpus" "$out/data/heldout.fasta.gz" <<'EOF'
+import sys
+from seqstruct.data.fasta import FastaRecord, write_fasta
+from seqstruct.data.prepared import load_prepared
+
+valid = load_prepared(sys.argv[1]).split("valid")  # representatives of clusters kept out of every shard
+write_fasta((FastaRecord(i, "", s) for i, s in zip(valid["id"], valid["text"], strict=True)), sys.argv[2])
+print(f"{sys.argv[2]}: {len(valid):,} held-out proteins")
+EOF
 heldout_bytes=$(stat -c %s "$out/data/heldout.fasta.gz")
 room=$((limit_mib * 2**20 - margin_mib * 2**20 - repo_bytes - ${wheel_bytes:-0} - heldout_bytes))
 ((room > 2**20)) || { echo "no room left for data: repo $repo_bytes B, wheels $wheel_bytes B" >&2; exit 1; }

@@ -89,11 +89,11 @@ fi
 common+=("${overrides[@]}")
 
 # 1. The probe: the real settings for a few steps; it fails fast on any mistake and measures tokens/s and
-# the start-up (imports, data, evaluation, saving) that the run will pay again.
+# the start-up (imports, data, the full held-out evaluation, saving) that the run will pay again.
 probe_start=$(date +%s)
 "$py" -m seqstruct.cli pretrain "$config" "${common[@]}" output_dir="$work/probe" \
 	train.max_steps="$probe_steps" train.warmup_steps=1 train.eval_steps=1000000 train.save_steps=1000000 \
-	data.eval_max=8 2>&1 | tail -n 5
+	2>&1 | tail -n 5
 # 2. The plan: training seconds = the minutes left less the run's start-up (as the probe paid it) and a
 # margin for the export; as many optimiser steps as the probe's rate fits in them; warm-up a share.
 read -r steps warmup train_minutes < <("$py" - "$work/probe/metrics.json" "$minutes" "$start" "$probe_start" "$warmup_share" <<'EOF'

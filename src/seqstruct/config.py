@@ -53,7 +53,7 @@ class DataConfig:
     eval_fraction: float = 0.05  # share of proteins held out for evaluation
     eval_max: int = 1000  # cap on held-out proteins, so evaluation time stays bounded on large sets
     # Held-out proteins from this FASTA instead of a random share of the training data: e.g. whole clusters
-    # kept out of pretraining (`data prepare swissprot-pretrain` writes heldout.fasta.gz). "" = random split.
+    # kept out of pretraining (the `valid` split of `data prepare swissprot-pretrain`). "" = random split.
     eval_fasta: str = ""
     # Tokens per training batch (rows x longest, padding included) in length-sorted batches, ESM's batching:
     # padding stays near 0% and batch_size is then only a cap on rows. 0 = batch_size proteins per batch.
