@@ -229,6 +229,10 @@ def use_bf16(precision: str) -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+# transformers schedules that take a floor (`min_lr_rate`, the share of the peak they decay to).
+MIN_LR_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
+
+
 def check_schedule(train: TrainConfig) -> None:
     """Refuse schedule settings that the Trainer would reject late or apply silently otherwise."""
     use_bf16(train.precision)
@@ -242,10 +246,6 @@ def check_schedule(train: TrainConfig) -> None:
         )
     if train.num_workers < 0:
         raise ValueError(f"train.num_workers must be >= 0; got {train.num_workers}")
-
-
-# transformers schedules that take a floor (`min_lr_rate`, the share of the peak they decay to).
-MIN_LR_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
 
 
 def _schedule_arguments(train: TrainConfig, paths: RunPaths, evaluate: bool) -> dict[str, Any]:
@@ -639,7 +639,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         )
     final_eval = _final_evaluation(trainer)
     scores = {k.removeprefix("eval_"): v for k, v in final_eval.items()}
-    sampler = getattr(trainer, "batch_sampler", None)
+    sampler = trainer.batch_sampler
     metrics = {
         "parameters": count_parameters(model),
         "train_proteins": len(train_set),
