@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from seqstruct.data.sources.metastudent import METASTUDENT_DIR, is_protein, read_ontology
-from seqstruct.data.sources.swissprot_go import (
+from seqstruct.data.sources.swissprot_proteins import (
     GO_GRAPH,
     PROPAGATED,
     ROOT_TERMS,

@@ -36,7 +36,7 @@ from seqstruct.data.sources.metastudent import (
     read_blast_db,
     write_blast_db,
 )
-from seqstruct.data.sources.swissprot_go import GO_GRAPH, Propagation, read_go_graph
+from seqstruct.data.sources.swissprot_proteins import GO_GRAPH, Propagation, read_go_graph
 from seqstruct.io import atomic_open
 
 logger = logging.getLogger("make_protein_fixtures")

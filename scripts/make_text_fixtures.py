@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from seqstruct.data.sources.go_text import ROOTS
+from seqstruct.data.sources.go import ROOTS
 from seqstruct.data.sources.wordnet import FILES, HYPERNYMS, LEXNAMES
 from seqstruct.io import atomic_open, atomic_path
 

@@ -11,8 +11,8 @@ import pytest
 
 from seqstruct.data.graph import read_edge_list
 from seqstruct.data.prepared import Prepared
-from seqstruct.data.sources.go import GeneOntology, GoTerm
-from seqstruct.data.sources.go_text import ROOTS, prepare_go_text, top_levels
+from seqstruct.data.sources.go import ROOTS, GeneOntology, GoTerm
+from seqstruct.data.sources.go_text import prepare_go_text, top_levels
 from tests.data.test_go import tiny_go_content, write_go_sqlite
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "go_text" / "GO.sqlite"

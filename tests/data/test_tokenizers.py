@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
+from seqstruct.data import fasta
 from seqstruct.data.fasta import PROTEIN_ALPHABET
 from seqstruct.data.tokenizers import RESIDUES, STANDARD_RESIDUES, build_protein_tokenizer, residue_token_ids
 
@@ -62,6 +63,9 @@ def test_residue_ids_are_standard_letters() -> None:
     ids = residue_token_ids(tokenizer)
     assert tokenizer.convert_ids_to_tokens(ids) == list(STANDARD_RESIDUES)
     assert len(set(ids)) == 20
+    # The fasta module's 20 letters, listed in the vocabulary's order (the pool MLM draws from by index).
+    assert sorted(STANDARD_RESIDUES) == sorted(fasta.STANDARD_RESIDUES)
+    assert STANDARD_RESIDUES == "LAGVSERTIDPKQNFYMHWC"
 
 
 def test_every_letter_the_fasta_reader_accepts_is_a_token() -> None:

@@ -15,8 +15,11 @@ import numpy as np
 
 from seqstruct.io import atomic_open, open_text
 
+# The 20 standard amino acids, alphabetical: the one definition every module imports (k-mer features,
+# synthetic generators, the tokenizer's residue tokens), so their letters can never drift apart.
+STANDARD_RESIDUES: str = "ACDEFGHIKLMNPQRSTVWY"
 # IUPAC protein letters: the standard 20, ambiguity codes X, B, Z, and U (selenocysteine), O (pyrrolysine).
-PROTEIN_ALPHABET: str = "ACDEFGHIKLMNPQRSTVWYXBZUO"
+PROTEIN_ALPHABET: str = STANDARD_RESIDUES + "XBZUO"
 
 _EXPECTED = f"expected IUPAC protein letters {PROTEIN_ALPHABET}, lowercase allowed, one trailing '*'"
 _LETTERS = frozenset(PROTEIN_ALPHABET + PROTEIN_ALPHABET.lower())

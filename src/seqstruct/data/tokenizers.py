@@ -9,10 +9,14 @@ from __future__ import annotations
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from seqstruct.data import fasta
+
 CLS, PAD, EOS, UNK, MASK = "<cls>", "<pad>", "<eos>", "<unk>", "<mask>"
-# IUPAC protein letters: the 20 standard residues, then X (any), B (D/N), U (Sec), Z (E/Q), O (Pyl).
+# The IUPAC protein letters of data.fasta in ESM-2's vocabulary order: the 20 standard residues by
+# frequency, then X (any), B (D/N), U (Sec), Z (E/Q), O (Pyl). The order fixes the token ids.
 RESIDUES = "LAGVSERTIDPKQNFYMHWCXBUZO"
-STANDARD_RESIDUES = "LAGVSERTIDPKQNFYMHWC"
+# fasta.STANDARD_RESIDUES in the vocabulary's order (the order MLM's replacement pool is listed in).
+STANDARD_RESIDUES = "".join(r for r in RESIDUES if r in fasta.STANDARD_RESIDUES)
 VOCAB = [CLS, PAD, EOS, UNK, *RESIDUES, MASK]
 # Proteins have no hard length limit with rotary positions; callers pass max_length explicitly.
 MODEL_MAX_LENGTH = 1_000_000

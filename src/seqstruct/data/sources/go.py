@@ -33,6 +33,8 @@ DEFAULT_PATH = Path("data/external/GO.sqlite")
 NAMESPACES = ("BP", "MF", "CC")
 FETCH_HINT = "run scripts/fetch_go.sh (downloads Debian's r-bioc-go.db and extracts GO.sqlite there)"
 IS_A = "isa"  # GO.db's spelling of is_a
+# The three namespace roots; every recipe that drops or walks up to them imports them from here.
+ROOTS = {"BP": "GO:0008150", "MF": "GO:0003674", "CC": "GO:0005575"}
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,10 @@ from datasets import Features, List, Value
 
 from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe, write_prepared
 from seqstruct.data.sources.files import graph_from_pairs, make_splits, random_split, tally
-from seqstruct.data.sources.go import NAMESPACES, GeneOntology, read_go, resolve_go_path
+from seqstruct.data.sources.go import NAMESPACES, ROOTS, GeneOntology, read_go, resolve_go_path
 
 logger = logging.getLogger(__name__)
 
-ROOTS = {"BP": "GO:0008150", "MF": "GO:0003674", "CC": "GO:0005575"}  # GO's three namespace roots
 LICENCE = "CC BY 4.0 (the Gene Ontology; http://geneontology.org/docs/go-citation-policy/)"
 FEATURES = Features(
     {

@@ -43,7 +43,7 @@ from seqstruct.data.prepared import (
     write_prepared,
 )
 from seqstruct.data.sources import metastudent
-from seqstruct.data.sources.swissprot_go import (
+from seqstruct.data.sources.swissprot_proteins import (
     LICENCE,
     Proteins,
     package_version,
