@@ -190,42 +190,38 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _bench_throughput(args: argparse.Namespace) -> None:
-    from seqstruct.bench.throughput import throughput_report
+    from seqstruct.bench.throughput import ThroughputConfig, throughput_report
     from seqstruct.data.sources.embedded import SAMPLE_FASTA
 
-    print(
-        throughput_report(
-            args.fasta or SAMPLE_FASTA,
-            args.preset,
-            args.lengths,
-            args.batch_size,
-            args.steps,
-            args.precision,
-            args.embed_n,
-            args.embed_batch_size,
-            args.embed_max_length,
-            args.repeats,
-            args.output,
-            tuple(args.attention),
-        )
+    config = ThroughputConfig(
+        fasta=args.fasta or SAMPLE_FASTA,
+        preset=args.preset,
+        lengths=args.lengths,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        precision=args.precision,
+        embed_n=args.embed_n,
+        embed_batch_size=args.embed_batch_size,
+        embed_max_length=args.embed_max_length,
+        repeats=args.repeats,
+        attentions=tuple(args.attention),
     )
+    print(throughput_report(config, args.output))
 
 
 def _bench_batching(args: argparse.Namespace) -> None:
-    from seqstruct.bench.batching import batching_report
+    from seqstruct.bench.batching import BatchingConfig, batching_report
 
-    print(
-        batching_report(
-            args.preset,
-            args.max_length,
-            args.batch_size,
-            args.steps,
-            args.repeats,
-            args.precision,
-            args.proteins,
-            args.output,
-        )
+    config = BatchingConfig(
+        preset=args.preset,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        repeats=args.repeats,
+        precision=args.precision,
+        proteins=args.proteins,
     )
+    print(batching_report(config, args.output))
 
 
 def _bench_encode(args: argparse.Namespace) -> None:
@@ -250,34 +246,40 @@ def _bench_encode(args: argparse.Namespace) -> None:
 
 
 def _bench_favor_error(args: argparse.Namespace) -> None:
-    from seqstruct.bench.attention import favor_error_report
+    from seqstruct.bench.favor_error import FavorErrorConfig, favor_error_report
 
-    result = favor_error_report(
-        args.output, args.length, args.dim, args.features, args.draws, args.seed, args.input_std
+    config = FavorErrorConfig(
+        length=args.length,
+        dim=args.dim,
+        features=args.features,
+        draws=args.draws,
+        seed=args.seed,
+        input_std=args.input_std,
     )
+    result = favor_error_report(config, args.output)
     beats = result["orthogonal_beats_iid"]["positive"]
     print(f"orthogonal beats iid at every m (positive features): {beats}")
     print("wrote " + ", ".join(str(path) for path in result["files"].values()))
 
 
 def _bench_attention(args: argparse.Namespace) -> None:
-    from seqstruct.bench.attention import attention_report
+    from seqstruct.bench.attention import AttentionBenchConfig, attention_report
 
-    result = attention_report(
-        args.output,
-        args.lengths,
-        args.heads,
-        args.head_dim,
-        args.features,
-        args.repeats,
-        args.methods,
-        args.modes,
-        args.max_seconds,
-        args.device,
-        args.dtype,
+    config = AttentionBenchConfig(
+        lengths=args.lengths,
+        heads=args.heads,
+        head_dim=args.head_dim,
+        features=args.features,
+        repeats=args.repeats,
+        methods=args.methods,
+        modes=args.modes,
+        max_seconds=args.max_seconds,
+        device=args.device,
+        dtype=args.dtype,
         isolate=not args.in_process,
         matmul_size=args.matmul_size,
     )
+    result = attention_report(config, args.output)
     print("wrote " + ", ".join(str(path) for path in result["files"].values()))
 
 

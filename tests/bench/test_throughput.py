@@ -11,8 +11,8 @@ import torch
 from seqstruct.bench import throughput
 from seqstruct.bench.throughput import (
     EncodeBenchConfig,
+    ThroughputConfig,
     benchmark_texts,
-    cpu_model,
     st_encode_report,
     throughput_report,
 )
@@ -21,9 +21,20 @@ from seqstruct.bench.throughput import (
 def test_throughput_report_runs_on_tiny_settings(protein_fasta, tmp_path) -> None:
     """The benchmark code path (not its speed): tables and JSON come out with positive figures."""
     out = tmp_path / "bench.json"
-    table = throughput_report(
-        protein_fasta, "tiny", [64], 4, 2, "fp32", 24, 8, 128, 1, str(out), attentions=("sdpa", "favor")
+    config = ThroughputConfig(
+        fasta=protein_fasta,
+        preset="tiny",
+        lengths=[64],
+        batch_size=4,
+        steps=2,
+        precision="fp32",
+        embed_n=24,
+        embed_batch_size=8,
+        embed_max_length=128,
+        repeats=1,
+        attentions=("sdpa", "favor"),
     )
+    table = throughput_report(config, str(out))
     assert "| tiny | sdpa | 64 | 4 | False | 2 |" in table
     assert "| tiny | favor | 64 | 4 | False | 2 |" in table
     figures = json.loads(out.read_text())
@@ -59,14 +70,6 @@ def tiny_encode_config(protein_dir: Path, **changes: object) -> EncodeBenchConfi
     )
     settings.update(changes)
     return EncodeBenchConfig(**settings)
-
-
-def test_cpu_model_reads_the_model_name_line() -> None:
-    cpuinfo = (
-        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338\nflags\t: fpu\n"
-    )
-    assert cpu_model(cpuinfo) == "Intel(R) Xeon(R) Gold 6338"
-    assert cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n") == ""
 
 
 def test_benchmark_texts_from_go_sqlite_and_txt(tmp_path) -> None:

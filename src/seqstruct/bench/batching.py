@@ -13,7 +13,6 @@ the figure that matters is *useful* tokens a second: residues and special tokens
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass
@@ -21,15 +20,28 @@ from pathlib import Path
 
 from transformers import ProgressCallback, set_seed
 
-from seqstruct.bench.throughput import StepTimer, machine_info
+from seqstruct.bench.common import StepTimer, write_json
+from seqstruct.bench.throughput import machine_and_libraries
 from seqstruct.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
 from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.pretraining import protein_dataset
 from seqstruct.data.sources.embedded import SAMPLE_FASTA
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.io import atomic_open
 from seqstruct.models.encoders import build_encoder
 from seqstruct.train import build_trainer
+
+
+@dataclass
+class BatchingConfig:
+    """`seqstruct bench batching`: the model, the proteins and how long each arm is timed."""
+
+    preset: str = "small"  # model architecture, seed 0
+    max_length: int = 512  # tokens per protein; the token budget is batch_size x max_length
+    batch_size: int = 16  # rows of the `rows` arm
+    steps: int = 10  # timed steps (after 2 warm-up steps) per block
+    repeats: int = 2  # times the two arms alternate
+    precision: str = "auto"  # auto | fp32 | bf16
+    proteins: int = 4000  # the first N proteins of the embedded sample
 
 
 @dataclass
@@ -67,9 +79,9 @@ def _padding(trainer, batches: int) -> float:  # noqa: ANN001
     return 1.0 - useful / padded
 
 
-def batching_run(
-    records: list, arm: str, preset: str, max_length: int, batch_size: int, steps: int, precision: str
-) -> BatchingRun:
+def batching_run(records: list, arm: str, config: BatchingConfig) -> BatchingRun:
+    """One timed block of one arm: `config.steps` optimiser steps after two warm-up steps."""
+    preset, max_length, batch_size = config.preset, config.max_length, config.batch_size
     tokenizer = build_protein_tokenizer()
     max_tokens = batch_size * max_length if arm == "tokens" else 0
     counter = _TokenCounter(warmup=2)
@@ -79,10 +91,10 @@ def batching_run(
             model=ModelConfig(preset=preset),
             data=DataConfig(max_length=max_length, max_tokens=max_tokens),
             train=TrainConfig(
-                max_steps=steps + counter.warmup,
+                max_steps=config.steps + counter.warmup,
                 batch_size=batch_size if arm == "rows" else 4 * batch_size,  # tokens: rows only capped
                 save_steps=10**9,
-                precision=precision,
+                precision=config.precision,
                 warmup_steps=0,
             ),
         )
@@ -96,26 +108,16 @@ def batching_run(
     return BatchingRun(arm, len(counter.times), sum(counter.useful) / sum(counter.times), padding)
 
 
-def batching_report(
-    preset: str = "small",
-    max_length: int = 512,
-    batch_size: int = 16,
-    steps: int = 10,
-    repeats: int = 2,
-    precision: str = "auto",
-    proteins: int = 4000,
-    output: str | Path | None = None,
-) -> str:
-    records = [r for _, r in zip(range(proteins), iter_fasta(SAMPLE_FASTA), strict=False)]
-    runs = [
-        batching_run(records, arm, preset, max_length, batch_size, steps, precision)
-        for _ in range(repeats)
-        for arm in ("rows", "tokens")
-    ]
+def batching_report(config: BatchingConfig, output: str | Path | None = None) -> str:
+    """Alternate the two arms `config.repeats` times; return a markdown table (and write the runs, their
+    paired ratios and the machine as JSON to `output`)."""
+    batch_size, max_length, repeats = config.batch_size, config.max_length, config.repeats
+    records = [r for _, r in zip(range(config.proteins), iter_fasta(SAMPLE_FASTA), strict=False)]
+    runs = [batching_run(records, arm, config) for _ in range(repeats) for arm in ("rows", "tokens")]
     ratios = [
         b.useful_tokens_per_s / a.useful_tokens_per_s for a, b in zip(runs[::2], runs[1::2], strict=True)
     ]
-    machine = machine_info("cpu")
+    machine = machine_and_libraries("cpu")
     lines = [
         f"| arm | batch | useful tokens/s (median of {repeats}) | padding |",
         "|---|---|---|---|",
@@ -128,8 +130,5 @@ def batching_report(
         )
     lines += ["", f"tokens / rows, paired by repeat: {', '.join(f'{r:.2f}' for r in ratios)}"]
     if output:
-        with atomic_open(output, "w") as handle:
-            json.dump(
-                {"runs": [asdict(r) for r in runs], "ratios": ratios, "machine": machine}, handle, indent=2
-            )
+        write_json(output, {"runs": [asdict(r) for r in runs], "ratios": ratios, "machine": machine})
     return "\n".join(lines)

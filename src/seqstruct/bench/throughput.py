@@ -7,10 +7,7 @@ embedding sequences/s of `encode()` against plain transformers inference of the 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -23,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import ProgressCallback, TrainerCallback, set_seed
+from transformers import ProgressCallback, set_seed
 
+from seqstruct.bench.common import StepTimer, machine_info, write_json
 from seqstruct.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
 from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.pretraining import protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import encode, load_encoder
-from seqstruct.io import atomic_open
 from seqstruct.models.encoders import build_encoder, save_model_dir
 from seqstruct.models.pooling import pooling_name
 from seqstruct.train import build_trainer
@@ -41,18 +38,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of optimiser steps after the first `warmup` (allocator and thread-pool start-up)."""
+@dataclass
+class ThroughputConfig:
+    """`seqstruct bench throughput`: pretraining tokens/s, then encode() against plain transformers."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.times, self._start = warmup, [], 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs) -> None:  # noqa: ANN001
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs) -> None:  # noqa: ANN001
-        if state.global_step > self.warmup:
-            self.times.append(time.perf_counter() - self._start)
+    fasta: str | Path  # proteins to train and embed on
+    preset: str = "small"  # model architecture, seed 0, untrained
+    lengths: Sequence[int] = (512, 1024)  # max_length of each pretraining case, run in this order
+    batch_size: int = 8  # pretraining rows a step
+    steps: int = 10  # timed steps (after 2 warm-up steps)
+    precision: str = "auto"  # auto | fp32 | bf16
+    embed_n: int = 512  # proteins embedded per repeat (0: no embedding benchmark)
+    embed_batch_size: int = 32
+    embed_max_length: int = 1024
+    repeats: int = 3  # embedding runs per side, alternated
+    attentions: Sequence[str] = ("sdpa",)  # attention implementations compared at each length
 
 
 @dataclass
@@ -168,27 +168,15 @@ def embed_throughput(
     }
 
 
-def throughput_report(
-    fasta: Path,
-    preset: str,
-    lengths: list[int],
-    batch_size: int,
-    steps: int,
-    precision: str,
-    embed_n: int,
-    embed_batch_size: int,
-    embed_max_length: int,
-    repeats: int,
-    output: str | None = None,
-    attentions: tuple[str, ...] = ("sdpa",),
-) -> str:
+def throughput_report(config: ThroughputConfig, output: str | Path | None = None) -> str:
     """Run both benchmarks (embedding only when embed_n > 0); return markdown tables (and write the
     raw figures as JSON to `output`). Lengths run in the order given, so put the longest last: the
     peak-memory column is the process's running maximum."""
+    c = config
     rows = [
-        pretrain_throughput(fasta, preset, n, batch_size, steps, precision, attention)
-        for n in lengths
-        for attention in attentions
+        pretrain_throughput(c.fasta, c.preset, n, c.batch_size, c.steps, c.precision, attention)
+        for n in c.lengths
+        for attention in c.attentions
     ]
     lines = [
         "| preset | attention | max_length | batch | bf16 | steps timed | pretraining tokens/s | peak RSS so far (GiB) |",
@@ -200,8 +188,8 @@ def throughput_report(
         ),
     ]
     e = None
-    if embed_n > 0:
-        e = embed_throughput(fasta, preset, embed_n, embed_batch_size, embed_max_length, repeats)
+    if c.embed_n > 0:
+        e = embed_throughput(c.fasta, c.preset, c.embed_n, c.embed_batch_size, c.embed_max_length, c.repeats)
         lines += [
             "",
             "| preset | proteins | batch | max_length | `encode` seq/s | plain transformers seq/s | ratio (median of pairs) |",
@@ -210,8 +198,7 @@ def throughput_report(
             f"{e['plain_seq_per_s']:.1f} | {e['ratio_median']:.2f} |",
         ]
     if output:
-        with atomic_open(output, "w") as handle:
-            json.dump({"pretrain": [vars(r) for r in rows], "embed": e}, handle, indent=2)
+        write_json(output, {"pretrain": [vars(r) for r in rows], "embed": e})
     return "\n".join(lines)
 
 
@@ -242,30 +229,13 @@ class EncodeBenchConfig:
     device: str | None = None  # None: cuda when available, else cpu
 
 
-def cpu_model(cpuinfo: str) -> str:
-    """The processor name in the text of /proc/cpuinfo; "" when it names none (some ARM kernels)."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return ""
-
-
-def machine_info(device: str) -> dict[str, Any]:
-    """Where figures were taken: processor, torch's thread count (left at its default), device, versions."""
+def machine_and_libraries(device: str) -> dict[str, Any]:
+    """The shared machine description, with the transformers and sentence-transformers versions and, on
+    CUDA, the GPU's name."""
     import sentence_transformers
     import transformers
 
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:  # not Linux
-        cpuinfo = ""
-    info: dict[str, Any] = {
-        "cpu_model": cpu_model(cpuinfo) or platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "torch": torch.__version__,
+    info = machine_info(device) | {
         "transformers": transformers.__version__,
         "sentence_transformers": sentence_transformers.__version__,
     }
@@ -398,7 +368,7 @@ def st_encode_report(config: EncodeBenchConfig, output: str | Path | None = None
     from seqstruct.models.sentence import sentence_model
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    machine = machine_info(device)
+    machine = machine_and_libraries(device)
     cases: list[dict[str, Any]] = []
     sources: dict[str, str] = {}
 
@@ -412,8 +382,7 @@ def st_encode_report(config: EncodeBenchConfig, output: str | Path | None = None
                 "complete": complete,
                 "cases": cases,
             }
-            with atomic_open(output, "w") as handle:
-                json.dump(figures, handle, indent=2)
+            write_json(output, figures)
 
     def run(kind: str, model: str | Path, described: str, items: list[str], max_length: int | None) -> None:
         for pooling in config.poolings:
