@@ -26,7 +26,8 @@ def protein_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from seqstruct.data.tokenizers import build_protein_tokenizer
-    from seqstruct.models.encoders import build_encoder, save_model_dir
+    from seqstruct.models.encoders import build_encoder
+    from seqstruct.models.io import save_model_dir
 
     directory = tmp_path_factory.mktemp("tiny-protein")
     tokenizer = build_protein_tokenizer()

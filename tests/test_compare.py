@@ -148,7 +148,8 @@ def test_contrastive_arms_are_evaluated_with_their_own_pooling(tmp_path) -> None
     """trainer: contrastive runs `seqstruct contrastive` per cell; each model is read with the pooling it
     was trained with, and a model evaluated as it is can take another pooling (model_poolings)."""
     from seqstruct.data.tokenizers import build_protein_tokenizer
-    from seqstruct.models.encoders import build_encoder, save_model_dir
+    from seqstruct.models.encoders import build_encoder
+    from seqstruct.models.io import save_model_dir
     from tests.evaluation.test_tasks import protein_dataset
 
     data = protein_dataset(tmp_path / "data")

@@ -6,7 +6,8 @@ import torch
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import embed_fasta, encode, load_encoder, read_inputs
-from seqstruct.models.encoders import build_encoder, save_model_dir
+from seqstruct.models.encoders import build_encoder
+from seqstruct.models.io import save_model_dir
 from seqstruct.models.pooling import POOLINGS, pooling_module
 from tests.helpers import sample_records
 

@@ -14,7 +14,8 @@ from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import save_embeddings
 from seqstruct.evaluate import results_table
 from seqstruct.evaluation.baselines import kmer_composition
-from seqstruct.models.encoders import build_encoder, save_model_dir
+from seqstruct.models.encoders import build_encoder
+from seqstruct.models.io import save_model_dir
 from tests.evaluation.test_tasks import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)
 
 

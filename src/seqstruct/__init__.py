@@ -26,7 +26,7 @@ _PUBLIC = {
     "FastaError": "seqstruct.data.fasta",
     "build_protein_tokenizer": "seqstruct.data.tokenizers",
     "build_encoder": "seqstruct.models.encoders",
-    "pretrain": "seqstruct.train",
+    "pretrain": "seqstruct.training.mlm",
     "encode": "seqstruct.embed",
     "load_encoder": "seqstruct.embed",
     "performerize": "seqstruct.attention.interface",

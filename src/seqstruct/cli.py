@@ -21,7 +21,7 @@ def _heldout_line(metrics: dict) -> str:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    from seqstruct.train import pretrain
+    from seqstruct.training.mlm import pretrain
 
     config = load_config(PretrainConfig, args.config, args.overrides)
     metrics = pretrain(config, resume=args.resume, overwrite=args.overwrite)
@@ -30,7 +30,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 def _distill(args: argparse.Namespace) -> None:
     from seqstruct.config import DistillConfig
-    from seqstruct.distill import distill
+    from seqstruct.experiments.recovery import distill
 
     config = load_config(DistillConfig, args.config, args.overrides)
     metrics = distill(config, resume=args.resume, overwrite=args.overwrite)
@@ -49,7 +49,7 @@ def _distill(args: argparse.Namespace) -> None:
 
 def _contrastive(args: argparse.Namespace) -> None:
     from seqstruct.config import ContrastiveConfig
-    from seqstruct.train import contrastive
+    from seqstruct.training.contrastive import contrastive
 
     config = load_config(ContrastiveConfig, args.config, args.overrides)
     metrics = contrastive(config, resume=args.resume, overwrite=args.overwrite)

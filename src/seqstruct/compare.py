@@ -41,7 +41,7 @@ from seqstruct.embed import save_embeddings
 from seqstruct.evaluate import evaluate
 from seqstruct.evaluation.baselines import kmer_composition
 from seqstruct.io import atomic_open
-from seqstruct.train import pretrain
+from seqstruct.training.mlm import pretrain
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path)
     overrides = [*config.pretrain_overrides, *config.arms[arm], f"train.seed={seed}"]
     if config.trainer == "contrastive":
         from seqstruct.config import ContrastiveConfig
-        from seqstruct.train import contrastive
+        from seqstruct.training.contrastive import contrastive
 
         settings: Any = load_config(ContrastiveConfig, _pretrain_path(config.pretrain), overrides)
         run = contrastive

@@ -34,7 +34,7 @@ from transformers import (
 from seqstruct.data.collate import token_budget_batches
 from seqstruct.data.fasta import read_fasta
 from seqstruct.io import atomic_path
-from seqstruct.models.encoders import resolve_model_path
+from seqstruct.models.io import resolve_model_path, st_modules
 from seqstruct.models.pooling import (
     LAYER_ATTENTION,
     needs_hidden_states,
@@ -217,7 +217,7 @@ def load_embedder(
 def saved_pooling(model_dir: str | Path) -> nn.Module | None:
     """The pooling module a sentence-transformers directory saved (ours or the library's, with its
     weights); None for a plain HF directory or one without a pooling module."""
-    from seqstruct.models.sentence import allowed_module_class, pooling_index, st_modules
+    from seqstruct.models.sentence import allowed_module_class, pooling_index
 
     path = resolve_model_path(model_dir)
     modules = st_modules(path)

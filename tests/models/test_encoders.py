@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.models.encoders import build_encoder, count_parameters, save_model_dir
+from seqstruct.models.encoders import build_encoder, count_parameters
+from seqstruct.models.io import save_model_dir
 
 
 @pytest.mark.parametrize(
@@ -71,22 +72,3 @@ def test_saved_model_loads_with_plain_transformers(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = torch.load(out, weights_only=True)
     assert torch.equal(expected, loaded)
-
-
-def test_packaged_encoders_resolve_by_name(protein_model, monkeypatch, tmp_path) -> None:
-    import shutil
-
-    from seqstruct.evaluation import methods
-    from seqstruct.models import encoders
-
-    shutil.copytree(protein_model, tmp_path / "protein-test")
-    (tmp_path / "not-a-model").mkdir()
-    monkeypatch.setattr(encoders, "PACKAGED_MODELS", tmp_path)
-    assert encoders.packaged_models() == {"protein-test": tmp_path / "protein-test"}
-    assert "protein-test" in encoders.model_names() and "minilm" in encoders.model_names()
-    assert encoders.resolve_model_path("protein-test") == tmp_path / "protein-test"
-    assert methods.model_path("protein-test") == tmp_path / "protein-test"
-    model, tokenizer = encoders.load_pretrained_mlm("protein-test")  # `model.pretrained=protein-test`
-    assert model.config.hidden_size == 32 and tokenizer.mask_token == "<mask>"
-    with pytest.raises(FileNotFoundError, match="protein-test"):  # the message names what exists
-        encoders.resolve_model_path("protein-nope")

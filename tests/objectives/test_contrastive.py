@@ -11,7 +11,8 @@ import torch
 from datasets import Dataset
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.models.encoders import build_encoder, save_model_dir
+from seqstruct.models.encoders import build_encoder
+from seqstruct.models.io import save_model_dir
 from seqstruct.models.sentence import sentence_model
 from seqstruct.objectives.contrastive import (
     aligned_loss,
@@ -138,7 +139,8 @@ def test_the_trainer_trains_in_train_mode_so_views_differ_with_dropout(
     from sentence_transformers import SentenceTransformerTrainer
 
     from seqstruct.config import ContrastiveConfig, load_config
-    from seqstruct.train import RunPaths, contrastive_arguments
+    from seqstruct.training.contrastive import contrastive_arguments
+    from seqstruct.training.run import Run
 
     model = sentence_model(model_dir, pooling="mean")
     set_encoder_dropout(model[0].auto_model, dropout)
@@ -156,7 +158,8 @@ def test_the_trainer_trains_in_train_mode_so_views_differ_with_dropout(
         None,
         ["train.max_steps=1", "train.batch_size=6", "train.save_steps=10", "train.precision=fp32"],
     )
-    args = contrastive_arguments(config, RunPaths(tmp_path), evaluate=False, model=model)
+    config.output_dir = str(tmp_path)
+    args = contrastive_arguments(config, Run(config), evaluate=False, model=model)
     texts = Dataset.from_dict({"anchor": SEQUENCES, "positive": SEQUENCES})
     SentenceTransformerTrainer(model=model, args=args, train_dataset=texts, loss=loss).train()
     assert len(seen) == 1

@@ -28,7 +28,7 @@ from seqstruct.data.pretraining import protein_dataset
 from seqstruct.data.sources.embedded import SAMPLE_FASTA
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.models.encoders import build_encoder
-from seqstruct.train import build_trainer
+from seqstruct.training.mlm import build_trainer
 
 
 @dataclass

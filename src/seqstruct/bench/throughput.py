@@ -28,9 +28,10 @@ from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.pretraining import protein_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import encode, load_encoder
-from seqstruct.models.encoders import build_encoder, save_model_dir
+from seqstruct.models.encoders import build_encoder
+from seqstruct.models.io import save_model_dir
 from seqstruct.models.pooling import pooling_name
-from seqstruct.train import build_trainer
+from seqstruct.training.mlm import build_trainer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

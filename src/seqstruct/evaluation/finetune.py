@@ -65,7 +65,7 @@ def finetune(
     from transformers.trainer_utils import get_last_checkpoint
 
     from seqstruct.models.encoders import keep_module_weight_names
-    from seqstruct.train import use_bf16
+    from seqstruct.training.arguments import finetune_arguments
 
     set_seed(seed)  # the new head's (or the whole model's) initialisation
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -88,7 +88,6 @@ def finetune(
             remove_columns=["text"],
         )
 
-    by_epoch = options.eval_steps <= 0
     with contextlib.ExitStack() as stack:
         if work_dir is None:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seqstruct-finetune-")))
@@ -98,32 +97,20 @@ def finetune(
         if resume:
             logger.info("resuming the fit from %s", resume)
         arguments = TrainingArguments(
-            output_dir=str(scratch),
-            num_train_epochs=epochs_for(
-                len(problem.train.texts), options.batch_size, options.epochs, options.min_steps
-            ),
-            max_steps=options.max_steps,
-            per_device_train_batch_size=options.batch_size,
-            per_device_eval_batch_size=options.batch_size,
-            learning_rate=options.lr,
-            warmup_steps=options.warmup_ratio,  # a float below 1 is a share of the steps
-            weight_decay=options.weight_decay,
-            eval_strategy="epoch" if by_epoch else "steps",
-            save_strategy="epoch" if by_epoch else "steps",
-            eval_steps=None if by_epoch else options.eval_steps,
-            save_steps=None if by_epoch else options.eval_steps,
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="loss",
-            greater_is_better=False,
-            logging_steps=max(1, options.eval_steps // 2) if not by_epoch else 50,
-            seed=seed,
-            data_seed=seed,
-            bf16=use_bf16(options.precision),
-            use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0,
-            report_to="none",
-            disable_tqdm=True,
+            **finetune_arguments(
+                str(scratch),
+                seed=seed,
+                precision=options.precision,
+                epochs=epochs_for(
+                    len(problem.train.texts), options.batch_size, options.epochs, options.min_steps
+                ),
+                max_steps=options.max_steps,
+                batch_size=options.batch_size,
+                learning_rate=options.lr,
+                warmup_ratio=options.warmup_ratio,
+                weight_decay=options.weight_decay,
+                eval_steps=options.eval_steps,
+            )
         )
         trainer = Trainer(
             model=model,

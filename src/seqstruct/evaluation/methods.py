@@ -40,7 +40,7 @@ from seqstruct.evaluation.finetune import finetune
 from seqstruct.evaluation.probe import Features, multi_label_probe, single_label_probe
 from seqstruct.evaluation.retrieval import BM25, dense_search, tfidf_search
 from seqstruct.evaluation.tasks import Classification, Labelled
-from seqstruct.models.encoders import model_names, resolve_model_path
+from seqstruct.models.io import model_names, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -393,7 +393,7 @@ class Encoder(Method):
         if self.mode != "probe":
             raise NotApplicable("retrieval has no finetune mode; use --mode probe")
         from seqstruct.embed import encode, load_encoder, load_pooling
-        from seqstruct.train import use_bf16
+        from seqstruct.training.arguments import use_bf16
 
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if missing:

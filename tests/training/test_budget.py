@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from seqstruct.config import PretrainConfig, load_config
 from seqstruct.data.fasta import read_fasta, write_fasta
-from seqstruct.train import pretrain
+from seqstruct.training.mlm import pretrain
 from tests.helpers import tiny_overrides
 
 # 108 training proteins of <= 64 tokens in batches of <= 512 tokens: about 14 batches an epoch.

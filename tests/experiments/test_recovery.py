@@ -15,7 +15,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from seqstruct.cli import main
 from seqstruct.config import DistillConfig, load_config
-from seqstruct.distill import distill, in_heldout
+from seqstruct.experiments.recovery import distill, in_heldout
 from tests.data.test_go import tiny_go_content, write_go_sqlite
 
 POOLING = {
@@ -156,6 +156,6 @@ def test_resume_refuses_other_settings_and_finishes_a_finished_run(finished, inp
     first = json.loads((out / "metrics.json").read_text())
     caplog.set_level(logging.INFO, logger="seqstruct")
     again = distill(config, resume=True)
-    assert "already reached max_steps=6: measuring and saving only" in caplog.text
+    assert "already reached max_steps=6: evaluating and saving only" in caplog.text
     assert again["steps"] == 6 and again["before"] == first["before"]
     assert again["after"]["cosine"]["mean"] == pytest.approx(first["after"]["cosine"]["mean"], abs=1e-6)

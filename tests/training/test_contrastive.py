@@ -19,11 +19,12 @@ from safetensors.torch import load_file
 import seqstruct  # noqa: F401  (registers seqstruct's sentence-transformers modules)
 from seqstruct.cli import main
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.models.encoders import build_encoder, save_model_dir
+from seqstruct.models.encoders import build_encoder
+from seqstruct.models.io import save_model_dir
 from seqstruct.models.sentence import load_sentence_model, sentence_model
 from tests.data.test_pairs import protein_dataset
 
-CONFIG = Path(__file__).parents[1] / "src" / "seqstruct" / "configs" / "contrastive-go-text.yaml"
+CONFIG = Path(__file__).parents[2] / "src" / "seqstruct" / "configs" / "contrastive-go-text.yaml"
 PROBES = ["MKTAYIAKQRQISFVKSHFSRQ", "MSDNELIKAVE", "MGLSDGEWQLVLNVWGKVEAD"]
 
 
@@ -146,7 +147,7 @@ def test_minilm_unsupervised_on_go_text(tmp_path: Path) -> None:
     from seqstruct.data.sources.go_text import prepare_go_text
 
     go = prepare_go_text(
-        tmp_path / "go-text", go_sqlite=Path(__file__).parent / "fixtures" / "go_text" / "GO.sqlite"
+        tmp_path / "go-text", go_sqlite=Path(__file__).parents[1] / "fixtures" / "go_text" / "GO.sqlite"
     )
     out = tmp_path / "minilm"
     args = [
@@ -178,7 +179,7 @@ def test_favor_projections_are_redrawn_through_the_sentence_model(tmp_path: Path
 
     from seqstruct.attention.interface import BUFFER
     from seqstruct.config import FavorConfig
-    from seqstruct.train import SentenceFavorRedrawCallback
+    from seqstruct.training.contrastive import SentenceFavorRedrawCallback
 
     tokenizer = build_protein_tokenizer()
     favor = FavorConfig(num_features=16, redraw_interval=2)
@@ -206,19 +207,20 @@ def test_pooling_learning_rate_reaches_the_optimizer(
 
     from seqstruct.config import ContrastiveConfig, ContrastiveTrainConfig
     from seqstruct.objectives.contrastive import contrastive_loss
-    from seqstruct.train import RunPaths, contrastive_arguments, pooling_learning_rates
+    from seqstruct.training.contrastive import contrastive_arguments, pooling_learning_rates
+    from seqstruct.training.run import Run
 
     model = sentence_model(inputs["model"], pooling="layer-attention", max_length=48, seed=0)
     assert pooling_learning_rates(model, 0.0) == {}
     mean = sentence_model(inputs["model"], pooling="mean")  # a pooling without weights
-    with caplog.at_level(logging.WARNING, logger="seqstruct.train"):
+    with caplog.at_level(logging.WARNING, logger="seqstruct.training.contrastive"):
         assert pooling_learning_rates(mean, 1e-3) == {}
     assert "pooling_learning_rate=0.001 is ignored" in caplog.text
     train = ContrastiveTrainConfig(learning_rate=1e-5, pooling_learning_rate=1e-3, precision="fp32")
     config = ContrastiveConfig(output_dir=str(tmp_path), train=train)
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=contrastive_arguments(config, RunPaths(tmp_path), evaluate=False, model=model),
+        args=contrastive_arguments(config, Run(config), evaluate=False, model=model),
         train_dataset=Dataset.from_dict({"anchor": ["MKTAY", "MSDNE"], "positive": ["MKTAY", "MSDNE"]}),
         loss=contrastive_loss(model, 0.05),
     )

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from seqstruct.config import PretrainConfig, load_config
 from seqstruct.data.fasta import FastaRecord, read_fasta, write_fasta
 from seqstruct.embed import encode, load_encoder
-from seqstruct.train import pretrain
+from seqstruct.training.mlm import pretrain
 from tests.helpers import tiny_overrides
 
 HALF_A, HALF_B = "ACDEFGHIKL", "MNPQRSTVWY"

@@ -16,9 +16,9 @@ from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.graph import Graph
 from seqstruct.data.prepared import DatasetInfo, write_prepared
 from seqstruct.data.tokenizers import build_protein_tokenizer, replacement_token_ids
-from seqstruct.models.encoders import resolve_model_path
+from seqstruct.models.io import resolve_model_path
 from seqstruct.objectives.mlm import Unigram
-from seqstruct.train import pretrain
+from seqstruct.training.mlm import pretrain
 
 # Glosses in the style of WordNet's (written for this test; the pipeline, not the words, is under test).
 GLOSSES = [

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from seqstruct.config import PretrainConfig, load_config
 from seqstruct.data.fasta import read_fasta
-from seqstruct.train import pretrain
+from seqstruct.training.mlm import pretrain
 from tests.helpers import tiny_overrides
 
 

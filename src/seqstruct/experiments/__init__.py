@@ -1,0 +1,1 @@
+"""Experiments: compositions of the steps (pretraining, evaluation, reports) that answer a question."""

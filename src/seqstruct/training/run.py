@@ -1,0 +1,215 @@
+"""The Run: one training run's output directory and its life (fresh, resumed, overwritten or already
+finished), shared by every training command so that they keep the same rules.
+
+    run = Run(config, resume, overwrite)   # settings checked, resume point found; nothing deleted yet
+    ...read and check the inputs...
+    run.clear_stale()                      # an --overwrite'n run's checkpoints go only now
+    trainer = ...(args=..., callbacks=run.callbacks(...))
+    run.save_config(trainer)
+    loss, runtime = run.train(trainer)     # or, for a run that already reached max_steps, its figures
+    run.write_metrics(trainer, metrics)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer_utils import get_last_checkpoint
+
+from seqstruct.config import config_dict, load_config, save_config
+from seqstruct.io import atomic_open
+from seqstruct.training.arguments import check_schedule, schedule_arguments
+from seqstruct.training.callbacks import CsvLogCallback, TimeBudgetCallback, tensorboard_callback
+
+logger = logging.getLogger(__name__)
+
+# Settings a resumed run may change: where it is, how long it goes on, how its data is loaded.
+RESUMABLE_CHANGES = ("output_dir", "train.max_steps", "train.max_minutes", "train.num_workers")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a training run writes, all under its output directory."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def log_csv(self) -> Path:
+        return self.root / "log.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def heldout_fasta(self) -> Path:
+        return self.root / "heldout.fasta"
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"seed": 0}} -> {"train.seed": 0}."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def check_same_run(paths: RunPaths, config: Any) -> None:
+    """Refuse to resume under other settings: a new seed or FASTA, say, would draw another held-out split
+    and put evaluation proteins into training."""
+    if not paths.config.exists():
+        return
+    # Read through the dataclass, so that sections added since the run began count as their defaults.
+    saved = flatten(config_dict(load_config(type(config), paths.config)))
+    current = flatten(config_dict(config))
+    differs = sorted(
+        k
+        for k in saved.keys() | current.keys()
+        if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+    )
+    if differs:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differs)
+        raise FileExistsError(
+            f"{paths.root} holds a run with other settings ({detail}); resume it with its own config.yaml, "
+            "start afresh (pretrain --overwrite, demo --fresh), or choose another output directory"
+        )
+
+
+def resume_point(paths: RunPaths, config: Any, resume: bool, overwrite: bool) -> tuple[str | None, bool]:
+    """(checkpoint to resume from, whether an old run's checkpoints must be cleared before training).
+
+    Nothing is deleted here: clearing waits until the new run's inputs have been read and checked.
+    """
+    last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
+    if resume:
+        if last is None:
+            raise FileNotFoundError(
+                f"--resume: no checkpoint in {paths.checkpoints}; run without --resume to start"
+            )
+        check_same_run(paths, config)
+        logger.info("resuming from %s", last)
+        return last, False
+    if last is not None and not overwrite:
+        raise FileExistsError(
+            f"{paths.root} already holds checkpoints ({last}); pass --resume to continue that run, "
+            "--overwrite to start again, or choose another output_dir"
+        )
+    return None, last is not None
+
+
+def completed_state(checkpoint: str | None, max_steps: int) -> TrainerState | None:
+    """The checkpoint's trainer state if it already reached `max_steps`, else None."""
+    if checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return state if state.global_step >= max_steps else None
+
+
+class Run:
+    """One run of a training command in `config.output_dir` (a config with `output_dir` and `train`).
+
+    Creating it checks the schedule settings and finds where training starts: afresh, from the last
+    checkpoint (`resume`, same settings only), or nowhere at all when that checkpoint already reached
+    `max_steps` (`done`: the command then only evaluates and saves; transformers 5 would train one step
+    past max_steps when resuming a finished run). An old run is refused unless `resume` or `overwrite`.
+    """
+
+    def __init__(self, config: Any, resume: bool = False, overwrite: bool = False) -> None:
+        self.config = config
+        self.paths = RunPaths(Path(config.output_dir))
+        check_schedule(config.train)  # a bad setting fails now, not after the data is read
+        self.checkpoint, self._stale = resume_point(self.paths, config, resume, overwrite)
+        self.done = completed_state(self.checkpoint, config.train.max_steps)
+        if self.done is not None:
+            logger.info(
+                "%s already reached max_steps=%d: evaluating and saving only",
+                self.checkpoint,
+                config.train.max_steps,
+            )
+        self.budget = TimeBudgetCallback(config.train.max_minutes)
+
+    def previous_metrics(self) -> dict[str, Any]:
+        """The metrics.json of the run being continued (resumed or finished), {} for a fresh one."""
+        if self.checkpoint is None or not self.paths.metrics.exists():
+            return {}
+        return json.loads(self.paths.metrics.read_text(encoding="utf-8"))
+
+    def clear_stale(self) -> None:
+        """Remove an overwritten run's checkpoints and TensorBoard logs: call once the new run's inputs
+        have all been read and checked."""
+        if not self._stale:
+            return
+        # Every DDP rank gets here; whichever removes a directory first wins, the others find it gone.
+        for directory in (self.paths.checkpoints, self.paths.tensorboard):
+            shutil.rmtree(directory, ignore_errors=True)
+        self._stale = False
+
+    def arguments(self, evaluate: bool) -> dict[str, Any]:
+        """TrainingArguments keywords from the config's `train` section, checkpoints under the run."""
+        return schedule_arguments(self.config.train, str(self.paths.checkpoints), evaluate)
+
+    def callbacks(self, *extra: TrainerCallback) -> list[TrainerCallback]:
+        """CSV log, the command's own callbacks, the wall-clock budget, TensorBoard under the run."""
+        return [
+            CsvLogCallback(self.paths.log_csv),
+            *extra,
+            self.budget,
+            tensorboard_callback(self.paths.tensorboard),
+        ]
+
+    def save_config(self, trainer: Trainer) -> None:
+        if trainer.is_world_process_zero():
+            save_config(self.config, self.paths.config)
+
+    def train(self, trainer: Trainer) -> tuple[float | None, float | None]:
+        """Train (resuming from the checkpoint, if any); (training loss, runtime in seconds). A finished
+        run is not trained again: its state is restored and its earlier figures returned."""
+        if self.done is None:
+            output = trainer.train(resume_from_checkpoint=self.checkpoint)
+            return output.training_loss, output.metrics.get("train_runtime")
+        trainer.state = self.done
+        previous = self.previous_metrics()
+        return previous.get("train_loss"), previous.get("train_runtime_s")
+
+    def trained_here(self) -> bool:
+        """Whether this process trained from scratch (no resume): its runtime covers every step."""
+        return self.checkpoint is None and self.done is None
+
+    def write_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if trainer.is_world_process_zero():
+            with atomic_open(self.paths.metrics, "w") as handle:
+                json.dump(metrics, handle, indent=2)
+
+
+def final_evaluation(trainer: Trainer) -> dict[str, float]:
+    """The held-out metrics at the last step, without their `eval_` prefix: reused when the Trainer's
+    schedule just computed them."""
+    last = trainer.state.log_history[-2:]  # [..., eval row, train summary row] when eval fell on the end
+    for row in last:
+        if "eval_loss" in row and row.get("step") == trainer.state.global_step:
+            found = row
+            break
+    else:
+        found = trainer.evaluate()
+    return {k.removeprefix("eval_"): v for k, v in found.items() if k.startswith("eval_")}

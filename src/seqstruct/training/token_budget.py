@@ -1,0 +1,87 @@
+"""Token-budget batches in the Trainer: no compute on padding, a fixed number of tokens a step.
+
+`MaskedLMTrainer` is the Trainer whose training data loader draws its batches from a
+`TokenBudgetBatchSampler` (seqstruct.data.collate) instead of a fixed row count; `data.max_tokens` asks
+for one.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from transformers import Trainer
+from transformers.trainer_utils import seed_worker
+
+from seqstruct.config import PretrainConfig
+from seqstruct.data.collate import TokenBudgetBatchSampler
+
+logger = logging.getLogger(__name__)
+
+
+class MaskedLMTrainer(Trainer):
+    """The Trainer, drawing its training batches from a `TokenBudgetBatchSampler` when one is given.
+
+    Everything else (accelerate's preparation for DDP, resume's skipping of seen batches, the per-epoch
+    `set_epoch` the sampler's order depends on) is the Trainer's own, applied to this data loader.
+    """
+
+    def __init__(
+        self, *args: Any, batch_sampler: TokenBudgetBatchSampler | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_sampler = batch_sampler
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.batch_sampler is None:
+            return super().get_train_dataloader()
+        workers = self.args.dataloader_num_workers
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers and workers > 0,
+            prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
+            worker_init_fn=partial(seed_worker, num_workers=workers, rank=self.args.process_index),
+        )
+        return self.accelerator.prepare(loader)
+
+
+def token_budget_sampler(config: PretrainConfig, train_set: Dataset) -> TokenBudgetBatchSampler | None:
+    """The token-budget batch sampler `data.max_tokens` asks for (None at 0), its padding logged."""
+    if not config.data.max_tokens:
+        return None
+    sampler = TokenBudgetBatchSampler(
+        train_set["length"], config.data.max_tokens, config.train.seed, config.train.batch_size
+    )
+    padding = sampler.padding()
+    logger.info(
+        "token-budget batches: %d a epoch, %.0f tokens each on average (%.2f%% padding)",
+        len(sampler),
+        padding["mean_batch_tokens"],
+        100 * padding["padding_fraction"],
+    )
+    return sampler
+
+
+def check_batching(config: PretrainConfig) -> None:
+    """Refuse batching settings that cannot work, before any data is read."""
+    if config.data.max_tokens < 0:
+        raise ValueError(
+            f"data.max_tokens must be >= 0 (0: batch_size proteins a batch); got {config.data.max_tokens}"
+        )
+    if config.data.max_tokens and config.data.max_tokens < config.data.max_length:
+        raise ValueError(
+            f"data.max_tokens={config.data.max_tokens} cannot hold one example of data.max_length="
+            f"{config.data.max_length} tokens"
+        )
+    if config.data.max_tokens and config.structure.weight > 0:
+        raise ValueError(
+            "data.max_tokens is for masked-LM alone: structure-inducing batches add graph neighbours to every "
+            "batch, so set data.max_tokens=0 (batch_size proteins a batch) with structure.weight > 0"
+        )
