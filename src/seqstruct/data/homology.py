@@ -76,19 +76,26 @@ def _index(token: str, n_records: int, source: str, line_number: int) -> int:
     return int(token)
 
 
-def parse_cluster_tsv(lines: Iterable[str], n_records: int, source: str = "cluster.tsv") -> list[int]:
-    """Read `mmseqs easy-cluster`'s `*_cluster.tsv` (`representative<TAB>member`, one line per member,
-    indices as names) into [n_records] representative indices. Every record must appear exactly once."""
-    representative = [-1] * n_records
+def _tsv_rows(
+    lines: Iterable[str], width: int, source: str, expected: str
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank line of mmseqs' tab-separated output, every one `width`
+    fields wide; a line that is not says which, and what was `expected`."""
     for line_number, line in enumerate(lines, start=1):
         text = line.rstrip("\r\n")
         if not text:
             continue
         columns = text.split("\t")
-        if len(columns) != 2:
-            raise ValueError(
-                f"{source}, line {line_number}: expected 'representative<TAB>member', got {text!r}"
-            )
+        if len(columns) != width:
+            raise ValueError(f"{source}, line {line_number}: expected {expected}, got {text!r}")
+        yield line_number, columns
+
+
+def parse_cluster_tsv(lines: Iterable[str], n_records: int, source: str = "cluster.tsv") -> list[int]:
+    """Read `mmseqs easy-cluster`'s `*_cluster.tsv` (`representative<TAB>member`, one line per member,
+    indices as names) into [n_records] representative indices. Every record must appear exactly once."""
+    representative = [-1] * n_records
+    for line_number, columns in _tsv_rows(lines, 2, source, "'representative<TAB>member'"):
         rep = _index(columns[0], n_records, source, line_number)
         member = _index(columns[1], n_records, source, line_number)
         if representative[member] != -1:
@@ -106,20 +113,13 @@ def parse_search_tsv(
     """Read `mmseqs easy-search --format-output query,target,fident,evalue,bits` lines into
     (query index, target index, identity, evalue, bits) tuples, in file order."""
     rows: list[tuple[int, int, float, float, float]] = []
-    for line_number, line in enumerate(lines, start=1):
-        text = line.rstrip("\r\n")
-        if not text:
-            continue
-        columns = text.split("\t")
-        if len(columns) != 5:
-            raise ValueError(
-                f"{source}, line {line_number}: expected 5 columns ({SEARCH_FORMAT}), got {text!r}"
-            )
+    for line_number, columns in _tsv_rows(lines, 5, source, f"5 columns ({SEARCH_FORMAT})"):
         query = _index(columns[0], n_queries, source, line_number)
         target = _index(columns[1], n_targets, source, line_number)
         try:
             identity, evalue, bits = float(columns[2]), float(columns[3]), float(columns[4])
         except ValueError:
+            text = "\t".join(columns)  # the line as read, for the message
             raise ValueError(
                 f"{source}, line {line_number}: fident, evalue and bits must be numbers: {text!r}"
             ) from None
