@@ -40,3 +40,21 @@ def test_bad_inputs_exit_with_a_clear_message(protein_fasta, tmp_path, capsys) -
     config.write_text("train:\n  max_step: 4\n")
     assert main(["pretrain", str(config), f"data.fasta={protein_fasta}"]) == 2
     assert "unknown config key(s) ['train.max_step']" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback_and_a_bad_setting_gets_one_line(tmp_path, monkeypatch, capsys) -> None:
+    import pytest
+
+    from seqstruct import cli
+
+    def library_error(args) -> None:
+        np.zeros(-1)  # numpy's ValueError: a call of ours gone wrong, not the user's input
+
+    monkeypatch.setattr(cli, "_report", library_error)
+    with pytest.raises(ValueError, match="negative dimensions"):
+        main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
+
+    config = tmp_path / "run.yaml"
+    config.write_text("train:\n  min_lr_ratio: 0.5\n")  # seqstruct's own check names the setting
+    assert main(["pretrain", str(config), f"data.fasta={tmp_path / 'x.fasta'}"]) == 2
+    assert "train.min_lr_ratio=0.5 needs lr_scheduler" in capsys.readouterr().err

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
+from pathlib import Path
 
+from seqstruct.bench.cli import add_bench_commands
 from seqstruct.config import ConfigError, PretrainConfig, load_config
 from seqstruct.data.fasta import FastaError
 from seqstruct.models.pooling import POOLINGS
@@ -189,100 +192,6 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {path}: {sections} sections from {dirs} director{'y' if dirs == 1 else 'ies'}")
 
 
-def _bench_throughput(args: argparse.Namespace) -> None:
-    from seqstruct.bench.throughput import ThroughputConfig, throughput_report
-    from seqstruct.data.sources.embedded import SAMPLE_FASTA
-
-    config = ThroughputConfig(
-        fasta=args.fasta or SAMPLE_FASTA,
-        preset=args.preset,
-        lengths=args.lengths,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        precision=args.precision,
-        embed_n=args.embed_n,
-        embed_batch_size=args.embed_batch_size,
-        embed_max_length=args.embed_max_length,
-        repeats=args.repeats,
-        attentions=tuple(args.attention),
-    )
-    print(throughput_report(config, args.output))
-
-
-def _bench_batching(args: argparse.Namespace) -> None:
-    from seqstruct.bench.batching import BatchingConfig, batching_report
-
-    config = BatchingConfig(
-        preset=args.preset,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        repeats=args.repeats,
-        precision=args.precision,
-        proteins=args.proteins,
-    )
-    print(batching_report(config, args.output))
-
-
-def _bench_encode(args: argparse.Namespace) -> None:
-    from seqstruct.bench.throughput import EncodeBenchConfig, st_encode_report
-
-    config = EncodeBenchConfig(
-        text_model=args.text_model,
-        texts=args.texts,
-        text_n=args.text_n,
-        text_max_length=args.text_max_length,
-        protein_model=args.protein_model,
-        preset=args.preset,
-        fasta=args.fasta,
-        protein_n=args.protein_n,
-        protein_max_length=args.protein_max_length,
-        batch_sizes=tuple(args.batch_sizes),
-        poolings=tuple(args.poolings),
-        repeats=args.repeats,
-        device=args.device,
-    )
-    print(st_encode_report(config, args.output))
-
-
-def _bench_favor_error(args: argparse.Namespace) -> None:
-    from seqstruct.bench.favor_error import FavorErrorConfig, favor_error_report
-
-    config = FavorErrorConfig(
-        length=args.length,
-        dim=args.dim,
-        features=args.features,
-        draws=args.draws,
-        seed=args.seed,
-        input_std=args.input_std,
-    )
-    result = favor_error_report(config, args.output)
-    beats = result["orthogonal_beats_iid"]["positive"]
-    print(f"orthogonal beats iid at every m (positive features): {beats}")
-    print("wrote " + ", ".join(str(path) for path in result["files"].values()))
-
-
-def _bench_attention(args: argparse.Namespace) -> None:
-    from seqstruct.bench.attention import AttentionBenchConfig, attention_report
-
-    config = AttentionBenchConfig(
-        lengths=args.lengths,
-        heads=args.heads,
-        head_dim=args.head_dim,
-        features=args.features,
-        repeats=args.repeats,
-        methods=args.methods,
-        modes=args.modes,
-        max_seconds=args.max_seconds,
-        device=args.device,
-        dtype=args.dtype,
-        isolate=not args.in_process,
-        matmul_size=args.matmul_size,
-    )
-    result = attention_report(config, args.output)
-    print("wrote " + ", ".join(str(path) for path in result["files"].values()))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqstruct", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -447,92 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="seqstruct report", help="the page's title")
     p.set_defaults(func=_report)
 
-    bench = commands.add_parser("bench", help="benchmarks (results belong in docs/benchmarks.md)")
-    kinds = bench.add_subparsers(dest="bench", required=True)
-    p = kinds.add_parser("throughput", help="pretraining tokens/s; encode() vs plain transformers seq/s")
-    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--lengths", type=int, nargs="+", default=[512, 1024])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--attention", nargs="+", default=["sdpa"], help="attention implementations to compare")
-    p.add_argument("--embed-n", type=int, default=512, help="proteins embedded per repeat (0: skip)")
-    p.add_argument("--embed-batch-size", type=int, default=32)
-    p.add_argument("--embed-max-length", type=int, default=1024)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
-    p.set_defaults(func=_bench_throughput)
-
-    p = kinds.add_parser(
-        "batching", help="pretraining useful tokens/s: length-grouped rows vs token-budget batches, one run"
-    )
-    p.add_argument("--preset", default="small")
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=16, help="rows; the token budget is this x max-length")
-    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
-    p.add_argument("--repeats", type=int, default=2, help="times the two arms alternate")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--proteins", type=int, default=4000, help="the first N proteins of the embedded sample")
-    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
-    p.set_defaults(func=_bench_batching)
-
-    p = kinds.add_parser(
-        "encode", help="encode() vs SentenceTransformer.encode of the same model: texts/s and proteins/s"
-    )
-    p.add_argument("--text-model", default="minilm", help="text model directory, or minilm")
-    p.add_argument(
-        "--texts",
-        default=None,
-        help="prepared text dataset, GO SQLite, or .txt/.jsonl (default: data/prepared/go-text, else GO.sqlite)",
-    )
-    p.add_argument("--text-n", type=int, default=512, help="texts per timed run (0: skip texts)")
-    p.add_argument("--text-max-length", type=int, default=None, help="default: the model's max_seq_length")
-    p.add_argument("--protein-model", default=None, help="saved model directory (default: a fresh --preset)")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
-    p.add_argument("--protein-n", type=int, default=256, help="proteins per timed run (0: skip proteins)")
-    p.add_argument("--protein-max-length", type=int, default=1024)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="the same for both sides")
-    p.add_argument("--poolings", nargs="+", choices=POOLINGS, default=["mean", "layer-attention"])
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per side, alternated after a warm-up")
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
-    p.set_defaults(func=_bench_encode)
-
-    p = kinds.add_parser("favor-error", help="FAVOR+ output MSE vs exact softmax over m (Performer fig. 3)")
-    p.add_argument(
-        "-o", "--output", required=True, help="directory for favor_error.{csv,md,png}, config.json"
-    )
-    p.add_argument("--length", type=int, default=4096)
-    p.add_argument("--dim", type=int, default=16)
-    p.add_argument("--features", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="values of m")
-    p.add_argument("--draws", type=int, default=10, help="independent inputs and projections per m")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--input-std", type=float, default=1.0, help="standard deviation of q and k entries")
-    p.set_defaults(func=_bench_favor_error)
-
-    p = kinds.add_parser("attention", help="time and peak memory: SDPA vs favor vs performer-pytorch over L")
-    p.add_argument("-o", "--output", required=True, help="directory for attention.{csv,md,png}, config.json")
-    p.add_argument("--lengths", type=int, nargs="+", default=[256 * 2**i for i in range(9)])
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--features", type=int, default=256, help="random features m")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per case (median), after a warm-up")
-    p.add_argument(
-        "--methods", nargs="+", choices=["sdpa", "favor", "performer"], default=["sdpa", "favor", "performer"]
-    )
-    p.add_argument(
-        "--modes", nargs="+", choices=["bidirectional", "causal"], default=["bidirectional", "causal"]
-    )
-    p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer L once fwd+bwd exceeds this")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument(
-        "--in-process", action="store_true", help="no fresh process per case: quicker, peaks less trustworthy"
-    )
-    p.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
-    p.set_defaults(func=_bench_attention)
+    add_bench_commands(commands)
     return parser
 
 
@@ -547,11 +371,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (FastaError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
-        # One line for the user; the traceback with -v, for when the error is ours rather than theirs.
+        if not is_user_error(err):
+            raise  # a bug (a library's ValueError from our call): its whole traceback
+        # One line for the user; the traceback with -v, for when the message is not enough.
         logging.getLogger("seqstruct").debug("traceback", exc_info=True)
         print(f"seqstruct {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether `err` reports bad input (one line to the user) rather than a bug (a traceback): files
+    missing or in the way, and the ValueErrors seqstruct raises itself, which name the setting or
+    record at fault. A ValueError raised inside numpy, torch or transformers is a call we got wrong."""
+    if not isinstance(err, ValueError) or isinstance(err, (FastaError, ConfigError)):
+        return True
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,195 @@
+"""`seqstruct bench ...`: the benchmark subcommands' arguments, each turned into its settings dataclass.
+
+Benchmarks are never run by the fast tests; their figures go to docs/benchmarks.md with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from seqstruct.models.pooling import POOLINGS
+
+
+def _bench_throughput(args: argparse.Namespace) -> None:
+    from seqstruct.bench.throughput import ThroughputConfig, throughput_report
+    from seqstruct.data.sources.embedded import SAMPLE_FASTA
+
+    config = ThroughputConfig(
+        fasta=args.fasta or SAMPLE_FASTA,
+        preset=args.preset,
+        lengths=args.lengths,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        precision=args.precision,
+        embed_n=args.embed_n,
+        embed_batch_size=args.embed_batch_size,
+        embed_max_length=args.embed_max_length,
+        repeats=args.repeats,
+        attentions=tuple(args.attention),
+    )
+    print(throughput_report(config, args.output))
+
+
+def _bench_batching(args: argparse.Namespace) -> None:
+    from seqstruct.bench.batching import BatchingConfig, batching_report
+
+    config = BatchingConfig(
+        preset=args.preset,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        repeats=args.repeats,
+        precision=args.precision,
+        proteins=args.proteins,
+    )
+    print(batching_report(config, args.output))
+
+
+def _bench_encode(args: argparse.Namespace) -> None:
+    from seqstruct.bench.throughput import EncodeBenchConfig, st_encode_report
+
+    config = EncodeBenchConfig(
+        text_model=args.text_model,
+        texts=args.texts,
+        text_n=args.text_n,
+        text_max_length=args.text_max_length,
+        protein_model=args.protein_model,
+        preset=args.preset,
+        fasta=args.fasta,
+        protein_n=args.protein_n,
+        protein_max_length=args.protein_max_length,
+        batch_sizes=tuple(args.batch_sizes),
+        poolings=tuple(args.poolings),
+        repeats=args.repeats,
+        device=args.device,
+    )
+    print(st_encode_report(config, args.output))
+
+
+def _bench_favor_error(args: argparse.Namespace) -> None:
+    from seqstruct.bench.favor_error import FavorErrorConfig, favor_error_report
+
+    config = FavorErrorConfig(
+        length=args.length,
+        dim=args.dim,
+        features=args.features,
+        draws=args.draws,
+        seed=args.seed,
+        input_std=args.input_std,
+    )
+    result = favor_error_report(config, args.output)
+    beats = result["orthogonal_beats_iid"]["positive"]
+    print(f"orthogonal beats iid at every m (positive features): {beats}")
+    print("wrote " + ", ".join(str(path) for path in result["files"].values()))
+
+
+def _bench_attention(args: argparse.Namespace) -> None:
+    from seqstruct.bench.attention import AttentionBenchConfig, attention_report
+
+    config = AttentionBenchConfig(
+        lengths=args.lengths,
+        heads=args.heads,
+        head_dim=args.head_dim,
+        features=args.features,
+        repeats=args.repeats,
+        methods=args.methods,
+        modes=args.modes,
+        max_seconds=args.max_seconds,
+        device=args.device,
+        dtype=args.dtype,
+        isolate=not args.in_process,
+        matmul_size=args.matmul_size,
+    )
+    result = attention_report(config, args.output)
+    print("wrote " + ", ".join(str(path) for path in result["files"].values()))
+
+
+def add_bench_commands(commands: Any) -> None:
+    """Add `bench` and its subcommands to the `seqstruct` subparsers `commands`."""
+    bench = commands.add_parser("bench", help="benchmarks (results belong in docs/benchmarks.md)")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    p = kinds.add_parser("throughput", help="pretraining tokens/s; encode() vs plain transformers seq/s")
+    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--lengths", type=int, nargs="+", default=[512, 1024])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--attention", nargs="+", default=["sdpa"], help="attention implementations to compare")
+    p.add_argument("--embed-n", type=int, default=512, help="proteins embedded per repeat (0: skip)")
+    p.add_argument("--embed-batch-size", type=int, default=32)
+    p.add_argument("--embed-max-length", type=int, default=1024)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_throughput)
+
+    p = kinds.add_parser(
+        "batching", help="pretraining useful tokens/s: length-grouped rows vs token-budget batches, one run"
+    )
+    p.add_argument("--preset", default="small")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=16, help="rows; the token budget is this x max-length")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--repeats", type=int, default=2, help="times the two arms alternate")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--proteins", type=int, default=4000, help="the first N proteins of the embedded sample")
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_batching)
+
+    p = kinds.add_parser(
+        "encode", help="encode() vs SentenceTransformer.encode of the same model: texts/s and proteins/s"
+    )
+    p.add_argument("--text-model", default="minilm", help="text model directory, or minilm")
+    p.add_argument(
+        "--texts",
+        default=None,
+        help="prepared text dataset, GO SQLite, or .txt/.jsonl (default: data/prepared/go-text, else GO.sqlite)",
+    )
+    p.add_argument("--text-n", type=int, default=512, help="texts per timed run (0: skip texts)")
+    p.add_argument("--text-max-length", type=int, default=None, help="default: the model's max_seq_length")
+    p.add_argument("--protein-model", default=None, help="saved model directory (default: a fresh --preset)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--fasta", default=None, help="proteins to use (default: the embedded sample)")
+    p.add_argument("--protein-n", type=int, default=256, help="proteins per timed run (0: skip proteins)")
+    p.add_argument("--protein-max-length", type=int, default=1024)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="the same for both sides")
+    p.add_argument("--poolings", nargs="+", choices=POOLINGS, default=["mean", "layer-attention"])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per side, alternated after a warm-up")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_encode)
+
+    p = kinds.add_parser("favor-error", help="FAVOR+ output MSE vs exact softmax over m (Performer fig. 3)")
+    p.add_argument(
+        "-o", "--output", required=True, help="directory for favor_error.{csv,md,png}, config.json"
+    )
+    p.add_argument("--length", type=int, default=4096)
+    p.add_argument("--dim", type=int, default=16)
+    p.add_argument("--features", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="values of m")
+    p.add_argument("--draws", type=int, default=10, help="independent inputs and projections per m")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--input-std", type=float, default=1.0, help="standard deviation of q and k entries")
+    p.set_defaults(func=_bench_favor_error)
+
+    p = kinds.add_parser("attention", help="time and peak memory: SDPA vs favor vs performer-pytorch over L")
+    p.add_argument("-o", "--output", required=True, help="directory for attention.{csv,md,png}, config.json")
+    p.add_argument("--lengths", type=int, nargs="+", default=[256 * 2**i for i in range(9)])
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--features", type=int, default=256, help="random features m")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per case (median), after a warm-up")
+    p.add_argument(
+        "--methods", nargs="+", choices=["sdpa", "favor", "performer"], default=["sdpa", "favor", "performer"]
+    )
+    p.add_argument(
+        "--modes", nargs="+", choices=["bidirectional", "causal"], default=["bidirectional", "causal"]
+    )
+    p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer L once fwd+bwd exceeds this")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument(
+        "--in-process", action="store_true", help="no fresh process per case: quicker, peaks less trustworthy"
+    )
+    p.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
+    p.set_defaults(func=_bench_attention)
