@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.embed import embed_fasta, encode, load_encoder, read_inputs
+from seqstruct.embed import embed_file, encode, load_encoder, read_inputs
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import save_model_dir
 from seqstruct.models.pooling import POOLINGS, pooling_module
@@ -47,9 +47,9 @@ def test_encode_keeps_order_normalizes_and_sets_eval(model_dir) -> None:
     torch.testing.assert_close(unit.norm(dim=-1), torch.ones(3))
 
 
-def test_embed_fasta_writes_ids_with_vectors(model_dir, protein_fasta, tmp_path) -> None:
+def test_embed_file_writes_ids_with_vectors(model_dir, protein_fasta, tmp_path) -> None:
     out = tmp_path / "emb.npz"
-    n = embed_fasta(model_dir, protein_fasta, out, pooling="cls", max_tokens=512)
+    n = embed_file(model_dir, protein_fasta, out, pooling="cls", max_tokens=512)
     with np.load(out, allow_pickle=False) as data:
         ids, vectors = data["ids"], data["embeddings"]
         assert str(data["pooling"]) == "cls"

@@ -350,23 +350,6 @@ def _embed(
     return ids, vectors, embedder
 
 
-def embed_records(
-    model_dir: str | Path,
-    inputs: str | Path,
-    pooling: str | None = None,
-    batch_size: int = 64,
-    max_tokens: int = 16384,
-    max_length: int | None = None,
-    normalize_embeddings: bool = False,
-) -> tuple[list[str], np.ndarray]:
-    """(ids, embeddings [N, D]) of every record of an input file (FASTA, .txt, .jsonl), embedded by a
-    saved encoder with the pooling `load_embedder` picks."""
-    ids, vectors, _ = _embed(
-        model_dir, inputs, pooling, batch_size, max_tokens, max_length, normalize_embeddings
-    )
-    return ids, vectors
-
-
 def embed_file(
     model_dir: str | Path,
     inputs: str | Path,
@@ -384,6 +367,3 @@ def embed_file(
     )
     save_embeddings(output, ids, vectors, pooling=embedder.pooling, model=str(model_dir))
     return len(ids)
-
-
-embed_fasta = embed_file  # the name from when inputs were FASTA only

@@ -24,7 +24,7 @@ from seqstruct.bench.common import StepTimer, write_json
 from seqstruct.bench.throughput import machine_and_libraries
 from seqstruct.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
 from seqstruct.data.fasta import iter_fasta
-from seqstruct.data.pretraining import protein_dataset
+from seqstruct.data.pretraining import sequence_dataset
 from seqstruct.data.sources.embedded import SAMPLE_FASTA
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.models.encoders import build_encoder
@@ -100,7 +100,7 @@ def batching_run(records: list, arm: str, config: BatchingConfig) -> BatchingRun
         )
         set_seed(0)
         model = build_encoder(preset, tokenizer)
-        trainer = build_trainer(config, model, tokenizer, protein_dataset(records, max_length))
+        trainer = build_trainer(config, model, tokenizer, sequence_dataset(records, max_length))
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(counter)
         trainer.train()

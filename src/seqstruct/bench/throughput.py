@@ -25,7 +25,7 @@ from transformers import ProgressCallback, set_seed
 from seqstruct.bench.common import StepTimer, machine_info, write_json
 from seqstruct.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
 from seqstruct.data.fasta import iter_fasta
-from seqstruct.data.pretraining import protein_dataset
+from seqstruct.data.pretraining import sequence_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import encode, load_encoder
 from seqstruct.models.encoders import build_encoder
@@ -99,7 +99,7 @@ def pretrain_throughput(
         )
         set_seed(0)
         model = build_encoder(preset, tokenizer, attention, favor=config.model.favor)
-        trainer = build_trainer(config, model, tokenizer, protein_dataset(records, max_length))
+        trainer = build_trainer(config, model, tokenizer, sequence_dataset(records, max_length))
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(timer)
         trainer.train()

@@ -12,14 +12,34 @@ from transformers import PreTrainedTokenizerBase
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import FastaRecord
 
+KINDS = ("protein", "text")
 
-def protein_dataset(records: Sequence[FastaRecord], max_length: int) -> Dataset:
-    """Columns: id, sequence, length (tokens after cropping, for length-grouped batches)."""
+
+def sequence_dataset(
+    records: Sequence[FastaRecord],
+    max_length: int,
+    kind: str = "protein",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> Dataset:
+    """Columns: id, sequence, length (tokens after cropping, for length-grouped and token-budget batches).
+
+    A protein is one token a residue plus <cls> and <eos>, so its length is counted without tokenising;
+    a text's length is its token count under `tokenizer` (required for kind "text"), which characters
+    would overstate several-fold."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    sequences = [r.sequence for r in records]
+    if kind == "protein":
+        lengths = [len(s) + 2 for s in sequences]
+    elif tokenizer is None:
+        raise ValueError("a text dataset's lengths are token counts: give the tokenizer")
+    else:
+        lengths = [len(ids) for ids in tokenizer(sequences, add_special_tokens=True)["input_ids"]]
     return Dataset.from_dict(
         {
             "id": [r.id for r in records],
-            "sequence": [r.sequence for r in records],
-            "length": [min(len(r.sequence) + 2, max_length) for r in records],
+            "sequence": sequences,
+            "length": [min(n, max_length) for n in lengths],
         }
     )
 

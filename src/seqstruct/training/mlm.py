@@ -28,7 +28,7 @@ from seqstruct.attention.interface import FavorRedrawCallback
 from seqstruct.config import PretrainConfig
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import FastaRecord, read_fasta, write_fasta
-from seqstruct.data.pretraining import heldout_split, premask, protein_dataset
+from seqstruct.data.pretraining import heldout_split, premask, sequence_dataset
 from seqstruct.data.structure import GraphContrastCollator
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.io import atomic_open
@@ -129,14 +129,18 @@ def _encoder_and_tokenizer(config: PretrainConfig) -> tuple[PreTrainedModel, Pre
 
 
 def split_heldout(
-    config: PretrainConfig, records: list[FastaRecord]
+    config: PretrainConfig, records: list[FastaRecord], kind: str, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[Dataset, Dataset, list[FastaRecord]]:
     """(training set, held-out set, the records the held-out ids come from): a seeded share of `records`,
-    or with `data.eval_fasta` those proteins (a seeded sample of `eval_max`) and every record trains."""
-    max_length = config.data.max_length
+    or with `data.eval_fasta` those proteins (a seeded sample of `eval_max`) and every record trains.
+    `kind` (protein | text) says how lengths are counted."""
+
+    def dataset(rows: list[FastaRecord]) -> Dataset:
+        return sequence_dataset(rows, config.data.max_length, kind, tokenizer)
+
     if not config.data.eval_fasta:
         train, heldout = heldout_split(
-            protein_dataset(records, max_length),
+            dataset(records),
             config.data.eval_fraction,
             config.data.eval_max,
             config.train.seed,
@@ -149,13 +153,13 @@ def split_heldout(
             f"data.eval_fasta {config.data.eval_fasta} shares {len(shared)} id(s) with the training data, "
             f"e.g. {sorted(shared)[0]!r}: held-out proteins must not be trained on"
         )
-    heldout = protein_dataset(heldout_records, max_length)
+    heldout = dataset(heldout_records)
     if len(heldout) > config.data.eval_max:
         picks = np.random.default_rng(config.train.seed).choice(
             len(heldout), config.data.eval_max, replace=False
         )
         heldout = heldout.select(np.sort(picks))
-    return protein_dataset(records, max_length), heldout, heldout_records
+    return dataset(records), heldout, heldout_records
 
 
 def throughput(tokens: int, runtime: float | None, trained_here: bool) -> float | None:
@@ -201,7 +205,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         model, tokenizer = _encoder_and_tokenizer(config)
 
     records, kind = training_records(config)
-    train_set, heldout, heldout_records = split_heldout(config, records)
+    train_set, heldout, heldout_records = split_heldout(config, records, kind, tokenizer)
     eval_set = premask(
         heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
     )
