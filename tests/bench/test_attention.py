@@ -40,7 +40,7 @@ def test_attention_report_in_process_writes_sane_outputs(tmp_path) -> None:
                 assert all(r["note"].startswith("skipped: performer-pytorch not importable") for r in ours)
                 continue
             assert all(float(r["fwd_s"]) > 0 and float(r["fwdbwd_s"]) > 0 for r in ours)
-            assert all(float(r["peak_extra_mib"]) >= 0 for r in ours)
+            assert all(r["peak_extra_mib"] != "" for r in ours)  # measured (its size: test_attention_case)
     table = (tmp_path / "attention.md").read_text()
     assert "## bidirectional" in table and "## causal" in table and "favor ÷ sdpa" in table
     assert "GFLOP/s" in table and "fp32 matmul peak" in table

@@ -48,7 +48,7 @@ def test_ignored_keys_hold_in_their_own_context_only() -> None:
     assert hooks._IGNORED.get() == ((), ())
 
 
-def test_loading_an_mlm_checkpoints_body_reports_nothing_and_changes_no_class(tmp_path, caplog) -> None:
+def test_loading_an_mlm_checkpoints_body_reports_nothing_and_changes_no_class(tmp_path) -> None:
     tokenizer = build_protein_tokenizer()
     save_model_dir(build_encoder("tiny", tokenizer), tokenizer, tmp_path)
     before = (EsmModel._keys_to_ignore_on_load_unexpected, EsmModel._keys_to_ignore_on_load_missing)
