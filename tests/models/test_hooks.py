@@ -27,6 +27,20 @@ def test_a_renamed_method_is_named(name: str, monkeypatch) -> None:
         hooks.check_contract()
 
 
+def test_a_renamed_loading_info_field_is_named(monkeypatch) -> None:
+    from dataclasses import dataclass
+
+    from transformers import modeling_utils
+
+    @dataclass
+    class LoadStateDictInfo:
+        missing: set
+        unexpected_keys: set
+
+    monkeypatch.setattr(modeling_utils, "LoadStateDictInfo", LoadStateDictInfo)
+    assert hooks.contract_problems() == ["transformers' LoadStateDictInfo no longer has ['missing_keys']"]
+
+
 def test_a_changed_signature_and_an_unknown_major_version_are_named(monkeypatch) -> None:
     def initialize(self, other):  # the first parameter renamed
         return None

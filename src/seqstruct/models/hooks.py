@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import transformers
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, modeling_utils
 
 # The transformers major versions these hooks were written and tested against.
 SUPPORTED_MAJOR = (5,)
@@ -68,6 +69,12 @@ def contract_problems(version: str | None = None) -> list[str]:
         parameters = list(inspect.signature(method).parameters)[1 : 1 + len(leading)]
         if tuple(parameters) != leading:
             problems.append(f"PreTrainedModel.{name} takes {parameters}, expected {list(leading)} first")
+    info = getattr(modeling_utils, "LoadStateDictInfo", None)
+    fields = {f.name for f in dataclasses.fields(info)} if dataclasses.is_dataclass(info) else set()
+    if not set(LOADING_INFO_FIELDS) <= fields:
+        problems.append(
+            f"transformers' LoadStateDictInfo no longer has {sorted(set(LOADING_INFO_FIELDS) - fields)}"
+        )
     return problems
 
 
