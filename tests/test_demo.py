@@ -79,3 +79,13 @@ def test_demo_defaults_prepare_the_embedded_sample_under_the_output(tmp_path) ->
         "go-mf-class",
         "protein-link",
     ]
+
+
+def test_the_summary_says_the_split_identity_and_machine_it_ran_with() -> None:
+    import os
+
+    from seqstruct.demo import machine, split_sentence
+
+    assert "no 40%-identity MMseqs2 cluster" in split_sentence({"levels": [0.9, 0.4]})
+    assert "recipe's own" in split_sentence({})
+    assert f"{len(os.sched_getaffinity(0))} CPU cores" in machine()

@@ -17,6 +17,7 @@ checkpoint. Other settings in the same output directory are refused (`--fresh` s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from importlib.resources import files
 from pathlib import Path
@@ -98,6 +99,25 @@ def run_demo(
     return {**result, "summary": str(summary), "report": str(report)}
 
 
+def split_sentence(recipe: dict[str, Any]) -> str:
+    """How the dataset's test splits relate to train, from the options its recipe ran with."""
+    levels = recipe.get("levels") or []
+    if not levels:
+        return "Its splits are the recipe's own (see the dataset card)."
+    identity = f"{min(levels):.0%}-identity"
+    return f"test_remote proteins share no {identity} MMseqs2 cluster with train; test_close ones do."
+
+
+def machine() -> str:
+    """This machine in a few words: CPU cores the run could use, and its GPU if one was used."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} with {cores} CPU cores"
+    return f"{cores} CPU cores (no GPU)"
+
+
 def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:
     """summary.md: what ran, the comparison table, and links to each arm's pretraining summary."""
     root = Path(config.output_dir)
@@ -109,7 +129,7 @@ def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:
         f"Data: `{config.dataset}` ({info.name}: "
         + ", ".join(f"{split} {count:,}" for split, count in info.splits.items())
         + f"; {info.graph.get('train', {}).get('edges', 0):,} graph edges among train proteins). "
-        "test_remote proteins share no 30%-identity MMseqs2 cluster with train; test_close ones do.",
+        + split_sentence(info.config),
         "",
         f"Arms ({', '.join(arms)}) pretrain the same encoder for the same steps on the train split, seed "
         f"{config.seeds}; every model is probed frozen ({config.pooling} pooling, logistic regression, C "
@@ -133,7 +153,7 @@ def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:
     lines += [
         "",
         "Annotations are Swiss-Prot's of 2014-01 (metastudent-data), including electronic ones: noisy labels.",
-        "This is a smoke-scale run on 2 CPU cores; docs/results.md has the larger comparison.",
+        f"This is a smoke-scale run on {machine()}; docs/results.md has the larger comparison.",
     ]
     path = root / "summary.md"
     with atomic_open(path, "w") as handle:
