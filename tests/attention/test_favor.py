@@ -10,11 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from seqstruct.attention import favor
-from seqstruct.attention.favor import (
-    _BidirectionalFavor,
-    _CausalFavor,
-    favor_attention,
-    gaussian_projection,
+from seqstruct.attention.favor import _BidirectionalFavor, _CausalFavor, favor_attention, gaussian_projection
+from seqstruct.attention.reference import (
     kernel_attention,
     positive_features,
     softmax_attention,

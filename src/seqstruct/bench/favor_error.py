@@ -22,13 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqstruct.attention.favor import (
-    FeatureKind,
-    favor_attention,
-    gaussian_projection,
-    kernel_attention,
-    softmax_attention,
-)
+from seqstruct.attention.favor import favor_attention, gaussian_projection
+from seqstruct.attention.reference import FeatureKind, kernel_attention, softmax_attention
 from seqstruct.bench.common import fmt, pyplot, write_csv, write_json
 from seqstruct.io import atomic_open, atomic_path
 
