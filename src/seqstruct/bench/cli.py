@@ -6,27 +6,33 @@ Benchmarks are never run by the fast tests; their figures go to docs/benchmarks.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from seqstruct.models.pooling import POOLINGS
+
+
+def settings(config_class: type, args: argparse.Namespace, **given: Any) -> Any:
+    """`config_class` (a settings dataclass) from the parsed arguments of the same names, lists as
+    tuples where the field's default is one, and `given` values as they are."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in given or not hasattr(args, field.name):
+            continue
+        value = getattr(args, field.name)
+        default = (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        )
+        values[field.name] = tuple(value) if isinstance(default, tuple) and value is not None else value
+    return config_class(**values, **given)
 
 
 def _bench_throughput(args: argparse.Namespace) -> None:
     from seqstruct.bench.throughput import ThroughputConfig, throughput_report
     from seqstruct.data.sources.embedded import SAMPLE_FASTA
 
-    config = ThroughputConfig(
-        fasta=args.fasta or SAMPLE_FASTA,
-        preset=args.preset,
-        lengths=args.lengths,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        precision=args.precision,
-        embed_n=args.embed_n,
-        embed_batch_size=args.embed_batch_size,
-        embed_max_length=args.embed_max_length,
-        repeats=args.repeats,
-        attentions=tuple(args.attention),
+    config = settings(
+        ThroughputConfig, args, fasta=args.fasta or SAMPLE_FASTA, attentions=tuple(args.attention)
     )
     print(throughput_report(config, args.output))
 
@@ -34,51 +40,19 @@ def _bench_throughput(args: argparse.Namespace) -> None:
 def _bench_batching(args: argparse.Namespace) -> None:
     from seqstruct.bench.batching import BatchingConfig, batching_report
 
-    config = BatchingConfig(
-        preset=args.preset,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        repeats=args.repeats,
-        precision=args.precision,
-        proteins=args.proteins,
-    )
-    print(batching_report(config, args.output))
+    print(batching_report(settings(BatchingConfig, args), args.output))
 
 
 def _bench_encode(args: argparse.Namespace) -> None:
     from seqstruct.bench.throughput import EncodeBenchConfig, st_encode_report
 
-    config = EncodeBenchConfig(
-        text_model=args.text_model,
-        texts=args.texts,
-        text_n=args.text_n,
-        text_max_length=args.text_max_length,
-        protein_model=args.protein_model,
-        preset=args.preset,
-        fasta=args.fasta,
-        protein_n=args.protein_n,
-        protein_max_length=args.protein_max_length,
-        batch_sizes=tuple(args.batch_sizes),
-        poolings=tuple(args.poolings),
-        repeats=args.repeats,
-        device=args.device,
-    )
-    print(st_encode_report(config, args.output))
+    print(st_encode_report(settings(EncodeBenchConfig, args), args.output))
 
 
 def _bench_favor_error(args: argparse.Namespace) -> None:
     from seqstruct.bench.favor_error import FavorErrorConfig, favor_error_report
 
-    config = FavorErrorConfig(
-        length=args.length,
-        dim=args.dim,
-        features=args.features,
-        draws=args.draws,
-        seed=args.seed,
-        input_std=args.input_std,
-    )
-    result = favor_error_report(config, args.output)
+    result = favor_error_report(settings(FavorErrorConfig, args), args.output)
     beats = result["orthogonal_beats_iid"]["positive"]
     print(f"orthogonal beats iid at every m (positive features): {beats}")
     print("wrote " + ", ".join(str(path) for path in result["files"].values()))
@@ -87,21 +61,7 @@ def _bench_favor_error(args: argparse.Namespace) -> None:
 def _bench_attention(args: argparse.Namespace) -> None:
     from seqstruct.bench.attention import AttentionBenchConfig, attention_report
 
-    config = AttentionBenchConfig(
-        lengths=args.lengths,
-        heads=args.heads,
-        head_dim=args.head_dim,
-        features=args.features,
-        repeats=args.repeats,
-        methods=args.methods,
-        modes=args.modes,
-        max_seconds=args.max_seconds,
-        device=args.device,
-        dtype=args.dtype,
-        isolate=not args.in_process,
-        matmul_size=args.matmul_size,
-    )
-    result = attention_report(config, args.output)
+    result = attention_report(settings(AttentionBenchConfig, args, isolate=not args.in_process), args.output)
     print("wrote " + ", ".join(str(path) for path in result["files"].values()))
 
 
