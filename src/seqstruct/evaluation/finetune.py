@@ -99,17 +99,9 @@ def finetune(
         arguments = TrainingArguments(
             **finetune_arguments(
                 str(scratch),
-                seed=seed,
-                precision=options.precision,
-                epochs=epochs_for(
-                    len(problem.train.texts), options.batch_size, options.epochs, options.min_steps
-                ),
-                max_steps=options.max_steps,
-                batch_size=options.batch_size,
-                learning_rate=options.lr,
-                warmup_ratio=options.warmup_ratio,
-                weight_decay=options.weight_decay,
-                eval_steps=options.eval_steps,
+                seed,
+                epochs_for(len(problem.train.texts), options.batch_size, options.epochs, options.min_steps),
+                options,
             )
         )
         trainer = Trainer(

@@ -82,31 +82,22 @@ def schedule_arguments(train: TrainConfig, output_dir: str, evaluate: bool) -> d
     )
 
 
-def finetune_arguments(
-    output_dir: str,
-    *,
-    seed: int,
-    precision: str,
-    epochs: float,
-    max_steps: int,
-    batch_size: int,
-    learning_rate: float,
-    warmup_ratio: float,
-    weight_decay: float,
-    eval_steps: int,
-) -> dict[str, Any]:
-    """The TrainingArguments of a fine-tuning fit: validation every epoch (eval_steps 0) or every
-    `eval_steps`, a checkpoint at each, and the best on valid loss kept at the end (early stopping)."""
+def finetune_arguments(output_dir: str, seed: int, epochs: float, options: Any) -> dict[str, Any]:
+    """The TrainingArguments of a fine-tuning fit of `epochs` passes, with an evaluation method's options
+    (seqstruct.evaluation.methods.MethodOptions: batch_size, lr, max_steps, warmup_ratio, weight_decay,
+    eval_steps, precision): validation every epoch (eval_steps 0) or every `eval_steps`, a checkpoint
+    at each, and the best on valid loss kept at the end (early stopping)."""
+    eval_steps = options.eval_steps
     by_epoch = eval_steps <= 0
     return dict(
         output_dir=output_dir,
         num_train_epochs=epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_ratio,  # a float below 1 is a share of the steps
-        weight_decay=weight_decay,
+        max_steps=options.max_steps,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        learning_rate=options.lr,
+        warmup_steps=options.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=options.weight_decay,
         eval_strategy="epoch" if by_epoch else "steps",
         save_strategy="epoch" if by_epoch else "steps",
         eval_steps=None if by_epoch else eval_steps,
@@ -117,5 +108,5 @@ def finetune_arguments(
         greater_is_better=False,
         logging_steps=max(1, eval_steps // 2) if not by_epoch else 50,
         disable_tqdm=True,
-        **device_arguments(seed, precision),
+        **device_arguments(seed, options.precision),
     )

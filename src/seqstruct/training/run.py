@@ -33,35 +33,21 @@ logger = logging.getLogger(__name__)
 RESUMABLE_CHANGES = ("output_dir", "train.max_steps", "train.max_minutes", "train.num_workers")
 
 
+def _under_root(name: str) -> property:
+    return property(lambda self: self.root / name, doc=f"ROOT/{name}")
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Where a training run writes, all under its output directory."""
 
     root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def log_csv(self) -> Path:
-        return self.root / "log.csv"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def heldout_fasta(self) -> Path:
-        return self.root / "heldout.fasta"
+    checkpoints = _under_root("checkpoints")  # the Trainer's checkpoint-N/ directories (resume points)
+    tensorboard = _under_root("tensorboard")
+    config = _under_root("config.yaml")  # the resolved settings, checked when the run resumes
+    log_csv = _under_root("log.csv")
+    metrics = _under_root("metrics.json")
+    heldout_fasta = _under_root("heldout.fasta")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
