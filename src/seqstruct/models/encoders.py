@@ -34,15 +34,16 @@ PRESETS: dict[str, EncoderPreset] = {
 }
 
 
-def encoder_config(
+def build_encoder(
     preset: str,
     tokenizer: PreTrainedTokenizerBase,
     attn_implementation: str = "sdpa",
     dropout: float = 0.0,
     favor: FavorConfig | None = None,
-) -> EsmConfig:
-    """An `EsmConfig` for `preset` whose special-token ids come from `tokenizer`; with
-    attn_implementation="favor" it carries the FAVOR+ settings (`favor`, defaults if None)."""
+) -> EsmForMaskedLM:
+    """A freshly initialised masked-LM encoder of the given preset, its special-token ids from
+    `tokenizer`; with attn_implementation="favor" its config carries the FAVOR+ settings (`favor`,
+    defaults if None)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown encoder preset {preset!r}; expected one of {sorted(PRESETS)}")
     config = EsmConfig(
@@ -66,18 +67,6 @@ def encoder_config(
     config._attn_implementation = attn_implementation
     if attn_implementation == "favor":
         config.favor = asdict(favor or FavorConfig())
-    return config
-
-
-def build_encoder(
-    preset: str,
-    tokenizer: PreTrainedTokenizerBase,
-    attn_implementation: str = "sdpa",
-    dropout: float = 0.0,
-    favor: FavorConfig | None = None,
-) -> EsmForMaskedLM:
-    """A freshly initialised masked-LM encoder of the given preset."""
-    config = encoder_config(preset, tokenizer, attn_implementation, dropout, favor)
     return EsmForMaskedLM(config)
 
 
