@@ -60,3 +60,16 @@ def open_text(path: str | Path) -> IO[str]:
     if magic == b"\x1f\x8b":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+class FileLineError(ValueError):
+    """Bad input in a file: `path`, the 1-based `line` (None for the file as a whole) and what is wrong,
+    in one message ("graph.tsv, line 4: ..."). Picklable, so a DataLoader worker can hand it back."""
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = str(path), line, reason
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self) -> tuple[type[FileLineError], tuple[str, int | None, str]]:
+        return (type(self), (self.path, self.line, self.reason))

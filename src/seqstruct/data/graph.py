@@ -19,23 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from seqstruct.io import open_text
+from seqstruct.io import FileLineError, open_text
 
 logger = logging.getLogger(__name__)
 
 _SHOWN = 5  # ids or lines quoted in an error or report before "... and N more"
 
 
-class GraphError(ValueError):
+class GraphError(FileLineError):
     """A malformed edge list. `line` is 1-based, None for errors about the file as a whole."""
-
-    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
-        self.path, self.line, self.reason = str(path), line, reason
-        where = self.path if line is None else f"{self.path}, line {line}"
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self) -> tuple[type[GraphError], tuple[str, int | None, str]]:
-        return (type(self), (self.path, self.line, self.reason))
 
 
 @dataclass(frozen=True)

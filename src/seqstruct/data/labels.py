@@ -18,21 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seqstruct.io import open_text
+from seqstruct.io import FileLineError, open_text
 
 _SHOWN = 5  # ids quoted in an error before "..."
 
 
-class LabelError(ValueError):
+class LabelError(FileLineError):
     """A malformed label file. `line` is 1-based, None for errors about the file as a whole."""
-
-    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
-        self.path, self.line, self.reason = str(path), line, reason
-        where = self.path if line is None else f"{self.path}, line {line}"
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self) -> tuple[type[LabelError], tuple[str, int | None, str]]:
-        return (type(self), (self.path, self.line, self.reason))
 
 
 def _named(ids: Sequence[str]) -> str:

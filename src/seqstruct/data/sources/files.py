@@ -38,7 +38,7 @@ from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.graph import Graph, read_edge_list
 from seqstruct.data.labels import read_labels
 from seqstruct.data.prepared import TRAIN, DatasetInfo, Prepared, register_recipe, write_prepared
-from seqstruct.io import open_text
+from seqstruct.io import FileLineError, open_text
 
 logger = logging.getLogger(__name__)
 
@@ -135,16 +135,8 @@ def file_digest(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-class TextTableError(ValueError):
+class TextTableError(FileLineError):
     """A malformed id/text TSV. `line` is 1-based, None for errors about the file as a whole."""
-
-    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
-        self.path, self.line, self.reason = str(path), line, reason
-        where = self.path if line is None else f"{self.path}, line {line}"
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self) -> tuple[type[TextTableError], tuple[str, int | None, str]]:
-        return (type(self), (self.path, self.line, self.reason))
 
 
 def read_text_table(path: str | Path) -> tuple[list[str], list[str]]:
