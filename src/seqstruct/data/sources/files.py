@@ -113,6 +113,25 @@ def make_splits(
     }
 
 
+def write_random_split(
+    output: str | Path,
+    info: DatasetInfo,
+    columns: Mapping[str, Sequence[Any]],
+    features: Features,
+    graph: Graph | None,
+    method: str,
+    fractions: tuple[float, float, int],
+    overwrite: bool,
+) -> Prepared:
+    """Write a dataset split at random by record: `fractions` is (valid, test, seed); they join the
+    recipe's config in `info` and a sentence saying so ends `method`."""
+    valid_fraction, test_fraction, seed = fractions
+    info.config |= {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed}
+    method += f" Random split by record (seed {seed}; valid {valid_fraction}, test {test_fraction})."
+    splits = make_splits(columns, features, random_split(columns["id"], valid_fraction, test_fraction, seed))
+    return write_prepared(output, info, splits, graph, method, overwrite=overwrite)
+
+
 def tally(values: Iterable[str], prefix: str) -> dict[str, int]:
     """`{prefix + value: count}`, most frequent first (ties by value): rows for a dataset card."""
     counts = Counter(values)

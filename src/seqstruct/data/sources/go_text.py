@@ -29,8 +29,8 @@ from urllib.parse import quote
 
 from datasets import Features, List, Value
 
-from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe, write_prepared
-from seqstruct.data.sources.files import graph_from_pairs, make_splits, random_split, tally
+from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe
+from seqstruct.data.sources.files import graph_from_pairs, tally, write_random_split
 from seqstruct.data.sources.go import NAMESPACES, ROOTS, GeneOntology, read_go, resolve_go_path
 
 logger = logging.getLogger(__name__)
@@ -144,9 +144,6 @@ def prepare_go_text(
         recipe="go-text",
         config={
             "go_sqlite": str(path.resolve()),
-            "valid_fraction": valid_fraction,
-            "test_fraction": test_fraction,
-            "seed": seed,
         },
         columns=dict(COLUMNS),
         graph={"meaning": "GO is_a (child, parent) between kept terms, undirected"},
@@ -157,7 +154,6 @@ def prepare_go_text(
     method = (
         "One record per GO term with a definition (text = the definition). top_level follows is_a edges "
         "only, through all terms, up to the direct is_a children of the namespace root. "
-        f"Random split by term (seed {seed}; valid {valid_fraction}, test {test_fraction})."
     )
-    splits = make_splits(columns, FEATURES, random_split(columns["id"], valid_fraction, test_fraction, seed))
-    return write_prepared(output, info, splits, graph, method, overwrite=overwrite)
+    fractions = (valid_fraction, test_fraction, seed)
+    return write_random_split(output, info, columns, FEATURES, graph, method, fractions, overwrite)

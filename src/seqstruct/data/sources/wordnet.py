@@ -31,8 +31,8 @@ from pathlib import Path
 
 from datasets import Features, List, Value
 
-from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe, write_prepared
-from seqstruct.data.sources.files import file_digest, graph_from_pairs, make_splits, random_split, tally
+from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe
+from seqstruct.data.sources.files import file_digest, graph_from_pairs, tally, write_random_split
 
 logger = logging.getLogger(__name__)
 
@@ -234,9 +234,6 @@ def prepare_wordnet(
         recipe="wordnet",
         config={
             "root": str(root_path.resolve()),
-            "valid_fraction": valid_fraction,
-            "test_fraction": test_fraction,
-            "seed": seed,
         },
         columns=dict(COLUMNS),
         graph={"meaning": "WordNet hypernym (@) and instance hypernym (@i) pointers, undirected"},
@@ -247,7 +244,6 @@ def prepare_wordnet(
     method = (
         "One record per synset of data.{noun,verb,adj,adv}; text = the gloss. Ids are the file's letter "
         "(n, v, a, r; satellites stay 'a') and the synset offset. "
-        f"Random split by synset (seed {seed}; valid {valid_fraction}, test {test_fraction})."
     )
-    splits = make_splits(columns, FEATURES, random_split(columns["id"], valid_fraction, test_fraction, seed))
-    return write_prepared(output, info, splits, graph, method, overwrite=overwrite)
+    fractions = (valid_fraction, test_fraction, seed)
+    return write_random_split(output, info, columns, FEATURES, graph, method, fractions, overwrite)
