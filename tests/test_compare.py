@@ -34,6 +34,7 @@ def _config(tmp_path, **extra: object) -> CompareConfig:
         "pretrain_overrides": TINY_PRETRAIN,
         "arms": {"mlm": ["structure.weight=0.0"], "structure": ["structure.weight=0.5"]},
         "seeds": [0, 1],
+        "models": {"kmer": "baseline:kmer"},  # the composition baseline, evaluated per seed's dataset
     }
     values.update(extra)
     return load_config(CompareConfig, None, [f"{k}={json.dumps(v)}" for k, v in values.items()])
@@ -46,6 +47,7 @@ def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> N
     assert result["arms"] == ["mlm", "structure", "kmer"]
     for seed in (0, 1):
         assert (root / f"data-seed{seed}" / "dataset.json").exists()
+        assert (root / f"seed{seed}" / "kmer" / "eval" / "knn.json").exists()  # synthetic data: per seed
         for arm in ("mlm", "structure"):
             assert (root / f"seed{seed}" / arm / "model.safetensors").exists()
     # the two seeds got different datasets (data seed = training seed)
@@ -72,7 +74,7 @@ def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> N
 
 
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
-    config = _config(tmp_path, seeds=[0], arms={"structure": ["structure.weight=0.5"]}, kmer=0)
+    config = _config(tmp_path, seeds=[0], arms={"structure": ["structure.weight=0.5"]}, models={})
     compare(config)
     cell = tmp_path / "cmp" / "seed0" / "structure"
     for name in ("evaluation.json", "metrics.json"):
@@ -91,7 +93,7 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> 
 
 
 def test_a_costly_arm_runs_at_its_own_seeds_only(tmp_path) -> None:
-    config = _config(tmp_path, arm_seeds={"structure": [1]}, kmer=0, tasks=["knn"])
+    config = _config(tmp_path, arm_seeds={"structure": [1]}, models={}, tasks=["knn"])
     result = compare(config)
     root = tmp_path / "cmp"
     assert sorted(p.relative_to(root).as_posix() for p in root.glob("seed*/*")) == [
@@ -129,6 +131,7 @@ def test_summary_pairs_differences_by_seed() -> None:
         ({"arm_seeds": {"favor": [0]}}, "'favor' is not an arm"),
         ({"arm_seeds": {"structure": [2]}}, "subset of seeds"),
         ({"references": {"structure": "mlm-favor"}}, "neither arms nor models"),
+        ({"kmer": 2}, r"now the baseline:kmer model; write `models: \{kmer: baseline:kmer\}`"),
     ],
 )
 def test_bad_comparisons_are_refused(tmp_path, extra, message) -> None:

@@ -1,5 +1,5 @@
 """`seqstruct evaluate` end to end: registered tasks on tiny prepared datasets (JSON + one-row markdown per
-task, tables gathered from several), fine-tuning over seeds, the old knn/link form, and its errors."""
+task, tables gathered from several), fine-tuning over seeds, knn/link on a `synth` dataset, and errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from seqstruct.cli import main
 from seqstruct.data.fasta import read_fasta
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.embed import save_embeddings
-from seqstruct.evaluate import results_table
-from seqstruct.evaluation.baselines import kmer_composition
+from seqstruct.evaluation.methods.baselines import kmer_composition
+from seqstruct.evaluation.tables import results_table
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import save_model_dir
 from tests.evaluation.test_tasks import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)
@@ -164,7 +164,7 @@ def test_errors_are_one_line_with_exit_code_2(proteins, texts, capsys) -> None:
     assert main(["evaluate", "baseline:aac", "colour=red", "--task", "go-mf", "--data", str(proteins)]) == 2
     assert "unknown option 'colour'" in capsys.readouterr().err
     assert main(["evaluate", "baseline:aac", "--task", "knn", "go-mf", "--data", str(proteins)]) == 2
-    assert "alone, not with registered tasks" in capsys.readouterr().err
+    assert "dataset.json names no label column; give columns=" in capsys.readouterr().err
     assert main(["evaluate", "baseline:aac", "--task", "go-mf", "--data", str(texts)]) == 2
     assert "task 'go-mf' reads a protein dataset" in capsys.readouterr().err
     # --batch-size reaches the method, which says that a baseline has no use for it
@@ -177,7 +177,7 @@ def test_errors_are_one_line_with_exit_code_2(proteins, texts, capsys) -> None:
     assert "apply to the knn and link tasks only" in capsys.readouterr().err
 
 
-def test_old_knn_link_form_still_works(tmp_path, capsys) -> None:
+def test_knn_and_link_on_a_synth_dataset(tmp_path, capsys) -> None:
     data = tmp_path / "synth"
     synth = [
         "synth",
@@ -195,9 +195,13 @@ def test_old_knn_link_form_still_works(tmp_path, capsys) -> None:
     save_embeddings(npz, [r.id for r in records], kmer_composition([r.sequence for r in records], k=2))
     out = tmp_path / "eval"
     assert main(["evaluate", str(npz), "--data", str(data), "--task", "knn", "link", "-o", str(out)]) == 0
-    assert "knn topic: accuracy" in capsys.readouterr().out
-    result = json.loads((out / "evaluation.json").read_text())
-    assert result["tasks"] == ["knn", "link"] and result["n"] == 24 and "mrr" in result["link"]
+    assert f"knn [{npz}] topic: accuracy" in capsys.readouterr().out
+    knn, link = (json.loads((out / f"{task}.json").read_text()) for task in ("knn", "link"))
+    assert knn["counts"]["topic"]["n"] == 24 and "mrr" in link["metrics"]["heldout"]
+    # baseline:kmer is the same bigram composition: the same figures without a .npz
+    again = tmp_path / "again"
+    assert main(["evaluate", "baseline:kmer", "--data", str(data), "--task", "knn", "-o", str(again)]) == 0
+    assert json.loads((again / "knn.json").read_text())["metrics"] == knn["metrics"]
 
 
 def test_pooling_defaults_to_the_models_own(proteins, tmp_path) -> None:
@@ -232,7 +236,7 @@ def test_pooling_defaults_to_the_models_own(proteins, tmp_path) -> None:
     assert main(synth) == 0
     out = tmp_path / "knn"
     assert main(["evaluate", str(saved), "--data", str(data), "--task", "knn", "-o", str(out)]) == 0
-    assert json.loads((out / "evaluation.json").read_text())["pooling"] == "layer-attention-1q"
+    assert json.loads((out / "knn.json").read_text())["pooling"] == "layer-attention-1q"
 
 
 def test_a_search_task_does_not_record_the_previous_tasks_fit(texts, tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
@@ -83,45 +84,31 @@ def _embed(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from seqstruct.evaluate import evaluate, evaluate_tasks, summary_lines, task_summary
-    from seqstruct.evaluation.structure import TASKS as SYNTHETIC_TASKS
+    if args.list:
+        from seqstruct.evaluation.catalogue import listing  # a static table: no model library loads
+
+        print(listing())
+        return
+    if args.model is None:
+        raise ValueError("give MODEL (a model directory, minilm, baseline:NAME, a .npz), or --list")
+    from seqstruct.evaluation.run import evaluate
+    from seqstruct.evaluation.tables import task_summary
 
     # key=value after --task NAME... lands in the task list; it is an option all the same.
     tasks = [t for t in args.task if "=" not in t]
     options = [*args.options, *(t for t in args.task if "=" in t)]
-    synthetic = [t for t in tasks if t in SYNTHETIC_TASKS]
-    if not synthetic:
-        if args.label or args.k != 3 or args.metric != "cosine":
-            raise ValueError("--label, --k and --metric apply to the knn and link tasks only")
-        sizes = {"batch_size": args.batch_size, "max_length": args.max_length}
-        options += [f"{key}={value}" for key, value in sizes.items() if value is not None]
-        results = evaluate_tasks(
-            args.model, tasks, args.data, args.mode, args.seeds, args.pooling, options, args.output
-        )
-        print("\n".join(task_summary(result) for result in results))
-        if args.output:
-            print(f"{', '.join(f'{t}.json and {t}.md' for t in tasks)} in {args.output}")
-        return
-    if len(synthetic) != len(tasks) or options or args.data is None:
-        raise ValueError(
-            f"tasks {list(SYNTHETIC_TASKS)} run on a synthetic dataset directory (--data DIR, no key=value "
-            "options) and alone, not with registered tasks"
-        )
-    result = evaluate(
-        args.model,
-        args.data,
-        tasks,
-        pooling=args.pooling,
-        label_columns=args.label,
-        k=args.k,
-        output=args.output,
-        batch_size=args.batch_size or 64,
-        max_length=args.max_length,
-        metric=args.metric,
+    # --label, --k and --metric are the knn and link tasks' options, under their older flags.
+    flags = {"columns": args.label and json.dumps(args.label), "neighbours": args.k, "metric": args.metric}
+    if any(v is not None for v in flags.values()) and not {"knn", "link"} & set(tasks):
+        raise ValueError("--label, --k and --metric apply to the knn and link tasks only")
+    flags |= {"batch_size": args.batch_size, "max_length": args.max_length}
+    options += [f"{key}={value}" for key, value in flags.items() if value is not None]
+    results = evaluate(
+        args.model, tasks, args.data, args.mode, args.seeds, args.pooling, options, args.output
     )
-    print("\n".join(summary_lines(result)))
+    print("\n".join(task_summary(result) for result in results))
     if args.output:
-        print(f"evaluation.json and evaluation.md in {args.output}")
+        print(f"{', '.join(f'{t}.json and {t}.md' for t in tasks)} in {args.output}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -134,16 +121,16 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from seqstruct.data.synthetic import generator, write_dataset
+    from seqstruct.data.synthetic import generator, write_synthetic
 
-    config_class, generate = generator(args.name)
+    config_class, _ = generator(args.name)
     config = load_config(config_class, None, args.overrides)
-    summary = write_dataset(generate(config), args.output_dir, overwrite=args.overwrite)
-    counts = summary["counts"]
+    prepared = write_synthetic(args.name, config, args.output_dir, overwrite=args.overwrite)
+    counts, labels = prepared.info.counts, ", ".join(prepared.info.columns)
     print(
         f"wrote {args.name}: {counts['nodes']} sequences, {counts['edges']} edges ({counts['training_edges']} "
         f"in graph.tsv, {counts['heldout_edges']} touching {counts['heldout_nodes']} held-out nodes in "
-        f"graph_heldout.tsv), labels {', '.join(summary['labels'])} to {args.output_dir}"
+        f"graph_heldout.tsv), labels {labels} to {args.output_dir}"
     )
 
 
@@ -256,25 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "evaluate",
-        help="a model or baseline on registered tasks (go-mf, protein-link, go-synonym-search, ...), or "
-        "kNN / link retrieval on a synthetic dataset directory",
+        help="a model, baseline or stored embeddings on registered tasks (go-mf, knn, link, "
+        "go-synonym-search, ...; --list names them all)",
     )
     p.add_argument(
         "model",
-        help="saved model directory, `minilm`, baseline:aac|kmer|kmer3|tfidf|bm25|mmseqs, or (knn/link) "
-        "a .npz from `seqstruct embed`",
+        nargs="?",
+        help="saved model directory, `minilm`, baseline:aac|kmer|kmer3|tfidf|bm25|mmseqs|naive, lstm:DIR, "
+        "or a .npz from `seqstruct embed` (vectors by record id)",
     )
     p.add_argument("options", nargs="*", help="task and method options key=value, e.g. min_count=10 lr=3e-5")
+    p.add_argument("--list", action="store_true", help="list the tasks and methods, one line each")
     p.add_argument(
         "--data",
         default=None,
-        help="prepared dataset directory (default data/prepared/<the task's dataset>); for knn/link a "
-        "synthetic dataset directory (sequences.fasta, labels.tsv, graph*.tsv)",
+        help="prepared dataset directory (`data prepare`, `synth`; default data/prepared/<the task's dataset>)",
     )
-    p.add_argument("--task", nargs="+", default=["knn", "link"], help="task names (knn link: synthetic data)")
+    p.add_argument("--task", nargs="+", default=["knn", "link"], help="task names (see --list)")
     p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="how an encoder is used")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for stochastic methods (finetune)")
-    p.add_argument("--label", nargs="+", default=None, help="label columns for knn (default: all)")
+    p.add_argument("--label", nargs="+", default=None, help="knn: label columns (columns=; default all)")
     p.add_argument(
         "--pooling",
         choices=POOLINGS,
@@ -282,11 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the model's own saved pooling (trained layer attention included), else mean; "
         "ignored for a .npz and for baselines",
     )
-    p.add_argument("--k", type=int, default=3, help="neighbours that vote in knn")
-    p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
+    p.add_argument("--k", type=int, default=None, help="knn: neighbours that vote (neighbours=; default 3)")
     p.add_argument(
-        "-o", "--output", default=None, help="directory for <task>.json, <task>.md (or evaluation.*)"
+        "--metric", choices=["cosine", "euclidean"], default=None, help="knn, link (default cosine)"
     )
+    p.add_argument("-o", "--output", default=None, help="directory for <task>.json and <task>.md")
     p.add_argument("--batch-size", type=int, default=None, help="most sequences in one batch (default 64)")
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: none)")
     p.set_defaults(func=_evaluate)
@@ -306,10 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     p = commands.add_parser(
-        "synth", help="synthetic graph dataset with a sequence per node: cliques | manifold | topology"
+        "synth",
+        help="synthetic graph dataset with a sequence per node: cliques | manifold | topology (the "
+        "`data prepare` recipes of the same names, written to -o)",
     )
     p.add_argument("name", help="generator: cliques | manifold | topology (seqstruct.data.synthetic)")
-    p.add_argument("-o", "--output-dir", required=True, help="directory for sequences.fasta, graph.tsv, ...")
+    p.add_argument("-o", "--output-dir", required=True, help="prepared dataset directory to write")
     # argparse takes positionals only before an option: `synth NAME key=value -o DIR`, as for `demo`.
     p.add_argument(
         "overrides", nargs="*", help="key=value generator config overrides (before -o), e.g. seed=1"

@@ -1,10 +1,12 @@
 """`seqstruct compare CONFIG`: pretraining arms x seeds on one graph dataset, each model evaluated without
 fine-tuning, summarised as mean ± std per arm.
 
-On a synthetic dataset (`synth` or `data_dir`) the evaluation is kNN on labels and link retrieval. On a
-prepared dataset (`dataset`, from `seqstruct data prepare`) the arms pretrain on its train split and are
-probed on registered `tasks` (seqstruct.evaluation.tasks), beside `models` evaluated as they are
-(baselines, or a pretrained encoder such as `minilm` before any continued pretraining).
+Every model is evaluated by `seqstruct evaluate` on registered `tasks` (seqstruct.evaluation.tasks): on a
+synthetic dataset (`synth` or `data_dir`) typically kNN on labels and link retrieval, on a prepared
+dataset (`dataset`, from `seqstruct data prepare`) e.g. GO prediction. The arms pretrain on a synthetic
+dataset's every sequence (its graph's held-out nodes' edges unseen) or on a prepared dataset's train
+split, beside `models` evaluated as they are (baselines, or a pretrained encoder such as `minilm` before
+any continued pretraining).
 
 This is how the structure-inducing results in docs/results.md are made: the arms differ only in their
 pretraining overrides (e.g. `structure.weight=0` against `structure.weight=0.5`), at equal steps. With
@@ -12,8 +14,8 @@ pretraining overrides (e.g. `structure.weight=0` against `structure.weight=0.5`)
 contrastive config), each evaluated with the pooling it was trained with: how the embedding results of
 docs/results.md (poolings, unsupervised and supervised contrastive training) are made. With a
 synthetic dataset the data is regenerated per seed (data seed = training seed), so the spread covers both
-the graph and the training draw. A k-mer composition baseline (no model: normalised k-mer counts of each
-sequence) says how much of a label a sequence's counts carry at all.
+the graph and the training draw. A k-mer composition baseline (`models: {kmer: baseline:kmer}`: no model,
+normalised 2-mer counts of each sequence) says how much of a label a sequence's counts carry at all.
 
 Every cell (arm, seed) lives in its own directory; a cell whose evaluation.json exists is not run again
 and a cell with checkpoints resumes, so an interrupted comparison continues where it stopped.
@@ -35,11 +37,8 @@ from typing import Any
 import numpy as np
 
 from seqstruct.config import PretrainConfig, load_config, save_config
-from seqstruct.data.fasta import read_fasta
-from seqstruct.data.synthetic import generate, generator, write_dataset
-from seqstruct.embed import save_embeddings
-from seqstruct.evaluate import evaluate
-from seqstruct.evaluation.baselines import kmer_composition
+from seqstruct.data.synthetic import generator, write_synthetic
+from seqstruct.evaluation.run import evaluate
 from seqstruct.io import atomic_open
 from seqstruct.training.mlm import pretrain
 
@@ -57,7 +56,7 @@ class CompareConfig:
     )
     synth_overrides: list[str] = field(default_factory=list)  # key=value for the generator's config
     data_dir: str = (
-        ""  # a fixed dataset directory (sequences.fasta, graph.tsv, labels.tsv, ...) for all seeds
+        ""  # a fixed synthetic dataset (`seqstruct synth`) for all seeds: arms read sequences.fasta
     )
     dataset: str = ""  # or a prepared dataset (`seqstruct data prepare`), evaluated on registered `tasks`
     pretrain: str = "synthetic.yaml"  # base pretraining config: a path, or a name in seqstruct/configs
@@ -70,9 +69,9 @@ class CompareConfig:
     arm_seeds: dict[str, list[int]] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: ["knn", "link"])  # evaluations without fine-tuning
     pooling: str = "cls"  # how every model's embeddings are pooled for evaluation; "" = each model's own
-    kmer: int = 2  # k of the composition baseline (synthetic data); 0 skips it
-    # With `dataset`: models evaluated as they are, beside the arms (name -> a model directory, `minilm`, or
-    # baseline:NAME). Their probes are deterministic, so each is evaluated once and repeated in every seed.
+    kmer: int = 0  # removed: the composition baseline is a model, `models: {kmer: baseline:kmer}`
+    # Models evaluated as they are, beside the arms (name -> a model directory, `minilm`, a .npz or
+    # baseline:NAME). Deterministic: on a fixed dataset each is evaluated once and repeated in every seed.
     models: dict[str, str] = field(default_factory=dict)
     # models: name -> the pooling it is evaluated with, where not `pooling` (MiniLM under every pooling)
     model_poolings: dict[str, str] = field(default_factory=dict)
@@ -94,13 +93,16 @@ def _check(config: CompareConfig) -> None:
             "give exactly one of synth (a generator name), data_dir (a synthetic-layout dataset directory) "
             "and dataset (a prepared dataset directory)"
         )
-    if config.models and not config.dataset:
-        raise ValueError("models (evaluated as they are) need a prepared `dataset`")
+    if config.kmer:
+        raise ValueError(
+            "kmer: the k-mer arm is now the baseline:kmer model; write `models: {kmer: baseline:kmer}` "
+            "(baseline:kmer3 for k = 3) instead of kmer: N"
+        )
     if config.trainer not in TRAINERS:
         raise ValueError(f"trainer must be one of {TRAINERS}; got {config.trainer!r}")
     if config.trainer == "contrastive" and not config.dataset:
         raise ValueError("trainer: contrastive evaluates on a prepared `dataset` (its registered tasks)")
-    names = set(config.arms) | set(config.models) | {"kmer"}
+    names = set(config.arms) | set(config.models)
     strangers = sorted({a for pair in config.references.items() for a in pair} - names)
     if strangers:
         raise ValueError(f"references: {strangers} are neither arms nor models")
@@ -132,7 +134,7 @@ def _dataset(config: CompareConfig, seed: int, root: Path) -> Path:
     if not (directory / "dataset.json").exists():
         config_class, _ = generator(config.synth)
         synth_config = load_config(config_class, None, [*config.synth_overrides, f"seed={seed}"])
-        write_dataset(generate(config.synth, synth_config), directory, overwrite=True)
+        write_synthetic(config.synth, synth_config, directory, overwrite=True)
     return directory
 
 
@@ -147,8 +149,8 @@ def _cached(cell: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def _set_data(config: CompareConfig, settings: PretrainConfig, data: Path) -> None:
-    """Where a pretraining arm reads its sequences and graph: a synthetic directory's whole FASTA, or a
-    prepared dataset's train split (proteins as train.fasta, text through data.dataset). Paths are set on
+    """Where a pretraining arm reads its sequences and graph: a synthetic dataset's every sequence
+    (sequences.fasta), or a prepared dataset's train split (proteins as train.fasta, text through data.dataset). Paths are set on
     the config, not passed as key=value text, which YAML would cut at a ' #'."""
     settings.structure.graph = str(data / "graph.tsv")
     if not config.dataset:
@@ -166,11 +168,7 @@ def _evaluate_cell(
     config: CompareConfig, model: str, data: Path, cell: Path, pooling: str | None = None
 ) -> dict[str, Any]:
     pooling = pooling or config.pooling or None  # None: the model's own (a contrastive run's)
-    if not config.dataset:
-        return evaluate(model, data, config.tasks, pooling=pooling)
-    from seqstruct.evaluate import evaluate_tasks
-
-    results = evaluate_tasks(
+    results = evaluate(
         model,
         config.tasks,
         data,
@@ -208,14 +206,6 @@ def _run_model(config: CompareConfig, name: str, data: Path, cell: Path) -> dict
     return _evaluate_cell(config, config.models[name], data, cell, pooling) | {"pretrain_seconds": 0.0}
 
 
-def _run_kmer(config: CompareConfig, data: Path, cell: Path) -> dict[str, Any]:
-    records = read_fasta(data / "sequences.fasta")
-    vectors = kmer_composition([r.sequence for r in records], config.kmer)
-    cell.mkdir(parents=True, exist_ok=True)
-    save_embeddings(cell / "embeddings.npz", [r.id for r in records], vectors, pooling=f"{config.kmer}-mer")
-    return evaluate(cell / "embeddings.npz", data, config.tasks) | {"pretrain_seconds": 0.0}
-
-
 # Per registered task, the figures a comparison table shows (the JSON of each cell keeps them all).
 HEADLINE = (
     *("fmax", "micro_aupr", "accuracy", "macro_f1", "knn_accuracy", "knn_macro_f1"),
@@ -223,21 +213,31 @@ HEADLINE = (
 )
 
 
+# The knn and link tasks' figures keep the names the synthetic comparisons have always tabled
+# (docs/results.md): "knn accuracy (topic)" rather than "knn topic accuracy".
+NAMED = {
+    ("knn", "accuracy"): "knn accuracy ({split})",
+    ("knn", "auroc"): "knn AUROC ({split})",
+    ("link", "mrr"): "link MRR",
+    ("link", "ndcg@10"): "link nDCG@10",
+}
+
+
 def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The figures a comparison reports: kNN accuracy and AUROC per label column, link MRR and nDCG@10."""
+    """The figures a comparison reports, per task and split (label column for knn): `HEADLINE` metrics."""
+    if "task_results" not in result:
+        raise ValueError(
+            "a cell's evaluation.json predates the one evaluation path (no task_results): delete it to "
+            "evaluate the cell again"
+        )
     figures: dict[str, float] = {}
-    for column, knn in result.get("knn", {}).items():
-        figures[f"knn accuracy ({column})"] = knn["accuracy"]
-        if knn["auroc"] is not None:
-            figures[f"knn AUROC ({column})"] = knn["auroc"]
-    if "link" in result:
-        figures["link MRR"] = result["link"]["mrr"]
-        figures["link nDCG@10"] = result["link"]["ndcg@10"]
-    for task, outcome in result.get("task_results", {}).items():  # registered tasks, prepared dataset
+    for task, outcome in result["task_results"].items():
         for split, metrics in outcome["metrics"].items():
             for name, number in metrics.items():
-                if name in HEADLINE and number is not None:
-                    figures[f"{task} {split} {name}"] = number
+                named = NAMED.get((task, name))
+                if number is None or (named is None and (task in ("knn", "link") or name not in HEADLINE)):
+                    continue
+                figures[named.format(split=split) if named else f"{task} {split} {name}"] = number
     return figures
 
 
@@ -292,8 +292,7 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     save_config(config, root / "compare.yaml")
-    kmer = bool(config.kmer) and not config.dataset  # prepared datasets name their baselines in `models`
-    arms = list(config.arms) + (["kmer"] if kmer else []) + list(config.models)
+    arms = list(config.arms) + list(config.models)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for seed in config.seeds:
@@ -303,11 +302,9 @@ def compare(config: CompareConfig) -> dict[str, Any]:
                 continue
             cell = root / f"seed{seed}" / arm
             logger.info("comparison cell: seed %d, arm %s", seed, arm)
-            if arm in config.models:  # evaluated once, the same in every seed
-                fixed = root / "models" / arm
+            if arm in config.models:  # on a fixed dataset evaluated once, the same in every seed
+                fixed = cell if config.synth else root / "models" / arm
                 result = _cached(fixed, partial(_run_model, config, arm, data, fixed))
-            elif arm == "kmer" and "kmer" not in config.arms:
-                result = _cached(cell, partial(_run_kmer, config, data, cell))
             else:
                 result = _cached(cell, partial(_run_arm, config, arm, seed, data, cell))
             for figure, number in headline_metrics(result).items():

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from seqstruct.config import config_dict, save_config
-from seqstruct.evaluate import json_value
 from seqstruct.evaluation.curves import curve_points, curve_table, nested_subsets
+from seqstruct.evaluation.run import json_value
 from seqstruct.io import atomic_open
 from seqstruct.report import plot_learning_curve
 
@@ -139,7 +139,7 @@ class Budget:
         logger.info("fraction %g, seed %d: %d of %d train rows", self.fraction, seed, len(rows), len(train))
         return self.method.classify(replace(problem, train=subset), seed)
 
-    def embed(self, texts: Any, kind: str) -> np.ndarray:
+    def embed(self, texts: Any, kind: str, ids: Any = None) -> np.ndarray:
         raise ValueError(self._refusal())
 
     def search(self, queries: Any, corpus: Any, k: int, kind: str) -> np.ndarray:
@@ -184,7 +184,7 @@ def _check(config: CurveConfig) -> list[Arm]:
 
 
 def _task_options(config: CurveConfig) -> dict[str, Any]:
-    from seqstruct.evaluate import split_options
+    from seqstruct.evaluation.run import split_options
 
     options, method_options = split_options(config.task_options, [config.task])
     if method_options:

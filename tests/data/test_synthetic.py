@@ -10,13 +10,15 @@ import pytest
 from seqstruct.cli import main
 from seqstruct.data.fasta import read_fasta
 from seqstruct.data.graph import Graph, read_edge_list
+from seqstruct.data.prepared import load_prepared, prepare, recipe_options, recipes
 from seqstruct.data.synthetic import (
     ALPHABET,
+    HELDOUT,
     SHAPES,
     CliquesConfig,
     ManifoldConfig,
     TopologyConfig,
-    _canonical_form,
+    canonical_form,
     ego_classes,
     generate,
     generate_cliques,
@@ -24,15 +26,16 @@ from seqstruct.data.synthetic import (
     generate_topology,
     geodesic_distance,
     node_ids,
-    write_dataset,
+    write_synthetic,
 )
 
 FILES = (
     "sequences.fasta",
+    "train.fasta",
     "graph.tsv",
     "graph_heldout.tsv",
     "heldout_nodes.txt",
-    "labels.tsv",
+    "splits",
     "dataset.json",
     "README.md",
 )
@@ -51,7 +54,7 @@ def _edge_set(graph: Graph) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_written_dataset_reads_back_whole(tmp_path: Path, name: str) -> None:
     dataset = generate(name, SMALL[name])
-    summary = write_dataset(dataset, tmp_path / "out")
+    prepared = write_synthetic(name, SMALL[name], tmp_path / "out")
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
 
@@ -65,41 +68,48 @@ def test_written_dataset_reads_back_whole(tmp_path: Path, name: str) -> None:
 
     training, _ = read_edge_list(out / "graph.tsv", ids)
     heldout, _ = read_edge_list(out / "graph_heldout.tsv", ids)
-    held = set(summary["heldout"]["ids"])
-    assert (out / "heldout_nodes.txt").read_text().split() == summary["heldout"]["ids"]
-    assert len(held) == summary["counts"]["heldout_nodes"] == round(0.2 * len(ids))
+    info = prepared.info
+    held = set(prepared.split(HELDOUT)["id"])
+    assert (out / "heldout_nodes.txt").read_text().split() == list(prepared.split(HELDOUT)["id"])
+    assert len(held) == info.counts["heldout_nodes"] == round(0.2 * len(ids))
+    assert set(prepared.split("train")["id"]) == set(ids) - held
+    assert [r.id for r in read_fasta(out / "train.fasta")] == list(prepared.split("train")["id"])
     train_edges, heldout_edges = _edge_set(training), _edge_set(heldout)
     assert not train_edges & heldout_edges
     assert train_edges | heldout_edges == _edge_set(dataset.graph)
     assert all(not held & set(edge) for edge in train_edges)
     assert all(held & set(edge) for edge in heldout_edges)
 
-    rows = [line.split("\t") for line in (out / "labels.tsv").read_text().splitlines()]
-    assert rows[0] == ["id", *LABELS[name]]
-    assert [row[0] for row in rows[1:]] == ids
-    assert all(len(row) == len(rows[0]) and all(row) for row in rows[1:])
+    assert list(info.columns) == LABELS[name]
+    for split in prepared.splits.values():
+        assert split.column_names == ["id", "text", *LABELS[name]]
+        assert all(all(split[column]) for column in LABELS[name])  # every node labelled
+        for node, text, *labels in zip(*(split[c] for c in split.column_names), strict=True):
+            assert labels == [dataset.labels[c][ids.index(node)] for c in LABELS[name]]
+            assert text == records[ids.index(node)].sequence
 
     meta = json.loads((out / "dataset.json").read_text())
-    assert meta["name"] == name and meta["generator_version"]
+    assert meta["name"] == meta["recipe"] == name and "seqstruct.synthetic/" in meta["source"]
     assert meta["counts"]["nodes"] == len(ids)
     assert meta["counts"]["edges"] == len(train_edges) + len(heldout_edges)
-    assert meta["counts"]["heldout_edges"] == len(heldout_edges)
-    assert set(meta["degree"]) == {"min", "median", "mean", "max"}
-    for column in LABELS[name]:
-        assert sum(meta["labels"][column].values()) == len(ids)
-    assert meta["config"]["seed"] == 0
-    assert "## Parameters" in (out / "README.md").read_text()
+    assert meta["counts"]["heldout_edges"] == len(heldout_edges) == meta["graph"]["heldout_edges"]
+    assert meta["graph"]["all"]["degree_max"] == int(dataset.graph.degrees().max())
+    assert meta["config"]["seed"] == 0 and meta["kind"] == "protein"
+    card = (out / "README.md").read_text()
+    assert "### Parameters" in card and f"`{LABELS[name][0]}`:" in card
 
 
 def test_same_seed_same_bytes_other_seed_other_files(tmp_path: Path) -> None:
     config = SMALL["topology"]
     for folder in ("a", "b"):
-        write_dataset(generate("topology", config), tmp_path / folder)
-    for name in FILES:
+        write_synthetic("topology", config, tmp_path / folder)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) > len(FILES)  # the Arrow splits too
+    for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     other = TopologyConfig(**{**vars(config), "seed": 1})
-    write_dataset(generate("topology", other), tmp_path / "c")
-    for name in ("sequences.fasta", "graph.tsv", "labels.tsv"):
+    write_synthetic("topology", other, tmp_path / "c")
+    for name in ("sequences.fasta", "graph.tsv", "heldout_nodes.txt"):
         assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes(), name
 
 
@@ -220,14 +230,14 @@ def test_canonical_form_ignores_node_order() -> None:
         adjacency = np.triu(rng.random((6, 6)) < 0.4, k=1)
         adjacency = adjacency | adjacency.T
         order = rng.permutation(6)
-        assert _canonical_form(adjacency) == _canonical_form(adjacency[np.ix_(order, order)])
+        assert canonical_form(adjacency) == canonical_form(adjacency[np.ix_(order, order)])
     path = np.zeros((4, 4), bool)
     star = np.zeros((4, 4), bool)
     for a, b in [(0, 1), (1, 2), (2, 3)]:
         path[a, b] = path[b, a] = True
     for b in (1, 2, 3):
         star[0, b] = star[b, 0] = True
-    assert _canonical_form(path) != _canonical_form(star)
+    assert canonical_form(path) != canonical_form(star)
 
 
 def _bigram_centroid_accuracy(sequences: list[str], labels: list[str]) -> float:
@@ -279,11 +289,25 @@ def test_unknown_generator_named() -> None:
 
 def test_non_empty_directory_refused_unless_overwrite(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
-    dataset = generate("topology", SMALL["topology"])
     with pytest.raises(FileExistsError, match=str(tmp_path)):
-        write_dataset(dataset, tmp_path)
-    write_dataset(dataset, tmp_path, overwrite=True)
-    assert (tmp_path / "graph.tsv").exists() and (tmp_path / "notes.txt").read_text() == "keep me"
+        write_synthetic("topology", SMALL["topology"], tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    write_synthetic("topology", SMALL["topology"], tmp_path, overwrite=True)  # replaces the directory whole
+    assert (tmp_path / "graph.tsv").exists() and not (tmp_path / "notes.txt").exists()
+
+
+def test_generators_are_data_prepare_recipes(tmp_path: Path) -> None:
+    assert {"cliques", "manifold", "topology"} <= set(recipes())
+    options = recipe_options(recipes()["manifold"])
+    assert options["shape"] == "plane" and options["nodes"] == 1500 and options["seed"] == 0
+    options = {"topics": 3, "clique_size": 6, "min_length": 10, "max_length": 12}
+    prepared = prepare("cliques", tmp_path / "recipe", **options)
+    write_synthetic("cliques", CliquesConfig(**options), tmp_path / "direct")
+    assert prepared.info.recipe == "cliques" and load_prepared(tmp_path / "direct").info == prepared.info
+    for name in ("sequences.fasta", "graph.tsv", "heldout_nodes.txt"):
+        assert (tmp_path / "recipe" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
+    with pytest.raises(ValueError, match="recipe 'cliques' has no option colour"):
+        prepare("cliques", tmp_path / "bad", colour="red")
 
 
 def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

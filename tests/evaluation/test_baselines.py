@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqstruct.evaluation.baselines import STANDARD_RESIDUES, kmer_composition
+from seqstruct.data.fasta import STANDARD_RESIDUES
+from seqstruct.evaluation.methods.baselines import kmer_composition
 
 
 def test_kmer_frequencies_by_hand() -> None:

@@ -14,7 +14,6 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoTokenizer
 
-from seqstruct.evaluate import run_task
 from seqstruct.evaluation.methods import (
     Encoder,
     MethodOptions,
@@ -23,6 +22,7 @@ from seqstruct.evaluation.methods import (
     encoder_kind,
 )
 from seqstruct.evaluation.probe import multi_label_probe, single_label_probe
+from seqstruct.evaluation.run import run_task
 from seqstruct.evaluation.tasks import Classification, Labelled, get_task
 from tests.evaluation.test_tasks import protein_dataset, text_dataset
 
@@ -113,8 +113,15 @@ def test_what_does_not_apply_is_a_clear_error(proteins, texts, tmp_path) -> None
         build_method("baseline:kmer", overrides=["lr=0.1"])
     with pytest.raises(ValueError, match="unknown baseline 'baseline:blast'"):
         build_method("baseline:blast")
-    with pytest.raises(ValueError, match="a .npz holds the embeddings"):
-        build_method(str(tmp_path / "x.npz"))
+    from seqstruct.embed import save_embeddings
+
+    save_embeddings(tmp_path / "x.npz", ["a"], np.ones((1, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="holds embeddings: it has no finetune mode"):
+        build_method(str(tmp_path / "x.npz"), mode="finetune")
+    with pytest.raises(NotApplicable, match="cannot embed a query"):
+        build_method(str(tmp_path / "x.npz")).search(["A"], ["A"], 1, "protein")
+    with pytest.raises(NotApplicable, match="these texts are not records"):
+        build_method(str(tmp_path / "x.npz")).embed(["A"], "protein")  # no ids: not records
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         build_method(str(tmp_path))
 
@@ -234,14 +241,14 @@ def test_finetune_protein_encoder_over_seeds(protein_model, proteins) -> None:
 
 
 def test_max_valid_caps_valid_with_a_fixed_sample(texts) -> None:
-    from seqstruct.evaluation.methods import _capped
+    from seqstruct.evaluation.methods import capped
 
     rows = Labelled([f"r{i}" for i in range(10)], [f"text {i}" for i in range(10)], np.arange(10) % 2)
     problem = Classification("text", False, ["a", "b"], rows, rows, {"test": rows})
-    capped = _capped(problem, 0, 4)
-    assert len(capped.valid) == 4 and capped.train is rows and capped.tests == problem.tests
-    assert capped.valid.ids == _capped(problem, 0, 4).valid.ids  # the same sample every time
-    assert _capped(problem, 6, 0).valid is rows and len(_capped(problem, 6, 0).train) == 6
+    cut = capped(problem, 0, 4)
+    assert len(cut.valid) == 4 and cut.train is rows and cut.tests == problem.tests
+    assert cut.valid.ids == capped(problem, 0, 4).valid.ids  # the same sample every time
+    assert capped(problem, 6, 0).valid is rows and len(capped(problem, 6, 0).train) == 6
 
 
 def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(

@@ -1,5 +1,5 @@
-"""Exact search (faiss against brute force), TF-IDF and BM25 scores by hand, ranking metrics (by hand and
-against sentence-transformers' InformationRetrievalEvaluator), kNN votes on a tiny 2-D set."""
+"""TF-IDF and BM25 scores by hand, ranking metrics (by hand and against sentence-transformers'
+InformationRetrievalEvaluator on the exact search's rankings). The search itself: test_search.py."""
 
 from __future__ import annotations
 
@@ -7,53 +7,13 @@ import math
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 from sentence_transformers.util import cos_sim
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from seqstruct.evaluation.retrieval import (
-    BM25,
-    WORD_PATTERN,
-    blocked_search,
-    cosine_search,
-    dense_search,
-    knn_vote,
-    l2_normalize,
-    ranking_metrics,
-    tfidf_search,
-)
-
-
-def test_dense_search_equals_brute_force_cosine() -> None:
-    rng = np.random.default_rng(0)
-    corpus, queries = rng.normal(size=(300, 16)), rng.normal(size=(40, 16))
-    indices, similarities = dense_search(queries, corpus * rng.uniform(0.5, 3, size=(300, 1)), k=7)
-    cosine = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
-        corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
-    ).T  # [40, 300]; the corpus rescaling above must not matter
-    expected = np.argsort(-cosine, axis=1)[:, :7]
-    np.testing.assert_array_equal(indices, expected)
-    np.testing.assert_allclose(similarities, np.take_along_axis(cosine, expected, axis=1), atol=1e-5)
-    assert dense_search(queries, corpus[:3], k=7)[0].shape == (40, 3)  # k capped at the corpus
-    with pytest.raises(ValueError, match="share D"):
-        dense_search(queries, corpus[:, :5], k=3)
-
-
-def test_l2_normalize_leaves_zero_rows() -> None:
-    out = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
-    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
-
-
-def test_blocked_search_breaks_ties_by_corpus_order(monkeypatch) -> None:
-    import seqstruct.evaluation.retrieval as retrieval
-
-    monkeypatch.setattr(retrieval, "_BLOCK_ELEMENTS", 8)  # 2 queries per block over 4 documents
-    scores = np.array([[1.0, 2.0, 2.0, 0.0], [0.0, 0.0, 0.0, 5.0], [3.0, 1.0, 3.0, 3.0]])
-    indices, values = blocked_search(lambda rows: scores[rows], 3, 4, k=2)
-    np.testing.assert_array_equal(indices, [[1, 2], [3, 0], [0, 2]])
-    np.testing.assert_array_equal(values, [[2.0, 2.0], [5.0, 0.0], [3.0, 3.0]])
+from seqstruct.evaluation.retrieval import BM25, WORD_PATTERN, ranking_metrics, tfidf_search
+from seqstruct.evaluation.search import search
 
 
 def test_tfidf_search_is_cosine_of_tfidf_vectors() -> None:
@@ -183,62 +143,13 @@ class _FixedVectors:
     encode_document = encode_query
 
 
-def test_dense_search_and_metrics_reproduce_the_evaluator_end_to_end() -> None:
+def test_search_and_metrics_reproduce_the_evaluator_end_to_end() -> None:
     rng = np.random.default_rng(1)
     queries, corpus = rng.normal(size=(6, 8)), rng.normal(size=(25, 8))  # no ties among cosines
     relevant = [[0], [1, 2], [3, 4, 5], [6], [7, 8], [24]]
-    found, _ = dense_search(queries, corpus, 10)  # [6, 10]
+    found, _ = search(queries, corpus, 10)  # [6, 10]
     ours = ranking_metrics(found, relevant, ks=(1, 5, 10), cutoff=10)
     evaluator = _ir_evaluator(len(queries), len(corpus), relevant)
     theirs = _ir_figures(evaluator(_FixedVectors(queries, corpus)), prefix="cosine_")
     for name, value in theirs.items():
         assert ours[name] == pytest.approx(value, abs=1e-9), name
-
-
-# ---------------------------------------------------------------------------------------------------
-# Sparse cosine search and kNN
-# ---------------------------------------------------------------------------------------------------
-
-
-def test_cosine_search_on_sparse_rows_equals_dense() -> None:
-    rng = np.random.default_rng(2)
-    corpus = rng.random((12, 30)) * (rng.random((12, 30)) < 0.2)  # mostly zeros, like TF-IDF rows
-    queries = rng.random((4, 30)) * (rng.random((4, 30)) < 0.3)
-    dense = cosine_search(queries, corpus, 5)
-    sparse = cosine_search(sp.csr_matrix(queries), sp.csr_matrix(corpus), 5)
-    np.testing.assert_allclose(sparse[1], dense[1], atol=1e-6)
-    assert (sparse[0] == dense[0])[dense[1] > 1e-6].all()  # same order wherever scores are not 0 ties
-    with pytest.raises(ValueError, match="must share D"):
-        cosine_search(sp.csr_matrix(queries), sp.csr_matrix(corpus[:, :5]), 5)
-
-
-# A tiny 2-D set: classes 0 (near the x axis), 1 (near the y axis), 2 (the negative x axis).
-TRAIN = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
-LABELS = np.array([0, 0, 1, 1, 2])
-QUERIES = np.array([[1.0, 0.2], [0.2, 1.0], [-1.0, 0.1], [0.75, 0.7]])
-
-
-def test_knn_on_a_tiny_2d_set_by_hand() -> None:
-    def predict(k: int) -> list[int]:
-        found, cosines = cosine_search(QUERIES, TRAIN, k)
-        return knn_vote(found, cosines, LABELS, 3).tolist()
-
-    # cosines of query 3 (-1, 0.1): class-2 point 0.995, (0, 1) 0.0995, (0.1, 0.9) -0.011, ...
-    assert predict(1) == [0, 1, 2, 0]  # each nearest point's class
-    # k = 3: q1 -> (0.9, 0.1) 0.996, (1, 0) 0.981, (0.1, 0.9) 0.303: class 0 by 2 votes to 1; q2 the mirror
-    # image; q3 -> one class-2 and two class-1 points: class 1 outvotes the nearest point
-    assert predict(3) == [0, 1, 1, 0]
-    # k = 2, q4 (0.75, 0.7): (0.9, 0.1) 0.802 and (0.1, 0.9) 0.759, one vote each: the closer class 0
-    assert predict(2)[3] == 0
-
-
-def test_knn_vote_ties_go_to_the_closer_class_then_the_lower_index() -> None:
-    neighbours = np.array([[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]])
-    similarities = np.array([[0.9, 0.8, 0.7, 0.1], [0.5, 0.5, 0.5, 0.5], [0.3, 0.2, 0.1, 0.9]])
-    labels = np.array([2, 1, 1, 2])  # two votes each for classes 1 and 2
-    # row 1: class 2 sums 1.0, class 1 1.5 -> 1; row 2: equal sums -> 1 (lower index); row 3: class 2
-    # sums 1.2, class 1 0.3 -> 2
-    assert knn_vote(neighbours, similarities, labels, 3).tolist() == [1, 1, 2]
-    assert knn_vote(neighbours[:1, :1], similarities[:1, :1], labels, 3).tolist() == [2]
-    with pytest.raises(ValueError, match="one shape"):
-        knn_vote(neighbours, similarities[:, :2], labels, 3)

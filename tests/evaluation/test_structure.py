@@ -1,23 +1,13 @@
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from seqstruct.data.fasta import FastaRecord, write_fasta
-from seqstruct.evaluation.structure import (
-    evaluate_embeddings,
-    knn_loo,
-    knn_vote,
-    link_retrieval,
-    nearest_neighbours,
-    top_k,
-    vote_auroc,
-)
+from seqstruct.evaluation.search import search
+from seqstruct.evaluation.structure import knn_loo, knn_vote, link_retrieval, vote_auroc
 
 
 def _line(*xs: float) -> np.ndarray:
@@ -38,12 +28,6 @@ def _line(*xs: float) -> np.ndarray:
 #   5: 4 3 2 (B C B)                                                            -> B  right
 LINE = _line(0, 1, 2, 5, 6, 8)
 LINE_LABELS = np.array(["A", "A", "B", "C", "B", "B"])
-
-
-def test_nearest_neighbours_by_hand() -> None:
-    indices, sims = nearest_neighbours(LINE, 3, metric="euclidean")
-    assert indices.tolist() == [[1, 2, 3], [0, 2, 3], [1, 0, 3], [4, 2, 5], [3, 5, 2], [4, 3, 2]]
-    np.testing.assert_allclose(sims[0], [-1, -2, -5])
 
 
 def test_knn_loo_by_hand() -> None:
@@ -102,27 +86,6 @@ def test_vote_and_auroc_match_plain_references() -> None:
     np.testing.assert_allclose(vote_auroc(neighbour_classes, y, np.arange(c)), expected, atol=1e-12)
 
 
-def test_cosine_and_euclidean_differ() -> None:
-    x = np.array([[1.0, 0.0], [10.0, 0.0], [1.0, 1.0]])
-    # Node 0: (10, 0) points the same way (cosine 1) but is 9 away; (1, 1) is 1 away at 45 degrees.
-    assert nearest_neighbours(x, 1, metric="cosine")[0][0].tolist() == [1]
-    assert nearest_neighbours(x, 1, metric="euclidean")[0][0].tolist() == [2]
-    # Cosine ignores length: scaling a node changes nothing; it changes Euclidean neighbours.
-    scaled = x * np.array([[1.0], [0.05], [1.0]])
-    assert nearest_neighbours(scaled, 1, metric="cosine")[0][0].tolist() == [1]
-    assert nearest_neighbours(scaled, 1, metric="euclidean")[0][0].tolist() == [1]
-    with pytest.raises(ValueError, match="unknown metric"):
-        nearest_neighbours(x, 1, metric="dot")
-
-
-def test_top_k_orders_ties_by_index_across_the_cut() -> None:
-    sims = np.array([[0.5, 1.0, 0.5, 0.5, 0.0], [-np.inf, 0.2, 0.2, 0.2, 0.2]])
-    indices, values = top_k(sims, 2)
-    assert indices.tolist() == [[1, 0], [1, 2]]
-    np.testing.assert_array_equal(values, [[1.0, 0.5], [0.2, 0.2]])
-    assert top_k(sims, 5)[0].tolist() == [[1, 0, 2, 3, 4], [1, 2, 3, 4, 0]]
-
-
 def test_link_retrieval_by_hand() -> None:
     #   node: 0  1  2  3   4   5
     #   x:    0  1  3  6  10  15
@@ -162,10 +125,6 @@ def test_blocked_equals_unblocked() -> None:
     x = rng.normal(size=(57, 6))
     labels = rng.integers(0, 4, size=57).astype(str)
     for metric in ("cosine", "euclidean"):
-        small = nearest_neighbours(x, 5, metric=metric, block_size=4)
-        whole = nearest_neighbours(x, 5, metric=metric, block_size=1000)
-        np.testing.assert_array_equal(small[0], whole[0])
-        np.testing.assert_allclose(small[1], whole[1], rtol=0, atol=1e-12)
         assert knn_loo(x, labels, metric=metric, block_size=3) == knn_loo(x, labels, metric=metric)
         queries = np.arange(0, 57, 2)
         relevant = [rng.choice(57, size=3, replace=False) for _ in queries]
@@ -174,110 +133,32 @@ def test_blocked_equals_unblocked() -> None:
         assert link_retrieval(*args, block_size=5) == link_retrieval(*args, block_size=1000)
 
 
-# ---------------------------------------------------------------------------------------------------
-# A dataset directory, and the command line
-# ---------------------------------------------------------------------------------------------------
-
-IDS = [f"n{i:05d}" for i in range(8)]
-FAMILY = ["F1", "F1", "F1", "F1", "F2", "F2", "F2", "F2"]
+# A tiny 2-D set: classes 0 (near the x axis), 1 (near the y axis), 2 (the negative x axis).
+TRAIN = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+LABELS = np.array([0, 0, 1, 1, 2])
+QUERIES = np.array([[1.0, 0.2], [0.2, 1.0], [-1.0, 0.1], [0.75, 0.7]])
 
 
-def _dataset(directory: Path, heldout_list: bool = False) -> Path:
-    """8 proteins in two families; n00003 and n00007 are held out (edges only in graph_heldout.tsv)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    sequences = ["MKTAYIAKQR", "MKTAYIAKQL", "MKTAYLAKQR", "MKSAYIAKQR"] + ["GGWWPPGGWW", "GGWWPPGAWW"] * 2
-    sequences[6] += "C"  # keep the records distinct
-    write_fasta(
-        [FastaRecord(i, "", s) for i, s in zip(IDS, sequences, strict=True)], directory / "sequences.fasta"
-    )
-    labels = "".join(
-        f"{i}\t{f}\t{'even' if n % 2 == 0 else 'odd'}\n"
-        for n, (i, f) in enumerate(zip(IDS, FAMILY, strict=True))
-    )
-    (directory / "labels.tsv").write_text("id\tfamily\tparity\n" + labels, encoding="utf-8")
-    (directory / "graph.tsv").write_text(
-        "n00000\tn00001\nn00001\tn00002\nn00004\tn00005\nn00005\tn00006\n", encoding="utf-8"
-    )
-    (directory / "graph_heldout.tsv").write_text(
-        "n00003\tn00000\nn00003\tn00002\nn00007\tn00004\nn00007\tn00006\n", encoding="utf-8"
-    )
-    (directory / "dataset.json").write_text("{}", encoding="utf-8")
-    if heldout_list:
-        (directory / "heldout_nodes.txt").write_text("n00003\nn00001\n", encoding="utf-8")
-    return directory
+def test_knn_on_a_tiny_2d_set_by_hand() -> None:
+    def predict(k: int) -> list[int]:
+        found, cosines = search(QUERIES, TRAIN, k)
+        return knn_vote(LABELS[found], cosines).tolist()
+
+    # cosines of query 3 (-1, 0.1): class-2 point 0.995, (0, 1) 0.0995, (0.1, 0.9) -0.011, ...
+    assert predict(1) == [0, 1, 2, 0]  # each nearest point's class
+    # k = 3: q1 -> (0.9, 0.1) 0.996, (1, 0) 0.981, (0.1, 0.9) 0.303: class 0 by 2 votes to 1; q2 the mirror
+    # image; q3 -> one class-2 and two class-1 points: class 1 outvotes the nearest point
+    assert predict(3) == [0, 1, 1, 0]
+    # k = 2, q4 (0.75, 0.7): (0.9, 0.1) 0.802 and (0.1, 0.9) 0.759, one vote each: the closer class 0
+    assert predict(2)[3] == 0
 
 
-def _family_embeddings() -> np.ndarray:
-    """[8, 2]: F1 near (1, 0), F2 near (0, 1), a little spread so rankings have no ties."""
-    return np.array([[1, 0.1 * i] if f == "F1" else [0.1 * i, 1] for i, f in enumerate(FAMILY)], dtype=float)
-
-
-def test_evaluate_embeddings_on_a_dataset_dir(tmp_path) -> None:
-    data = _dataset(tmp_path / "data")
-    x = _family_embeddings()
-    # Extra and shuffled ids are fine: rows are matched to the FASTA by id.
-    order = np.array([5, 0, 7, 2, 1, 6, 3, 4])
-    ids = [IDS[i] for i in order] + ["unused"]
-    embeddings = np.concatenate([x[order], [[5.0, 5.0]]])
-    result = evaluate_embeddings(ids, embeddings, data)
-    assert result["n"] == 8
-    assert set(result["knn"]) == {"family", "parity"}
-    assert result["knn"]["family"]["accuracy"] == 1.0
-    link = result["link"]
-    assert (link["heldout_rule"], link["heldout_nodes"], link["queries"]) == ("derived", 2, 2)
-    assert link["precision@1"] == 1.0 and link["recall@5"] == 1.0
-    only = evaluate_embeddings(ids, embeddings, data, tasks=["knn"], label_columns=["parity"])
-    assert list(only) == ["n", "knn"] and list(only["knn"]) == ["parity"]
-    with pytest.raises(ValueError, match=r"without an embedding, 2: 'n00000', 'n00001'"):
-        evaluate_embeddings(IDS[2:], x[2:], data)
-
-
-def test_heldout_nodes_file_takes_precedence(tmp_path) -> None:
-    data = _dataset(tmp_path / "data", heldout_list=True)
-    link = evaluate_embeddings(IDS, _family_embeddings(), data, tasks=["link"])["link"]
-    # n00001 has no held-out edge: skipped. n00003's training neighbours (none) are excluded.
-    assert (link["heldout_rule"], link["heldout_nodes"], link["queries"], link["skipped"]) == (
-        "heldout_nodes.txt",
-        2,
-        1,
-        1,
-    )
-
-
-def test_cli_end_to_end_with_a_model(protein_model, tmp_path, capsys) -> None:
-    from seqstruct.cli import main
-
-    data, out = _dataset(tmp_path / "data"), tmp_path / "out"
-    argv = ["evaluate", str(protein_model), "--data", str(data), "--task", "knn", "link", "-o", str(out)]
-    assert main(argv) == 0
-    result = json.loads((out / "evaluation.json").read_text())
-    assert (result["model"], result["pooling"], result["tasks"], result["n"]) == (
-        str(protein_model),
-        "mean",
-        ["knn", "link"],
-        8,
-    )
-    assert set(result["knn"]) == {"family", "parity"}
-    for metrics in result["knn"].values():
-        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n"] == 8
-    assert result["link"]["queries"] == 2 and 0.0 < result["link"]["mrr"] <= 1.0
-    assert result["wall_seconds"] > 0
-    table = (out / "evaluation.md").read_text()
-    assert "| knn | family |" in table and "| link |" in table
-    printed = capsys.readouterr().out
-    assert "knn family: accuracy" in printed and "link: MRR" in printed
-
-
-def test_cli_with_embeddings_npz(tmp_path, capsys) -> None:
-    from seqstruct.cli import main
-    from seqstruct.embed import save_embeddings
-
-    data, out = _dataset(tmp_path / "data"), tmp_path / "out"
-    save_embeddings(tmp_path / "emb.npz", IDS, _family_embeddings().astype(np.float32), pooling="cls")
-    argv = ["evaluate", str(tmp_path / "emb.npz"), "--data", str(data), "--task", "knn", "--label", "family"]
-    assert main([*argv, "-o", str(out)]) == 0
-    result = json.loads((out / "evaluation.json").read_text())
-    assert (result["pooling"], list(result["knn"]), "link" in result) == ("cls", ["family"], False)
-    assert result["knn"]["family"]["accuracy"] == 1.0
-    assert main([*argv[:-1], "nope"]) == 2
-    assert "no label column 'nope'" in capsys.readouterr().err
+def test_knn_vote_ties_go_to_the_closer_class_then_the_nearest_neighbour() -> None:
+    classes = np.array([[2, 1, 1, 2], [2, 1, 1, 2], [2, 1, 1, 2]])  # two votes each for classes 1 and 2
+    similarities = np.array([[0.9, 0.8, 0.7, 0.1], [0.5, 0.5, 0.5, 0.5], [0.3, 0.2, 0.1, 0.9]])
+    # row 1: class 2 sums 1.0, class 1 1.5 -> 1; row 2: equal sums -> 2, the nearest neighbour's class
+    # (not the lower class index); row 3: class 2 sums 1.2, class 1 0.3 -> 2
+    assert knn_vote(classes, similarities).tolist() == [1, 2, 2]
+    assert knn_vote(classes[:1, :1], similarities[:1, :1]).tolist() == [2]
+    with pytest.raises(ValueError, match="one shape"):
+        knn_vote(classes, similarities[:, :2])

@@ -169,7 +169,7 @@ class StandIn:
         self.problem = problem
         return {split: self.score(problem, split) for split in problem.tests}
 
-    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+    def embed(self, texts: Sequence[str], kind: str, ids: Sequence[str] | None = None) -> np.ndarray:
         return self.vectors(texts)
 
     def search(self, queries: Sequence[str], corpus: Sequence[str], k: int, kind: str) -> np.ndarray:
@@ -198,8 +198,12 @@ def test_builtin_tasks_are_registered() -> None:
         "go-synonym-search",
         "go-similarity",
         "wordnet-lemma-search",
+        "knn",
+        "link",
     }
     assert builtin <= set(TASKS)
+    assert get_task("knn").options() == {"columns": (), "neighbours": 3, "metric": "cosine"}
+    assert get_task("link").options() == get_task("protein-link").options()  # one class, two datasets
     assert get_task("go-similarity").dataset == "go-text" and get_task("go-similarity").kind == "text"
     assert get_task("go-similarity").options() == {
         "split": "test",

@@ -15,6 +15,9 @@ same place:
       heldout_nodes.txt  ids outside `train` that have an edge (the link-retrieval queries)
       train.fasta        protein datasets only: the `train` split, for `seqstruct pretrain` (data.fasta)
 
+A recipe may add its own files (the synthetic recipes add sequences.fasta, every node's sequence, for
+transductive pretraining on a graph whose held-out nodes' sequences are seen but not their edges).
+
 Split names are identifiers (`datasets` refuses '-'): train, valid, test for text; protein datasets split
 by homology into train, valid, test_close and test_remote. A directory is written under a temporary name
 and renamed into place, so an interrupted prepare leaves nothing that looks finished.
@@ -31,7 +34,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,11 +208,14 @@ def write_prepared(
     method: str = "",
     overwrite: bool = False,
     write_extra: Callable[[Path], None] | None = None,
+    heldout_nodes: Sequence[str] | None = None,
 ) -> Prepared:
     """Write a prepared dataset to `output` (layout in the module docstring) and return it opened.
 
     `graph` is over any ids of the splits (its nodes may be a subset); it is cut into graph.tsv and
-    graph_heldout.tsv along the train split. An existing non-empty `output` is refused unless `overwrite`.
+    graph_heldout.tsv along the train split. heldout_nodes.txt lists `heldout_nodes` where given (a
+    recipe that chose its held-out nodes, some of which may have no edge), else the ids outside train
+    that have an edge. An existing non-empty `output` is refused unless `overwrite`.
     `write_extra(directory)` writes a recipe's own files (a corpus's shards) into the directory before it
     is renamed into place, so that they arrive with the rest or not at all.
     """
@@ -230,6 +236,7 @@ def write_prepared(
         DatasetDict(dict(splits)).save_to_disk(str(staging / "splits"))
         if graph is not None and len(graph.edges):
             training, heldout, queries = split_graph(graph, splits[TRAIN]["id"])
+            queries = list(heldout_nodes) if heldout_nodes is not None else queries
             info.graph = {
                 **info.graph,
                 "all": degree_stats(graph),
@@ -312,6 +319,7 @@ def register_recipe(name: str) -> Callable[[Recipe], Recipe]:
 
 def _load_builtin_recipes() -> None:
     # Imported here, not at the top: each recipe module imports this one to register itself.
+    from seqstruct.data import synthetic  # noqa: F401  (cliques, manifold, topology)
     from seqstruct.data.sources import files, go_text, swissprot_go, swissprot_pretrain, wordnet  # noqa: F401
 
 
