@@ -73,3 +73,13 @@ class FileLineError(ValueError):
 
     def __reduce__(self) -> tuple[type[FileLineError], tuple[str, int | None, str]]:
         return (type(self), (self.path, self.line, self.reason))
+
+
+def tsv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line number, tab-separated cells) of each line of a TSV (gzip or not) that is neither
+    blank nor a `#` comment; line endings stripped, cells as they are."""
+    with open_text(path) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if text.strip() and not text.startswith("#"):
+                yield line_number, text.split("\t")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqstruct.io import FileLineError, open_text
+from seqstruct.io import FileLineError, tsv_rows
 
 logger = logging.getLogger(__name__)
 
@@ -125,34 +125,27 @@ def read_edge_list(
     edges: list[tuple[int, int]] = []
     weights: list[float] = []
     unknown: dict[str, int] = {}  # id -> first line it appears on
-    with open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            text = line.rstrip("\r\n")
-            if not text.strip() or text.startswith("#"):
-                continue
-            columns = text.split("\t")
-            if len(columns) not in (2, 3):
-                raise GraphError(
-                    path, line_number, f"expected 2 or 3 tab-separated columns, got {len(columns)}"
-                )
-            a, b = columns[0].strip(), columns[1].strip()
-            weight = _weight(columns[2].strip(), path, line_number) if len(columns) == 3 else 1.0
-            missing = [node for node in (a, b) if node not in index]
-            for node in missing:
-                unknown.setdefault(node, line_number)
-            if missing:
-                continue
-            i, j = index[a], index[b]
-            if i == j:
-                report.self_loops.append(line_number)
-                continue
-            key = (i, j) if directed or i < j else (j, i)
-            if key in seen:
-                report.duplicates.append(line_number)
-                continue
-            seen.add(key)
-            edges.append(key)
-            weights.append(weight)
+    for line_number, columns in tsv_rows(path):
+        if len(columns) not in (2, 3):
+            raise GraphError(path, line_number, f"expected 2 or 3 tab-separated columns, got {len(columns)}")
+        a, b = columns[0].strip(), columns[1].strip()
+        weight = _weight(columns[2].strip(), path, line_number) if len(columns) == 3 else 1.0
+        missing = [node for node in (a, b) if node not in index]
+        for node in missing:
+            unknown.setdefault(node, line_number)
+        if missing:
+            continue
+        i, j = index[a], index[b]
+        if i == j:
+            report.self_loops.append(line_number)
+            continue
+        key = (i, j) if directed or i < j else (j, i)
+        if key in seen:
+            report.duplicates.append(line_number)
+            continue
+        seen.add(key)
+        edges.append(key)
+        weights.append(weight)
     if unknown:
         first = sorted(unknown.items(), key=lambda item: item[1])[:_SHOWN]
         shown = ", ".join(f"{node!r} (line {line})" for node, line in first)

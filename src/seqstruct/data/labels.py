@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqstruct.io import FileLineError, open_text
+from seqstruct.io import FileLineError, tsv_rows
 
 _SHOWN = 5  # ids quoted in an error before "..."
 
@@ -63,31 +63,26 @@ def read_labels(
     rows: list[list[str] | None] = [None] * len(node_ids)  # per node, its label cells
     first_line: dict[str, int] = {}  # id -> line it was given on, to name both lines of a repeat
     unknown: list[str] = []
-    with open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            text = line.rstrip("\r\n")
-            if not text.strip() or text.startswith("#"):
-                continue
-            cells = text.split("\t")
-            if names is None:
-                names = _header(cells, path, line_number)
-                continue
-            if len(cells) != len(names) + 1:
-                raise LabelError(
-                    path, line_number, f"expected {len(names) + 1} tab-separated columns, got {len(cells)}"
-                )
-            cells = [cell.strip() for cell in cells]
-            node, labels = cells[0], cells[1:]
-            for name, label in zip(names, labels, strict=True):
-                if not label:
-                    raise LabelError(path, line_number, f"empty {name!r} label for {node!r}")
-            if node in first_line:
-                raise LabelError(path, line_number, f"id {node!r} repeats line {first_line[node]}")
-            first_line[node] = line_number
-            if node not in index:
-                unknown.append(node)
-                continue
-            rows[index[node]] = labels
+    for line_number, cells in tsv_rows(path):
+        if names is None:
+            names = _header(cells, path, line_number)
+            continue
+        if len(cells) != len(names) + 1:
+            raise LabelError(
+                path, line_number, f"expected {len(names) + 1} tab-separated columns, got {len(cells)}"
+            )
+        cells = [cell.strip() for cell in cells]
+        node, labels = cells[0], cells[1:]
+        for name, label in zip(names, labels, strict=True):
+            if not label:
+                raise LabelError(path, line_number, f"empty {name!r} label for {node!r}")
+        if node in first_line:
+            raise LabelError(path, line_number, f"id {node!r} repeats line {first_line[node]}")
+        first_line[node] = line_number
+        if node not in index:
+            unknown.append(node)
+            continue
+        rows[index[node]] = labels
     if names is None:
         raise LabelError(path, None, "no header: the file is empty (expected 'id<TAB>label column...')")
     if unknown:

@@ -38,7 +38,7 @@ from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.graph import Graph, read_edge_list
 from seqstruct.data.labels import read_labels
 from seqstruct.data.prepared import TRAIN, DatasetInfo, Prepared, register_recipe, write_prepared
-from seqstruct.io import FileLineError, open_text
+from seqstruct.io import FileLineError, tsv_rows
 
 logger = logging.getLogger(__name__)
 
@@ -169,31 +169,26 @@ def read_text_table(path: str | Path) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     first_line: dict[str, int] = {}
     header = False
-    with open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            raw = line.rstrip("\r\n")
-            if not raw.strip() or raw.startswith("#"):
-                continue
-            cells = [cell.strip() for cell in raw.split("\t")]
-            if not header:
-                if cells != ["id", "text"]:
-                    raise TextTableError(path, line_number, f"expected the header 'id<TAB>text', got {raw!r}")
-                header = True
-                continue
-            if len(cells) != 2:
-                raise TextTableError(
-                    path, line_number, f"expected 2 tab-separated columns (id, text), got {len(cells)}"
-                )
-            record_id, text = cells
-            if not record_id or not text:
-                raise TextTableError(path, line_number, f"empty {'id' if not record_id else 'text'}")
-            if record_id in first_line:
-                raise TextTableError(
-                    path, line_number, f"id {record_id!r} repeats line {first_line[record_id]}"
-                )
-            first_line[record_id] = line_number
-            ids.append(record_id)
-            texts.append(text)
+    for line_number, raw_cells in tsv_rows(path):
+        raw = "\t".join(raw_cells)  # the line, for messages
+        cells = [cell.strip() for cell in raw_cells]
+        if not header:
+            if cells != ["id", "text"]:
+                raise TextTableError(path, line_number, f"expected the header 'id<TAB>text', got {raw!r}")
+            header = True
+            continue
+        if len(cells) != 2:
+            raise TextTableError(
+                path, line_number, f"expected 2 tab-separated columns (id, text), got {len(cells)}"
+            )
+        record_id, text = cells
+        if not record_id or not text:
+            raise TextTableError(path, line_number, f"empty {'id' if not record_id else 'text'}")
+        if record_id in first_line:
+            raise TextTableError(path, line_number, f"id {record_id!r} repeats line {first_line[record_id]}")
+        first_line[record_id] = line_number
+        ids.append(record_id)
+        texts.append(text)
     if not header:
         raise TextTableError(path, None, "no header: the file is empty (expected 'id<TAB>text')")
     if not ids:
