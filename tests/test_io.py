@@ -31,3 +31,42 @@ def test_interrupted_write_leaves_the_old_file(tmp_path) -> None:
     with open_text(path) as handle:
         assert handle.read() == "old\n"
     assert os.listdir(tmp_path) == ["a.txt.gz"]  # no temporary left behind
+
+
+def test_a_directory_lock_excludes_a_second_writer_and_dies_with_its_holder(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from seqstruct.io import DirectoryBusy, DirectoryLock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from seqstruct.io import DirectoryLock; import time\n"
+         f"lock = DirectoryLock({str(tmp_path)!r})\nassert lock.acquire() is None\n"
+         "print('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with (
+            pytest.raises(DirectoryBusy, match=f"being written by .* {holder.pid} "),
+            DirectoryLock(tmp_path),
+        ):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)  # no clean-up runs: the kernel drops the lock
+        holder.wait(timeout=30)
+        for _ in range(50):
+            lock = DirectoryLock(tmp_path)
+            if lock.acquire() is None:
+                break
+            time.sleep(0.1)
+        assert (tmp_path / ".seqstruct.lock").read_text().split()[1] == str(os.getpid())
+        lock.release()
+        with DirectoryLock(tmp_path):  # released, and taken again
+            assert DirectoryLock(tmp_path).acquire() is not None  # a second handle in this process waits too
+    finally:
+        holder.kill()

@@ -8,6 +8,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from seqstruct.bench.cli import add_bench_commands
 from seqstruct.config import ConfigError, PretrainConfig, load_config
@@ -179,40 +180,48 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {path}: {sections} sections from {dirs} director{'y' if dirs == 1 else 'ies'}")
 
 
+def _training_command(
+    commands: Any, name: str, func: Any, summary: str, example: str, overrides: str
+) -> None:
+    """A training subcommand: CONFIG [key=value ...] [--resume | --overwrite] (one Run's rules)."""
+    p = commands.add_parser(name, help=summary)
+    p.add_argument("config", help=f"YAML run configuration, e.g. {example}")
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {overrides}")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqstruct", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("pretrain", help="masked-LM pretraining of a protein encoder from FASTA")
-    p.add_argument("config", help="YAML run configuration")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    p.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
-    p.set_defaults(func=_pretrain)
-
-    p = commands.add_parser(
-        "distill", help="performerize a sentence encoder (FAVOR+), recover it by distillation on GO text"
+    _training_command(
+        commands,
+        "pretrain",
+        _pretrain,
+        "masked-LM pretraining of a protein encoder from FASTA",
+        "src/seqstruct/configs/mlm-1024.yaml",
+        "train.max_steps=100",
     )
-    p.add_argument("config", help="YAML run configuration, e.g. src/seqstruct/configs/distill-minilm.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
-    again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
-    again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
-    p.set_defaults(func=_distill)
-
-    p = commands.add_parser(
+    _training_command(
+        commands,
+        "distill",
+        _distill,
+        "performerize a sentence encoder (FAVOR+), recover it by distillation on GO text",
+        "src/seqstruct/configs/distill-minilm.yaml",
+        "train.max_steps=100",
+    )
+    _training_command(
+        commands,
         "contrastive",
-        help="SimCSE-style sentence embeddings (unsupervised, or supervised pairs from a prepared dataset)",
+        _contrastive,
+        "SimCSE-style sentence embeddings (unsupervised, or supervised pairs from a prepared dataset)",
+        "src/seqstruct/configs/contrastive-go-text.yaml",
+        "setting=unsupervised dropout=0.1",
     )
-    p.add_argument(
-        "config", help="YAML run configuration, e.g. src/seqstruct/configs/contrastive-go-text.yaml"
-    )
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. setting=unsupervised dropout=0.1")
-    again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
-    again.add_argument("--overwrite", action="store_true", help="discard checkpoints already in output_dir")
-    p.set_defaults(func=_contrastive)
 
     p = commands.add_parser(
         "embed", help="embed proteins (FASTA) or texts (.txt, .jsonl) with a saved encoder or `minilm`"

@@ -83,3 +83,70 @@ def tsv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
             text = line.rstrip("\r\n")
             if text.strip() and not text.startswith("#"):
                 yield line_number, text.split("\t")
+
+
+class DirectoryBusy(FileExistsError):
+    """Another live process holds the lock on a directory this one would write."""
+
+
+class DirectoryLock:
+    """An exclusive lock on an output directory, held while a command writes it: two processes never
+    write one run, dataset or cell at once.
+
+    The lock is `fcntl.flock` on DIR/`name`, so the kernel releases it when its process ends however it
+    ends (kill -9 included): a lock left by a dead process is simply taken over. The file says who holds
+    it ("host pid") for the message another process gets. Local filesystems only (flock over NFS is not
+    reliable).
+    """
+
+    def __init__(self, directory: str | Path, name: str = ".seqstruct.lock") -> None:
+        self.path = Path(directory) / name
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> str | None:
+        """Take the lock: None once held by this process, else who holds it (nothing is waited for)."""
+        import fcntl
+        import socket
+
+        if self._handle is not None:
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while locked)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            return holder
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return None
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        import fcntl
+
+        # The file stays: removing it would let a third process lock a new file while a second waits on
+        # this one's inode.
+        self._handle.seek(0)
+        self._handle.truncate()
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+        self._handle = None
+
+    def __enter__(self) -> DirectoryLock:
+        holder = self.acquire()
+        if holder is not None:
+            raise DirectoryBusy(
+                f"{self.path.parent} is being written by {holder} (lock {self.path.name}); wait for it to "
+                "finish or choose another output directory"
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
