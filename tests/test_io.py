@@ -1,13 +1,15 @@
-"""Atomic outputs: all or nothing, with the permissions a plain open() would give."""
+"""Atomic outputs: all or nothing, with the permissions a plain open() would give. Text input: read
+strictly, a file that is no text named as such."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import stat
 
 import pytest
 
-from seqstruct.io import atomic_open, open_text
+from seqstruct.io import InputFileError, atomic_open, open_text, tsv_rows
 
 
 def test_atomic_open_writes_whole_files_with_default_permissions(tmp_path) -> None:
@@ -70,3 +72,94 @@ def test_a_directory_lock_excludes_a_second_writer_and_dies_with_its_holder(tmp_
             assert DirectoryLock(tmp_path).acquire() is not None  # a second handle in this process waits too
     finally:
         holder.kill()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# open_text: a file that is no text at all is named as such
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _read(path) -> list[str]:
+    with open_text(path, "a test file") as handle:
+        return list(handle)
+
+
+def test_open_text_reads_plain_gzip_crlf_and_past_a_utf8_bom(tmp_path) -> None:
+    plain = tmp_path / "a.txt"
+    plain.write_bytes("\ufeffα\tb\r\nc\n".encode())
+    zipped = tmp_path / "a.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    assert _read(plain) == _read(zipped) == ["α\tb\n", "c\n"]
+    with open_text(plain) as handle:
+        assert handle.read() == "α\tb\nc\n"
+    assert list(tsv_rows(zipped)) == [(1, ["α", "b"]), (2, ["c"])]
+
+
+def test_open_text_names_a_directory(tmp_path) -> None:
+    with pytest.raises(InputFileError) as err:
+        open_text(tmp_path, "a graph")
+    assert str(err.value) == f"{tmp_path}: is a directory; expected a graph"
+    assert isinstance(err.value, ValueError) and err.value.line is None
+
+
+def test_open_text_leaves_a_missing_file_to_file_not_found(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_text(tmp_path / "nowhere.txt")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"ab\ncd\x00ef\n", "line 2: binary data (a NUL byte), not text; expected a test file"),
+        (
+            b"\x89PNG\r\n\x1a\n",
+            "line 1: not UTF-8 text (byte 0x89 cannot be decoded; a binary file?); expected a test file",
+        ),
+        (
+            "a\nb\n".encode("utf-16"),
+            "line 1: UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; expected a test file",
+        ),
+        (
+            b"ok\n" * 5000 + b"caf\xe9\n",
+            "line 5001: not UTF-8 text (byte 0xe9 cannot be decoded; a binary file?); expected a test file",
+        ),
+        (
+            b"ok\ncaf\xc3",
+            "line 2: not UTF-8 text (byte 0xc3 cannot be decoded; a binary file?); expected a test file",
+        ),
+    ],
+    ids=["nul", "png", "utf16", "latin1-past-the-first-chunk", "cut-multibyte-at-end"],
+)
+def test_open_text_names_binary_and_non_utf8_content_with_its_line(
+    tmp_path, content: bytes, message: str
+) -> None:
+    for path in (tmp_path / "x.txt", tmp_path / "x.txt.gz"):
+        path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+        with pytest.raises(InputFileError) as err:
+            _read(path)
+        assert str(err.value) == f"{path}, {message}"
+
+
+def test_open_text_names_a_truncated_or_corrupt_gzip(tmp_path) -> None:
+    whole = gzip.compress(b"line\n" * 20000)
+    truncated = tmp_path / "cut.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputFileError) as err:
+        _read(truncated)
+    assert str(err.value) == (
+        f"{truncated}: truncated or corrupt gzip (Compressed file ended before the end-of-stream marker was "
+        "reached); expected a test file"
+    )
+    corrupt = tmp_path / "bad.gz"
+    corrupt.write_bytes(whole[:10] + b"\xff" * 40 + whole[50:])
+    with pytest.raises(
+        InputFileError, match=rf"^{corrupt}: truncated or corrupt gzip \(.+\); expected a test file$"
+    ):
+        _read(corrupt)
+
+
+def test_input_file_error_survives_pickling(tmp_path) -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(InputFileError(tmp_path / "x", 3, "binary data")))
+    assert isinstance(err, InputFileError) and str(err) == f"{tmp_path / 'x'}, line 3: binary data"

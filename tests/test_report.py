@@ -168,3 +168,66 @@ def test_report_cli_end_to_end(runs, tmp_path, capsys) -> None:
     assert (
         "seqstruct report: error:" in (err := capsys.readouterr().err) and "nowhere: no such directory" in err
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Untrusted content: raw HTML escaped, unsafe links dropped, images only from inside the given directories
+# ---------------------------------------------------------------------------------------------------------
+
+HOSTILE = (
+    "# Results\n\n"
+    "<script>alert('md')</script>\n\n"
+    '<iframe src="https://example.org/x"></iframe>\n\n'
+    "inline <img src=x onerror=alert(1)> and <b>bold</b>\n\n"
+    "[js](javascript:alert(1)) [JS](JaVaScRiPt:alert(2)) [file](file:///etc/passwd) "
+    "[site](https://example.org/) [mail](mailto:a@example.org) [top](#results)\n\n"
+    "| cell |\n|---|\n| <script>alert('cell')</script> |\n"
+)
+
+
+def test_raw_html_in_a_result_file_is_shown_as_text_and_unsafe_links_as_plain_text(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.md").write_text(HOSTILE, encoding="utf-8")
+    page = write_report([run], tmp_path / "report.html").read_text(encoding="utf-8")
+    body = page.split("</nav>", 1)[1]
+    for tag in ("<script", "<iframe", "<img", "<b>", "javascript:", "JaVaScRiPt:", "file:"):
+        assert tag not in body, tag
+    assert "<p>inline &lt;img src=x onerror=alert(1)&gt; and &lt;b&gt;bold&lt;/b&gt;</p>" in body
+    assert "<p>&lt;script&gt;alert('md')&lt;/script&gt;</p>" in body
+    assert '<p>&lt;iframe src="https://example.org/x"&gt;&lt;/iframe&gt;</p>' in body
+    assert "<td>&lt;script&gt;alert('cell')&lt;/script&gt;</td>" in body
+    assert "<span>js</span> <span>JS</span> <span>file</span>" in body
+    assert '<a href="https://example.org/">site</a> <a href="mailto:a@example.org">mail</a>' in body
+    assert '<a href="#results">top</a>' in body
+
+
+def test_only_images_inside_the_given_directories_are_inlined(tmp_path, caplog) -> None:
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    (run / "sub").mkdir(parents=True)
+    outside.mkdir()
+    _png(outside / "secret.png")
+    _png(run / "sub" / "plot.png")
+    (run / "linked.png").symlink_to(outside / "secret.png")
+    (run / "results.md").write_text(
+        "![up](../outside/secret.png) ![via link](linked.png) ![dotted](sub/../../outside/secret.png) "
+        f"![absolute]({outside / 'secret.png'}) ![inside](sub/../sub/plot.png)\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING", logger="seqstruct.report"):
+        page = write_report([run], tmp_path / "report.html").read_text(encoding="utf-8")
+    body = page.split("</nav>", 1)[1]
+    # sub/plot.png only: where results.md shows it, and in its own section `sub`
+    assert body.count('src="data:image/png;base64,') == 2 and "<figcaption>plot.png</figcaption>" in body
+    assert '<img alt="inside" src="data:image/png;base64,' in body
+    assert "<span>up</span> <span>via link</span> <span>dotted</span> <span>absolute</span>" in body
+    assert "secret" not in body and "linked.png</figcaption>" not in body
+    assert sorted(r.getMessage() for r in caplog.records) == sorted(
+        [
+            f"report: {run / 'linked.png'} links outside {run}; not inlined",
+            *(
+                f"report: {run / 'results.md'}: image {src} lies outside the report's directories; left out"
+                for src in ("../outside/secret.png", "linked.png", "sub/../../outside/secret.png")
+            ),
+        ]
+    )

@@ -1,11 +1,15 @@
-"""Atomic file output: a run that is interrupted leaves the old file or the new one, never half of one."""
+"""Atomic file output: a run that is interrupted leaves the old file or the new one, never half of one.
+Text input read strictly: a file that is no text at all is refused by name (`open_text`). Directory locks."""
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -52,16 +56,6 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
 
 
-def open_text(path: str | Path) -> IO[str]:
-    """Open a plain or gzipped text file for reading (gzip recognised by its magic bytes, not its name)."""
-    path = Path(path)
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 class FileLineError(ValueError):
     """Bad input in a file: `path`, the 1-based `line` (None for the file as a whole) and what is wrong,
     in one message ("graph.tsv, line 4: ..."). Picklable, so a DataLoader worker can hand it back."""
@@ -75,10 +69,97 @@ class FileLineError(ValueError):
         return (type(self), (self.path, self.line, self.reason))
 
 
-def tsv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+class InputFileError(FileLineError):
+    """A file that cannot be read as the text it should hold: a directory, binary data, text in another
+    encoding, a truncated gzip. The message names the file and what it was expected to be."""
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+# What reading a damaged gzip raises: EOFError (truncated), BadGzipFile (bad header), zlib.error (bad data).
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+class _CheckedReader(io.BufferedIOBase):
+    """The bytes of a plain or gzipped file, checked chunk by chunk as a text handle reads them: a gzip
+    that ends early, NUL bytes, a UTF-16 byte-order mark or bytes that are not UTF-8 raise InputFileError
+    naming the file, the line and what was expected, instead of an EOFError or UnicodeDecodeError.
+
+    The checks run once per chunk (8 KiB, in C), so iterating the text handle line by line stays as fast as
+    a plain open()."""
+
+    def __init__(self, raw: IO[bytes], path: Path, expected: str) -> None:
+        super().__init__()
+        self._raw, self._path, self._expected = raw, path, expected
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()  # keeps a character split across chunks
+        self._line = 1  # line of the next byte handed out
+        self._started = False
+
+    @property
+    def name(self) -> str:
+        return str(self._path)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._checked(self._raw.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._checked(self._raw.read1, size)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def _fail(self, line: int | None, reason: str) -> InputFileError:
+        return InputFileError(self._path, line, f"{reason}; expected {self._expected}")
+
+    def _checked(self, read: Callable[[int], bytes], size: int | None) -> bytes:
+        try:
+            data = read(-1 if size is None else size)
+        except _GZIP_ERRORS as err:
+            raise self._fail(None, f"truncated or corrupt gzip ({err})") from err
+        if not self._started and data:
+            self._started = True
+            if data.startswith(_UTF16_BOMS):
+                raise self._fail(1, "UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8")
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            raise self._fail(self._line + data.count(b"\n", 0, nul), "binary data (a NUL byte), not text")
+        try:
+            self._utf8.decode(data, final=not data)
+        except UnicodeDecodeError as err:
+            at = max(0, err.start - (len(err.object) - len(data)))  # the object starts with held-back bytes
+            byte = err.object[err.start : err.start + 1].hex()
+            reason = f"not UTF-8 text (byte 0x{byte} cannot be decoded; a binary file?)"
+            raise self._fail(self._line + data.count(b"\n", 0, at), reason) from err
+        self._line += data.count(b"\n")
+        return data
+
+
+def open_text(path: str | Path, expected: str = "UTF-8 text") -> IO[str]:
+    """Open a plain or gzipped text file for reading (gzip recognised by its magic bytes, not its name).
+
+    UTF-8, with or without a byte-order mark (read past). A directory, binary data, another encoding and
+    a damaged gzip raise InputFileError naming the file and `expected` (what it should hold, e.g. "a FASTA
+    file"), the directory at once and the rest as reading reaches them; a missing file raises
+    FileNotFoundError as open() does.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputFileError(path, None, f"is a directory; expected {expected}")
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == _GZIP_MAGIC
+    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 (closed with the handle)
+    return io.TextIOWrapper(_CheckedReader(raw, path, expected), encoding="utf-8-sig")
+
+
+def tsv_rows(path: str | Path, expected: str = "a TSV file") -> Iterator[tuple[int, list[str]]]:
     """(1-based line number, tab-separated cells) of each line of a TSV (gzip or not) that is neither
-    blank nor a `#` comment; line endings stripped, cells as they are."""
-    with open_text(path) as handle:
+    blank nor a `#` comment; line endings stripped, cells as they are. `expected` says what the file
+    should hold, for the message when it is no text at all (see open_text)."""
+    with open_text(path, expected) as handle:
         for line_number, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if text.strip() and not text.startswith("#"):

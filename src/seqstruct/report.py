@@ -7,6 +7,7 @@ import base64
 import csv
 import fnmatch
 import json
+import logging
 import math
 import mimetypes
 import os
@@ -31,6 +32,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from seqstruct.io import atomic_open, atomic_path  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
@@ -186,6 +189,8 @@ def plot_learning_curve(points: list[dict[str, Any]], path: Path, metric: str, t
 SKIPPED_DIRS = ("checkpoints", "tensorboard", "checkpoint-*", ".*")
 # Markdown headings sit under the page's h1 and each section's h2.
 _HEADING_SHIFT = 2
+# Link schemes kept on the page; any other (javascript:, data:, file:, vbscript:) becomes plain text.
+_LINK_SCHEMES = ("http", "https", "mailto")
 
 
 @dataclass
@@ -217,13 +222,21 @@ def _unique(anchor: str, taken: set[str]) -> str:
     return candidate
 
 
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether `path`, symlinks and `..` resolved, lies in one of `roots` (resolved directories)."""
+    target = path.resolve()
+    return any(target.is_relative_to(root) for root in roots)
+
+
 def find_sections(dirs: Sequence[str | Path]) -> list[Section]:
     """A section per directory under `dirs` (recursively, sorted) with at least one *.md or *.png file,
-    skipping checkpoints/, tensorboard/, checkpoint-*/ and hidden directories."""
+    skipping checkpoints/, tensorboard/, checkpoint-*/ and hidden directories, and PNGs that are links to
+    files outside `dirs` (with a warning: the page must not carry what was not asked for)."""
     roots = [Path(d) for d in dirs]
     for root in roots:
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: no such directory")
+    resolved = [root.resolve() for root in roots]
     sections: list[Section] = []
     taken: set[str] = set()
     seen: set[Path] = set()  # a directory under two of `dirs` is reported once
@@ -240,6 +253,9 @@ def find_sections(dirs: Sequence[str | Path]) -> list[Section]:
             # The summary is the overview of a run: it reads first.
             markdown.sort(key=lambda p: p.name != "summary.md")
             images = [here / f for f in visible if fnmatch.fnmatchcase(f, "*.png")]
+            for image in [i for i in images if not _inside(i, resolved)]:
+                logger.warning("report: %s links outside %s; not inlined", image, ", ".join(map(str, dirs)))
+                images.remove(image)
             if not markdown and not images:
                 continue
             rel = here.relative_to(root).as_posix()
@@ -271,14 +287,28 @@ def _data_uri(path: Path) -> str | None:
 
 
 class _Offline(Treeprocessor):
-    """Makes one rendered markdown file stand alone on the page: relative images inlined as data URIs,
-    links to markdown files of the report turned into in-page anchors (other relative links, which would
-    break once the page moves, into plain text), remote images into links, headings moved under the
-    section's."""
+    """Makes one rendered markdown file stand alone and safe on the page: relative images inside the
+    report's directories inlined as data URIs (others, symlinks and `..` resolved, left out with a
+    warning), links to markdown files of the report turned into in-page anchors (other relative links,
+    which would break once the page moves, and links of any scheme but http, https and mailto into plain
+    text), remote images into links, headings moved under the section's."""
 
-    def __init__(self, md: markdown.Markdown, base: Path, anchors: dict[Path, str], used: set[Path]) -> None:
+    def __init__(
+        self,
+        md: markdown.Markdown,
+        source: Path,
+        anchors: dict[Path, str],
+        used: set[Path],
+        roots: Sequence[Path],
+    ) -> None:
         super().__init__(md)
-        self.base, self.anchors, self.used = base, anchors, used
+        self.source, self.base, self.anchors, self.used, self.roots = (
+            source,
+            source.parent,
+            anchors,
+            used,
+            roots,
+        )
 
     def run(self, root: ElementTree.Element) -> None:
         for element in root.iter():
@@ -298,29 +328,51 @@ class _Offline(Treeprocessor):
                 element.attrib.clear()
                 element.tag, element.text = "a", alt
                 element.set("href", src)
+            elif not src.startswith("data:image/"):  # an image a browser could only fail on, or worse
+                _as_text(element, element.get("alt") or "")
             return
         target = (self.base / path).resolve()
+        if not _inside(target, self.roots):
+            logger.warning(
+                "report: %s: image %s lies outside the report's directories; left out", self.source, src
+            )
+            _as_text(element, element.get("alt") or "")
+            return
         uri = _data_uri(target)
         if uri is not None:
             element.set("src", uri)
             self.used.add(target)
 
     def _link(self, element: ElementTree.Element) -> None:
-        path = _local(element.get("href", ""))
+        href = element.get("href", "")
+        path = _local(href)
         if path is None:
+            if urlsplit(href).scheme not in _LINK_SCHEMES and not href.startswith("#"):
+                _as_text(element)  # javascript:, data:, file: ... never reach the page as links
             return
         anchor = self.anchors.get((self.base / path).resolve())
         if anchor is not None:
             element.set("href", f"#{anchor}")
         else:
-            element.tag = "span"
-            element.attrib.clear()
+            _as_text(element)
 
 
-def _render_markdown(path: Path, anchors: dict[Path, str], used: set[Path]) -> str:
+def _as_text(element: ElementTree.Element, text: str | None = None) -> None:
+    """Turn a link or image into a plain span (of `text`, else its own text)."""
+    element.tag = "span"
+    element.attrib.clear()
+    if text is not None:
+        element.text = text
+
+
+def _render_markdown(path: Path, anchors: dict[Path, str], used: set[Path], roots: Sequence[Path]) -> str:
     md = markdown.Markdown(extensions=["tables", "fenced_code"])
+    # Raw HTML off: HTML blocks and inline tags in a result file are shown as text, escaped, so a
+    # <script>, <iframe> or event handler in a .md never runs in the page.
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
     # After the inline processor (priority 20), which turns link and image syntax into elements.
-    md.treeprocessors.register(_Offline(md, path.parent, anchors, used), "seqstruct-offline", 15)
+    md.treeprocessors.register(_Offline(md, path, anchors, used, roots), "seqstruct-offline", 15)
     return md.convert(path.read_text(encoding="utf-8"))
 
 
@@ -345,6 +397,7 @@ def render_report(
 ) -> str:
     """The report's HTML: a table of contents, then each section's markdown files and unreferenced PNGs."""
     taken = {s.anchor for s in sections}
+    roots = [Path(d).resolve() for d in dirs]
     anchors = {
         p.resolve(): _unique(f"{s.anchor}--{_slug(p.name)}", taken) for s in sections for p in s.markdown
     }
@@ -377,7 +430,7 @@ def render_report(
             out += [
                 f'<div class="file" id="{anchors[path.resolve()]}">',
                 f'<p class="path">{escape(path.name)}</p>',
-                _render_markdown(path, anchors, used),
+                _render_markdown(path, anchors, used, roots),
                 "</div>",
             ]
         for path in section.images:

@@ -242,3 +242,50 @@ def test_fit_fasta_keeps_whole_records_within_the_size(tmp_path) -> None:
     assert read_fasta(again) == sample
     with pytest.raises(ValueError, match="not one record fits"):
         fit_fasta(source, tmp_path / "none.fasta.gz", 10)
+
+
+# --- files that are no FASTA text at all ------------------------------------------------------------------
+
+EXPECTED = "expected a protein FASTA file (UTF-8 text, plain or gzipped)"
+
+
+def test_a_utf8_bom_is_read_past(tmp_path: Path) -> None:
+    with_bom = _write(tmp_path, "\ufeff>P1 first\nACD\n>P2\nEF\n", "bom.fasta")
+    plain = _write(tmp_path, ">P1 first\nACD\n>P2\nEF\n", "plain.fasta")
+    assert read_fasta(with_bom) == read_fasta(plain)
+
+
+def test_a_directory_is_a_fasta_error_naming_it(tmp_path: Path) -> None:
+    err = _error(tmp_path)
+    assert str(err) == f"{tmp_path}: is a directory; {EXPECTED}"
+    assert (err.line, err.record_id) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b">P1\nACD\x00\x01\n", "line 2: binary data (a NUL byte), not text"),
+        (b">P1 caf\xe9\nACD\n", "line 1: not UTF-8 text (byte 0xe9 cannot be decoded; a binary file?)"),
+    ],
+)
+def test_binary_or_non_utf8_content_is_named_as_such(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "in.fasta"
+    path.write_bytes(content)
+    assert str(_error(path)) == f"{path}, {reason}; {EXPECTED}"
+
+
+def test_a_truncated_gzip_is_a_fasta_error_after_the_records_before_it(tmp_path: Path) -> None:
+    records = sample_records(300)
+    whole = tmp_path / "whole.fasta.gz"
+    write_fasta(records, whole)
+    cut = tmp_path / "cut.fasta.gz"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    seen = []
+    with pytest.raises(FastaError) as info:
+        seen.extend(iter_fasta(cut))
+    assert str(info.value) == (
+        f"{cut}: truncated or corrupt gzip (Compressed file ended before the end-of-stream marker was "
+        f"reached); {EXPECTED}"
+    )
+    assert 0 < len(seen) < len(records) and seen == records[: len(seen)]  # streamed up to the damage

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqstruct.io import atomic_open, open_text
+from seqstruct.io import InputFileError, atomic_open, open_text
 
 # The 20 standard amino acids, alphabetical: the one definition every module imports (k-mer features,
 # synthetic generators, the tokenizer's residue tokens), so their letters can never drift apart.
@@ -75,8 +75,19 @@ def _record(path: str | Path, header: int, record_id: str, desc: str, chunks: li
     return FastaRecord(record_id, desc, sequence)
 
 
+# What a FASTA input should be, for the message when a file is no text at all.
+_FASTA_FILE = "a protein FASTA file (UTF-8 text, plain or gzipped)"
+
+
 def iter_fasta(path: str | Path) -> Iterator[FastaRecord]:
     """Yield the records of a plain or gzipped protein FASTA file one at a time, validating as it goes."""
+    try:
+        yield from _records(path)
+    except InputFileError as err:  # a directory, binary data, a truncated gzip: a FastaError like the rest
+        raise FastaError(path, err.line, None, err.reason) from err
+
+
+def _records(path: str | Path) -> Iterator[FastaRecord]:
     first_seen: dict[str, int] = {}  # id -> header line, so a duplicate can point back at the original
     record_id: str | None = None
     description = ""
@@ -84,7 +95,7 @@ def iter_fasta(path: str | Path) -> Iterator[FastaRecord]:
     chunks: list[str] = []
     residues = 0
     star: tuple[int, int, int] | None = None  # (line, column, residue) of a '*' that must stay last
-    with open_text(path) as handle:
+    with open_text(path, _FASTA_FILE) as handle:
         for lineno, raw in enumerate(handle, start=1):
             line = raw.rstrip("\r\n")  # universal newlines already fold CRLF; this guards stray '\r' too
             if not line.strip():

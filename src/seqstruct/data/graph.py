@@ -125,7 +125,7 @@ def read_edge_list(
     edges: list[tuple[int, int]] = []
     weights: list[float] = []
     unknown: dict[str, int] = {}  # id -> first line it appears on
-    for line_number, columns in tsv_rows(path):
+    for line_number, columns in tsv_rows(path, "an edge list (TSV lines id_a<TAB>id_b[<TAB>weight])"):
         if len(columns) not in (2, 3):
             raise GraphError(path, line_number, f"expected 2 or 3 tab-separated columns, got {len(columns)}")
         a, b = columns[0].strip(), columns[1].strip()

@@ -63,7 +63,7 @@ def read_labels(
     rows: list[list[str] | None] = [None] * len(node_ids)  # per node, its label cells
     first_line: dict[str, int] = {}  # id -> line it was given on, to name both lines of a repeat
     unknown: list[str] = []
-    for line_number, cells in tsv_rows(path):
+    for line_number, cells in tsv_rows(path, "a label table (TSV: a header line, then id<TAB>label...)"):
         if names is None:
             names = _header(cells, path, line_number)
             continue

