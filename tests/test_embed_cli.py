@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer, BertForMaskedLM
 
 from seqstruct.cli import main
-from seqstruct.embed import encode, load_encoder
+from seqstruct.models.embed import encode, load_encoder
 from seqstruct.models.io import resolve_model_path, save_model_dir
 from seqstruct.models.sentence import load_sentence_model, sentence_model
 from tests.helpers import sample_records, tiny_bert_config

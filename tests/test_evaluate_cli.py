@@ -11,9 +11,9 @@ import pytest
 from seqstruct.cli import main
 from seqstruct.data.fasta import read_fasta
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.embed import save_embeddings
 from seqstruct.evaluation.methods.baselines import kmer_composition
 from seqstruct.evaluation.tables import results_table
+from seqstruct.models.embed import save_embeddings
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import save_model_dir
 from tests.evaluation.test_tasks import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)

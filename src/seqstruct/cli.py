@@ -69,7 +69,15 @@ def _contrastive(args: argparse.Namespace) -> None:
 
 
 def _embed(args: argparse.Namespace) -> None:
-    from seqstruct.embed import embed_file
+    from seqstruct.config import MIN_MAX_LENGTH
+
+    # Shorter than <cls> x <eos> leaves no residue to embed: refused before a model loads.
+    if args.max_length is not None and args.max_length < MIN_MAX_LENGTH:
+        raise ValueError(
+            f"--max-length {args.max_length}: must be at least {MIN_MAX_LENGTH} (one residue or word "
+            "piece plus the two special tokens), or left out for no truncation"
+        )
+    from seqstruct.models.embed import embed_file
 
     count = embed_file(
         args.model_dir,
@@ -113,7 +121,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from seqstruct.demo import run_demo
+    from seqstruct.experiments.demo import run_demo
 
     result = run_demo(args.output_dir, args.overrides, fresh=args.fresh, dataset=args.data)
     print(result["table"], end="")
@@ -154,7 +162,7 @@ def _data_list(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from seqstruct.compare import CompareConfig, compare
+    from seqstruct.experiments.compare import CompareConfig, compare
 
     config = load_config(CompareConfig, args.config, args.overrides)
     result = compare(config)
@@ -162,7 +170,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _curve(args: argparse.Namespace) -> None:
-    from seqstruct.curve import CurveConfig, curve
+    from seqstruct.experiments.curve import CurveConfig, curve
 
     config = load_config(CurveConfig, args.config, args.overrides)
     result = curve(config, overwrite=args.overwrite)
@@ -365,8 +373,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # faiss logs, at INFO, every CPU-specific build it tries before the one that loads.
-    logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         args.func(args)
     except (FastaError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:

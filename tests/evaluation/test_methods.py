@@ -113,7 +113,7 @@ def test_what_does_not_apply_is_a_clear_error(proteins, texts, tmp_path) -> None
         build_method("baseline:kmer", overrides=["lr=0.1"])
     with pytest.raises(ValueError, match="unknown baseline 'baseline:blast'"):
         build_method("baseline:blast")
-    from seqstruct.embed import save_embeddings
+    from seqstruct.models.embed import save_embeddings
 
     save_embeddings(tmp_path / "x.npz", ["a"], np.ones((1, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="holds embeddings: it has no finetune mode"):
@@ -189,8 +189,8 @@ def test_naive_baseline_predicts_train_frequencies() -> None:
 
 
 def test_encoder_kind_from_the_tokenizer(protein_model, text_model) -> None:
-    assert encoder_kind(AutoTokenizer.from_pretrained(protein_model)) == "protein"
-    assert encoder_kind(AutoTokenizer.from_pretrained(text_model)) == "text"
+    assert encoder_kind(protein_model) == "protein"
+    assert encoder_kind(text_model) == "text"
 
 
 def test_protein_encoder_probe_and_link(protein_model, proteins, texts) -> None:
@@ -317,3 +317,28 @@ def test_lstm_embeddings_from_the_encoder(text_model) -> None:
     assert torch.equal(model.get_input_embeddings().weight.detach(), words)  # width 32, the encoder's
     with pytest.raises(ValueError, match="lstm_init must be one of"):
         build_method(f"lstm:{text_model}", mode="finetune", overrides=["lstm_init=glove"])
+
+
+def test_what_an_encoder_encodes_is_read_from_its_config(tmp_path) -> None:
+    import json
+
+    from transformers import AutoTokenizer
+
+    from seqstruct.data.tokenizers import build_protein_tokenizer
+    from seqstruct.evaluation.methods.encoders import encoder_kind
+    from seqstruct.models.encoders import build_encoder
+    from seqstruct.models.io import resolve_model_path, save_model_dir
+
+    tokenizer = build_protein_tokenizer()
+    save_model_dir(build_encoder("tiny", tokenizer), tokenizer, tmp_path / "protein")
+    assert json.loads((tmp_path / "protein" / "config.json").read_text())["sequence_kind"] == "protein"
+    assert encoder_kind(tmp_path / "protein") == "protein"
+    config = tmp_path / "protein" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"sequence_kind": "text"}))
+    assert encoder_kind(tmp_path / "protein") == "text"  # said, not guessed from the tokenizer
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"sequence_kind": "dna"}))
+    with pytest.raises(ValueError, match="sequence_kind must be one of"):
+        encoder_kind(tmp_path / "protein")
+    minilm = resolve_model_path("minilm")  # saved elsewhere, without the key: its tokenizer decides
+    assert "sequence_kind" not in json.loads((minilm / "config.json").read_text())
+    assert encoder_kind(minilm) == "text" and len(AutoTokenizer.from_pretrained(minilm)) > 64

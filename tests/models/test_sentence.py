@@ -17,7 +17,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling
 
 import seqstruct
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.embed import encode, load_embedder, load_encoder
+from seqstruct.models.embed import encode, load_embedder, load_encoder
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import resolve_model_path, save_model_dir
 from seqstruct.models.pooling import POOLINGS, LayerAttentionPooling, SeqPooling

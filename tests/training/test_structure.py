@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from seqstruct.config import PretrainConfig, load_config
 from seqstruct.data.fasta import FastaRecord, read_fasta, write_fasta
-from seqstruct.embed import encode, load_encoder
+from seqstruct.models.embed import encode, load_encoder
 from seqstruct.training.mlm import pretrain
 from tests.helpers import tiny_overrides
 

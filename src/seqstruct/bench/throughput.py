@@ -27,7 +27,7 @@ from seqstruct.config import DataConfig, ModelConfig, PretrainConfig, TrainConfi
 from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.pretraining import sequence_dataset
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.embed import encode, load_encoder
+from seqstruct.models.embed import encode, load_encoder
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import save_model_dir
 from seqstruct.models.pooling import pooling_name
@@ -249,13 +249,13 @@ def benchmark_texts(source: str | Path | None, n: int) -> tuple[list[str], str]:
     """The first `n` texts of `source` and a description of where they came from.
 
     source: a prepared text dataset (its `text` column, splits in stored order), a GO SQLite (.sqlite:
-    term definitions in GO id order) or a .txt/.jsonl file (`seqstruct.embed.read_inputs`). None: the
+    term definitions in GO id order) or a .txt/.jsonl file (`seqstruct.data.inputs.read_inputs`). None: the
     prepared go-text dataset at data/prepared/go-text, else the GO SQLite seqstruct finds
     ($SEQSTRUCT_GO_SQLITE or data/external/GO.sqlite); the package ships no texts of its own.
     """
+    from seqstruct.data.inputs import read_inputs
     from seqstruct.data.prepared import load_prepared
     from seqstruct.data.sources.go import read_terms, resolve_go_path
-    from seqstruct.embed import read_inputs
 
     if source is None:
         if (DEFAULT_TEXTS / "dataset.json").is_file():

@@ -11,8 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from seqstruct.data.collate import MaskedLMCollator
 from seqstruct.data.fasta import FastaRecord
-
-KINDS = ("protein", "text")
+from seqstruct.data.prepared import KINDS
 
 
 def sequence_dataset(

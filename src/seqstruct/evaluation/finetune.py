@@ -81,6 +81,11 @@ def finetune(
 
     def dataset(part: Labelled) -> Dataset:
         labels = part.targets.astype(np.float32) if problem.multilabel else part.targets
+        if length is not None:  # truncation is said, as `encode` says it
+            full = [len(ids) for ids in tokenizer(list(part.texts), add_special_tokens=True)["input_ids"]]
+            over = sum(n > length for n in full)
+            if over:
+                logger.warning("max_length=%d truncated %d of %d fine-tuning inputs", length, over, len(full))
         table = Dataset.from_dict({"text": part.texts, "labels": labels.tolist()})
         return table.map(
             lambda batch: tokenizer(batch["text"], truncation=length is not None, max_length=length),

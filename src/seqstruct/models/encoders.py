@@ -34,6 +34,10 @@ PRESETS: dict[str, EncoderPreset] = {
 }
 
 
+# The config.json key that says what a model encodes (protein | text), so nothing has to guess it.
+SEQUENCE_KIND = "sequence_kind"
+
+
 def build_encoder(
     preset: str,
     tokenizer: PreTrainedTokenizerBase,
@@ -64,6 +68,7 @@ def build_encoder(
         layer_norm_eps=1e-5,
         **asdict(PRESETS[preset]),
     )
+    setattr(config, SEQUENCE_KIND, "protein")
     config._attn_implementation = attn_implementation
     if attn_implementation == "favor":
         config.favor = asdict(favor or FavorConfig())

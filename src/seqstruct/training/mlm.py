@@ -32,7 +32,7 @@ from seqstruct.data.pretraining import heldout_split, premask, sequence_dataset
 from seqstruct.data.structure import GraphContrastCollator
 from seqstruct.data.tokenizers import build_protein_tokenizer
 from seqstruct.io import atomic_open
-from seqstruct.models.encoders import build_encoder, count_parameters, keep_module_weight_names
+from seqstruct.models.encoders import SEQUENCE_KIND, build_encoder, count_parameters, keep_module_weight_names
 from seqstruct.models.io import load_pretrained_mlm, save_model_dir
 from seqstruct.objectives.mlm import Unigram, masked_lm_metrics, token_predictions
 from seqstruct.training.callbacks import CollatorEpochCallback
@@ -256,6 +256,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         "torch_threads": torch.get_num_threads(),
         "world_size": trainer.args.world_size,
     }
+    setattr(trainer.model.config, SEQUENCE_KIND, kind)  # what it encodes, for whoever loads it
     if trainer.is_world_process_zero():
         save_model_dir(trainer.model, tokenizer, run.paths.root)
     run.write_metrics(trainer, metrics)

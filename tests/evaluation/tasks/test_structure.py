@@ -13,9 +13,9 @@ from datasets import Dataset
 from seqstruct.cli import main
 from seqstruct.data.graph import Graph
 from seqstruct.data.prepared import DatasetInfo, write_prepared
-from seqstruct.embed import save_embeddings
 from seqstruct.evaluation.methods import StoredEmbeddings, build_method
 from seqstruct.evaluation.run import run_task
+from seqstruct.models.embed import save_embeddings
 
 IDS = [f"n{i:05d}" for i in range(8)]
 FAMILY = ["F1", "F1", "F1", "F1", "F2", "F2", "F2", "F2"]

@@ -3,6 +3,7 @@ classification head; and `lstm:DIR`, a BiLSTM trained from scratch with DIR's to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqstruct.data.prepared import KINDS
 from seqstruct.evaluation.finetune import finetune
 from seqstruct.evaluation.methods.base import (
     FINETUNE_OPTIONS,
@@ -23,7 +25,10 @@ from seqstruct.evaluation.methods.base import (
     capped,
 )
 from seqstruct.evaluation.tasks import Classification
+from seqstruct.models.encoders import SEQUENCE_KIND
 from seqstruct.models.io import model_names
+
+logger = logging.getLogger(__name__)
 
 
 class Encoder(Method):
@@ -37,7 +42,6 @@ class Encoder(Method):
         options: MethodOptions | None = None,
         name: str | None = None,
     ) -> None:
-        from transformers import AutoTokenizer
 
         super().__init__(options)
         if mode not in MODES:
@@ -55,7 +59,7 @@ class Encoder(Method):
             if mode == "finetune"
             else PROBE_OPTIONS | {"batch_size", "max_length", "precision"}
         )
-        self.kind = encoder_kind(AutoTokenizer.from_pretrained(self.model_dir))
+        self.kind = encoder_kind(self.model_dir)
         self.kinds = (self.kind,)
         self._model: Any = None
         self._cache: dict[str, np.ndarray] = {}  # text -> pooled embedding
@@ -68,7 +72,7 @@ class Encoder(Method):
         """The pooling's name: the one asked for, else (None) the directory's saved one, else mean."""
         if self.pooling is not None:
             return self.pooling
-        from seqstruct.embed import saved_pooling
+        from seqstruct.models.embed import saved_pooling
         from seqstruct.models.pooling import pooling_name
 
         pool = self._model[2] if self._model is not None else saved_pooling(self.model_dir)
@@ -91,7 +95,7 @@ class Encoder(Method):
         self.check_kind(kind)
         if self.mode != "probe":
             raise NotApplicable("retrieval has no finetune mode; use --mode probe")
-        from seqstruct.embed import encode, load_encoder, load_pooling
+        from seqstruct.models.embed import encode, load_encoder, load_pooling
         from seqstruct.training.arguments import use_bf16
 
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -128,13 +132,25 @@ class Encoder(Method):
         return scores
 
 
-def encoder_kind(tokenizer: Any) -> str:
-    """protein for a character-level protein tokenizer (a few dozen tokens, one per residue letter; the
-    one `seqstruct pretrain` saves), text otherwise."""
-    from seqstruct.data.tokenizers import STANDARD_RESIDUES
+def encoder_kind(model_dir: Path) -> str:
+    """protein | text: what the model encodes, as its config.json says (`sequence_kind`, which every
+    model seqstruct builds or pretrains records); for a model saved elsewhere without it, protein when
+    its tokenizer is character-level over the residue letters (a few dozen tokens), text otherwise."""
+    import json
 
-    vocab = tokenizer.get_vocab()
-    return "protein" if len(vocab) <= 64 and all(r in vocab for r in STANDARD_RESIDUES) else "text"
+    from transformers import AutoTokenizer
+
+    from seqstruct.data.fasta import STANDARD_RESIDUES
+
+    said = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get(SEQUENCE_KIND)
+    if said is not None:
+        if said not in KINDS:
+            raise ValueError(f"{model_dir}/config.json: {SEQUENCE_KIND} must be one of {KINDS}; got {said!r}")
+        return said
+    vocab = AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    kind = "protein" if len(vocab) <= 64 and all(r in vocab for r in STANDARD_RESIDUES) else "text"
+    logger.info("%s: config.json names no %s; taken as %s from its tokenizer", model_dir, SEQUENCE_KIND, kind)
+    return kind
 
 
 class Lstm(Method):
@@ -145,7 +161,6 @@ class Lstm(Method):
     stochastic = True
 
     def __init__(self, model_dir: str | Path, options: MethodOptions | None = None, name: str = "") -> None:
-        from transformers import AutoTokenizer
 
         super().__init__(options)
         self.model_dir = Path(model_dir)
@@ -157,7 +172,7 @@ class Lstm(Method):
         if self.options.lstm_init not in LSTM_INITS:
             raise ValueError(f"lstm_init must be one of {LSTM_INITS}; got {self.options.lstm_init!r}")
         self.name = name or f"lstm:{model_dir}"
-        self.kind = encoder_kind(AutoTokenizer.from_pretrained(self.model_dir))
+        self.kind = encoder_kind(self.model_dir)
         self.kinds = (self.kind,)
 
     def describe(self) -> dict[str, Any]:

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-import seqstruct.compare as compare_module
+import seqstruct.experiments.compare as compare_module
 from seqstruct.cli import main
-from seqstruct.compare import CompareConfig, compare, summarise
-from seqstruct.config import load_config
+from seqstruct.config import PACKAGED_CONFIGS, load_config
+from seqstruct.experiments.compare import CompareConfig, compare, summarise
 
 TINY_PRETRAIN = [
     "model.preset=tiny",
@@ -142,7 +142,7 @@ def test_bad_comparisons_are_refused(tmp_path, extra, message) -> None:
 def test_cli_prints_the_table(tmp_path, capsys) -> None:
     config = _config(tmp_path, seeds=[0], arms={"mlm": ["structure.weight=0.0"]}, tasks=["knn"])
     overrides = [f"{k}={json.dumps(v)}" for k, v in vars(config).items()]
-    assert main(["compare", str(compare_module.PACKAGED_CONFIGS / "compare-manifold.yaml"), *overrides]) == 0
+    assert main(["compare", str(PACKAGED_CONFIGS / "compare-manifold.yaml"), *overrides]) == 0
     out = capsys.readouterr().out
     assert "| knn accuracy (topic) |" in out and "results.md" in out
 
@@ -201,9 +201,7 @@ def test_contrastive_arms_are_evaluated_with_their_own_pooling(tmp_path) -> None
     assert header.endswith("| as-is | layer-attention − mean | mean − as-is |")
 
 
-@pytest.mark.parametrize(
-    "path", sorted(compare_module.PACKAGED_CONFIGS.glob("compare-*.yaml")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted(PACKAGED_CONFIGS.glob("compare-*.yaml")), ids=lambda p: p.name)
 def test_packaged_comparisons_are_consistent(path) -> None:
     """Every packaged comparison loads and passes the checks a run starts with (arms, seeds, references)."""
     config = load_config(CompareConfig, path)

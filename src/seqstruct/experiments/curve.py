@@ -40,7 +40,6 @@ from seqstruct.report import plot_learning_curve
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_ARMS = {
     # a BiLSTM from scratch with the encoder's tokenizer; LSTMs want a larger learning rate and more epochs
     "lstm": ["model=lstm:$encoder", "mode=finetune", "lr=1e-3", "epochs=20", "patience=3"],

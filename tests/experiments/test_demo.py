@@ -11,9 +11,9 @@ import pytest
 
 from seqstruct.cli import main
 from seqstruct.data.prepared import prepare
-from seqstruct.demo import SAMPLE_OPTIONS, demo_config
+from seqstruct.experiments.demo import SAMPLE_OPTIONS, demo_config
 
-FIXTURE = Path(__file__).parent / "fixtures" / "swissprot_go"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "swissprot_go"
 TINY = [
     "model.preset=tiny",
     "train.max_steps=4",
@@ -84,7 +84,7 @@ def test_demo_defaults_prepare_the_embedded_sample_under_the_output(tmp_path) ->
 def test_the_summary_says_the_split_identity_and_machine_it_ran_with() -> None:
     import os
 
-    from seqstruct.demo import machine, split_sentence
+    from seqstruct.experiments.demo import machine, split_sentence
 
     assert "no 40%-identity MMseqs2 cluster" in split_sentence({"levels": [0.9, 0.4]})
     assert "recipe's own" in split_sentence({})

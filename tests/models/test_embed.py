@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from seqstruct.data.inputs import read_inputs
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.embed import embed_file, encode, load_encoder, read_inputs
+from seqstruct.models.embed import embed_file, encode, load_encoder
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import save_model_dir
 from seqstruct.models.pooling import POOLINGS, pooling_module

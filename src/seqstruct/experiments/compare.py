@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from seqstruct.config import PretrainConfig, load_config, save_config
+from seqstruct.config import PACKAGED_CONFIGS, PretrainConfig, load_config, save_config
 from seqstruct.data.synthetic import generator, write_synthetic
 from seqstruct.evaluation.run import evaluate
 from seqstruct.io import atomic_open
@@ -44,7 +44,6 @@ from seqstruct.training.mlm import pretrain
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 TRAINERS = ("pretrain", "contrastive")
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from seqstruct import curve as curve_module
 from seqstruct.cli import main
-from seqstruct.config import load_config
-from seqstruct.curve import (
+from seqstruct.config import PACKAGED_CONFIGS, load_config
+from seqstruct.evaluation.tasks import get_task
+from seqstruct.experiments import curve as curve_module
+from seqstruct.experiments.curve import (
     Budget,
     CurveConfig,
     claim_cell,
@@ -24,7 +25,6 @@ from seqstruct.curve import (
     unfinished_fits,
     unfinished_note,
 )
-from seqstruct.evaluation.tasks import get_task
 from tests.evaluation.test_tasks import text_dataset
 
 FINETUNE = ["epochs=1", "batch_size=8", "lr=1e-3"]
@@ -236,7 +236,7 @@ def test_curve_cli_errors_are_one_line(tmp_path, capsys, texts, text_model) -> N
 
 @pytest.mark.parametrize("name", ["curve-wordnet.yaml", "curve-swissprot.yaml"])
 def test_packaged_configs_name_their_arms(name: str) -> None:
-    config = load_config(CurveConfig, curve_module.PACKAGED_CONFIGS / name)
+    config = load_config(CurveConfig, PACKAGED_CONFIGS / name)
     arms = {arm.name: arm for arm in curve_module._check(config)}
     assert arms["lstm"].model == f"lstm:{config.encoder}" and arms["lstm"].mode == "finetune"
     assert arms["finetune"].model == config.encoder and arms["probe"].mode == "probe"

@@ -19,21 +19,20 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from seqstruct.compare import CompareConfig, compare
-from seqstruct.config import config_dict, load_config
+from seqstruct.config import PACKAGED_CONFIGS, config_dict, load_config
 from seqstruct.data.prepared import load_prepared, prepare
+from seqstruct.experiments.compare import CompareConfig, compare
 from seqstruct.io import atomic_open
 from seqstruct.report import pretrain_summary, write_report
 
 logger = logging.getLogger(__name__)
 
-DEMO_CONFIG = Path(str(files("seqstruct") / "configs" / "demo-compare.yaml"))
+DEMO_CONFIG = PACKAGED_CONFIGS / "demo-compare.yaml"
 DEFAULT_OUTPUT = "runs/demo"
 # The recipe's options for the sample: one clustering level (the split needs only 30%) and small test
 # splits, so that preparing and probing stay within the demo's budget.

@@ -1,0 +1,80 @@
+"""Sequence files a user hands in, with their ids: FASTA (proteins; ids from the headers), .txt (one text
+per line; ids are line numbers) or .jsonl (one {"id": ..., "text": ...} object per line)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from seqstruct.data.fasta import read_fasta
+
+logger = logging.getLogger(__name__)
+
+
+FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas", ".fasta.gz", ".fa.gz", ".faa.gz")
+
+
+def read_inputs(path: str | Path) -> tuple[list[str], list[str]]:
+    """(ids, sequences or texts) of an input file, chosen by its suffix: FASTA, .txt or .jsonl."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".txt"):
+        return _read_txt(path)
+    if name.endswith(".jsonl"):
+        return _read_jsonl(path)
+    if name.endswith(FASTA_SUFFIXES):
+        records = read_fasta(path)
+        return [r.id for r in records], [r.sequence for r in records]
+    raise ValueError(
+        f"{path}: unknown input type; expected FASTA ({', '.join(FASTA_SUFFIXES)}), .txt (one text per "
+        'line) or .jsonl (one {"id": ..., "text": ...} object per line)'
+    )
+
+
+def _read_txt(path: Path) -> tuple[list[str], list[str]]:
+    """Each non-blank line is a text; its id is its 1-based line number (blank lines are skipped)."""
+    ids, texts = [], []
+    blank = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if text.strip():
+                ids.append(str(number))
+                texts.append(text)
+            else:
+                blank += 1
+    if blank:
+        logger.info("%s: skipped %d blank lines (ids are line numbers all the same)", path, blank)
+    return ids, texts
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
+    """One JSON object per non-blank line with a string or integer "id" (unique) and a string "text"."""
+    ids, texts = [], []
+    first_line: dict[str, int] = {}
+    expected = 'expected a JSON object with an "id" (string or integer) and a "text" (string)'
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {number}: not JSON ({err.msg}); {expected}") from None
+            if not isinstance(row, dict) or "id" not in row or "text" not in row:
+                got = sorted(row) if isinstance(row, dict) else type(row).__name__
+                raise ValueError(f"{path}, line {number}: {expected}; got {got}")
+            if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
+                raise ValueError(f"{path}, line {number}: {expected}; got id {row['id']!r}")
+            if not isinstance(row["text"], str):
+                raise ValueError(f"{path}, line {number}: {expected}; got text {row['text']!r}")
+            record_id = str(row["id"])
+            if record_id in first_line:
+                raise ValueError(
+                    f"{path}, line {number}: id {record_id!r} repeats line {first_line[record_id]}"
+                )
+            first_line[record_id] = number
+            ids.append(record_id)
+            texts.append(row["text"])
+    return ids, texts
