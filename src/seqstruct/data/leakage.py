@@ -1,4 +1,5 @@
-"""Leakage audit: how close each evaluation protein comes to a training set, by sequence identity.
+"""Leakage audit: the evaluation proteins of prepared datasets, and how close each comes to a training
+set by sequence identity.
 
 An evaluation protein whose near-twin was trained on measures memory, not generalisation. The audit
 searches the evaluation proteins against the training proteins with MMseqs2 and reports, per evaluation
@@ -10,13 +11,79 @@ quantiles describe every protein, not only those that found something.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from seqstruct.data import homology
+from seqstruct.data.prepared import load_prepared
 
 AUDIT_THRESHOLDS = (0.9, 0.5, 0.3)
+EVAL_SPLITS = ("valid", "test_close", "test_remote")  # a prepared protein dataset's evaluation splits
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The proteins of one evaluation split of one excluded dataset."""
+
+    dataset: str  # the directory as given
+    split: str
+    ids: tuple[str, ...]
+    sequences: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} {self.split}"
+
+
+def read_eval_sets(paths: Sequence[str]) -> list[EvalSet]:
+    """The evaluation splits of each prepared dataset in `paths`; an error names a path that is not a
+    prepared protein dataset or has no evaluation split."""
+    out: list[EvalSet] = []
+    for path in paths:
+        try:
+            prepared = load_prepared(path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"exclude: {err}") from None
+        if prepared.info.kind != "protein":
+            raise ValueError(f"exclude: {path} is a {prepared.info.kind} dataset, not a protein one")
+        found = [name for name in EVAL_SPLITS if name in prepared.splits]
+        if not found:
+            raise ValueError(
+                f"exclude: {path} has no evaluation split ({', '.join(EVAL_SPLITS)}); it has {sorted(prepared.splits)}"
+            )
+        for name in found:
+            split = prepared.split(name)
+            out.append(EvalSet(str(path), name, tuple(split["id"]), tuple(split["text"])))
+    return out
+
+
+def eval_members(
+    sequences: Mapping[str, str], eval_sets: Sequence[EvalSet]
+) -> tuple[set[str], dict[str, int]]:
+    """Accessions of `sequences` that are an evaluation protein by id or by identical sequence, and the
+    card's counts per set (a protein in two sets is counted in both)."""
+    by_sequence: dict[str, list[str]] = {}
+    for accession, sequence in sequences.items():
+        by_sequence.setdefault(sequence, []).append(accession)
+    excluded: set[str] = set()
+    counts: dict[str, int] = {}
+    for part in eval_sets:
+        by_id = {i for i in part.ids if i in sequences}
+        same = {a for s in part.sequences for a in by_sequence.get(s, ())}
+        missing = sum(
+            1
+            for i, s in zip(part.ids, part.sequences, strict=True)
+            if i not in sequences and s not in by_sequence
+        )
+        counts[f"{part.label}: proteins"] = len(part.ids)
+        counts[f"{part.label}: excluded by accession"] = len(by_id)
+        counts[f"{part.label}: excluded by identical sequence only (other accessions)"] = len(same - by_id)
+        if missing:
+            counts[f"{part.label}: not found in Swiss-Prot by accession or sequence"] = missing
+        excluded |= by_id | same
+    return excluded, counts
 
 
 def best_identity(rows: Iterable[tuple[int, int, float, float, float]], n_queries: int) -> list[float | None]:

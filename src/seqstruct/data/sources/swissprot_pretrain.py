@@ -34,11 +34,11 @@ import numpy as np
 from datasets import Dataset, Features, Value
 
 from seqstruct.data import homology, leakage
+from seqstruct.data.leakage import EVAL_SPLITS, EvalSet, eval_members, read_eval_sets
 from seqstruct.data.prepared import (
     TRAIN,
     DatasetInfo,
     Prepared,
-    load_prepared,
     register_recipe,
     write_prepared,
 )
@@ -55,7 +55,6 @@ from seqstruct.io import atomic_open
 logger = logging.getLogger(__name__)
 
 NAME = "swissprot-pretrain"
-EVAL_SPLITS = ("valid", "test_close", "test_remote")
 REMOTE = "test_remote"
 VALID = "valid"
 MAX_SHARD_BYTES = 40 * 2**20  # what one file may weigh to travel to a GPU machine
@@ -108,72 +107,9 @@ sensitivity. The audit is against shard 0 only; shards >= 1 hold other members o
 """
 
 
-@dataclass(frozen=True)
-class EvalSet:
-    """The proteins of one evaluation split of one excluded dataset."""
-
-    dataset: str  # the directory as given
-    split: str
-    ids: tuple[str, ...]
-    sequences: tuple[str, ...]
-
-    @property
-    def label(self) -> str:
-        return f"{self.dataset} {self.split}"
-
-
 # ---------------------------------------------------------------------------------------------------
 # Pure steps
 # ---------------------------------------------------------------------------------------------------
-
-
-def read_eval_sets(paths: Sequence[str]) -> list[EvalSet]:
-    """The evaluation splits of each prepared dataset in `paths`; an error names a path that is not a
-    prepared protein dataset or has no evaluation split."""
-    out: list[EvalSet] = []
-    for path in paths:
-        try:
-            prepared = load_prepared(path)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"exclude: {err}") from None
-        if prepared.info.kind != "protein":
-            raise ValueError(f"exclude: {path} is a {prepared.info.kind} dataset, not a protein one")
-        found = [name for name in EVAL_SPLITS if name in prepared.splits]
-        if not found:
-            raise ValueError(
-                f"exclude: {path} has no evaluation split ({', '.join(EVAL_SPLITS)}); it has {sorted(prepared.splits)}"
-            )
-        for name in found:
-            split = prepared.split(name)
-            out.append(EvalSet(str(path), name, tuple(split["id"]), tuple(split["text"])))
-    return out
-
-
-def eval_members(
-    sequences: Mapping[str, str], eval_sets: Sequence[EvalSet]
-) -> tuple[set[str], dict[str, int]]:
-    """Accessions of `sequences` that are an evaluation protein by id or by identical sequence, and the
-    card's counts per set (a protein in two sets is counted in both)."""
-    by_sequence: dict[str, list[str]] = {}
-    for accession, sequence in sequences.items():
-        by_sequence.setdefault(sequence, []).append(accession)
-    excluded: set[str] = set()
-    counts: dict[str, int] = {}
-    for part in eval_sets:
-        by_id = {i for i in part.ids if i in sequences}
-        same = {a for s in part.sequences for a in by_sequence.get(s, ())}
-        missing = sum(
-            1
-            for i, s in zip(part.ids, part.sequences, strict=True)
-            if i not in sequences and s not in by_sequence
-        )
-        counts[f"{part.label}: proteins"] = len(part.ids)
-        counts[f"{part.label}: excluded by accession"] = len(by_id)
-        counts[f"{part.label}: excluded by identical sequence only (other accessions)"] = len(same - by_id)
-        if missing:
-            counts[f"{part.label}: not found in Swiss-Prot by accession or sequence"] = missing
-        excluded |= by_id | same
-    return excluded, counts
 
 
 def hold_out(reps: Iterable[str], n_clusters: int, seed: int) -> set[str]:
