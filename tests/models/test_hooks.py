@@ -13,7 +13,7 @@ from seqstruct.models.io import body_of_mlm_checkpoint, save_model_dir
 
 
 def test_the_installed_transformers_fits_the_contract() -> None:
-    assert hooks.contract_problems() == []
+    assert hooks.contract_problems() == [] and hooks.trainer_contract_problems() == []
     for name in hooks.CONTRACT:  # every hooked method is ours now, the original kept beneath it
         assert hasattr(getattr(PreTrainedModel, name), "__wrapped__"), name
 
@@ -78,3 +78,10 @@ def test_loading_an_mlm_checkpoints_body_reports_nothing_and_changes_no_class(tm
     ]
     _, plain = EsmModel.from_pretrained(tmp_path, output_loading_info=True)  # outside: reported
     assert any(k.startswith("lm_head.") for k in plain["unexpected_keys"])
+
+
+def test_a_renamed_trainer_sampler_is_named(monkeypatch) -> None:
+    from transformers import Trainer
+
+    monkeypatch.delattr(Trainer, "_get_train_sampler")
+    assert hooks.trainer_contract_problems() == ["Trainer._get_train_sampler no longer exists"]

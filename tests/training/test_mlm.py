@@ -108,3 +108,55 @@ def test_gradient_accumulation_keeps_the_loss_scale(protein_fasta, tmp_path) -> 
         with open(out / "log.csv", encoding="utf-8") as handle:
             first_losses.append(float(next(row["loss"] for row in csv.DictReader(handle) if row["loss"])))
     assert abs(first_losses[1] / first_losses[0] - 1) < 0.2, first_losses
+
+
+def test_resume_in_a_later_epoch_equals_uninterrupted(protein_fasta, tmp_path) -> None:
+    """108 training proteins in batches of 8: 14 steps an epoch; resumed at step 20, inside epoch 1,
+    whose batch order must be the uninterrupted run's (not drawn from the checkpoint's global RNG)."""
+    extra = {"train.max_steps": 24, "train.save_steps": 4, "train.save_total_limit": 10}
+    straight = tmp_path / "straight"
+    pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, straight, **extra)))
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight / "checkpoints" / "checkpoint-20", resumed / "checkpoints" / "checkpoint-20")
+    config = load_config(PretrainConfig, None, tiny_overrides(protein_fasta, resumed, **extra))
+    assert pretrain(config, resume=True)["steps"] == 24
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+def test_an_unfinished_checkpoint_is_set_aside_and_the_last_complete_one_resumes(
+    protein_fasta, tmp_path, caplog
+) -> None:
+    straight = tmp_path / "straight"
+    pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, straight)))
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
+    shutil.copytree(straight / "checkpoints" / "checkpoint-8", resumed / "checkpoints" / "checkpoint-8")
+    (resumed / "checkpoints" / "checkpoint-8" / "trainer_state.json").unlink()  # killed while saving
+    caplog.set_level("WARNING", logger="seqstruct")
+    metrics = pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, resumed)), resume=True)
+    assert "checkpoint-8 was not finished (no trainer_state.json)" in caplog.text
+    assert (resumed / "checkpoints" / "incomplete-checkpoint-8").is_dir() and metrics["steps"] == 8
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+def test_a_finished_run_without_checkpoints_is_not_replaced_silently(protein_fasta, tmp_path) -> None:
+    out = tmp_path / "run"
+    pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out)))
+    shutil.rmtree(out / "checkpoints")
+    before = (out / "model.safetensors").read_bytes()
+    other = load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out, **{"train.seed": 1}))
+    with pytest.raises(FileExistsError, match=r"already holds a finished run \(metrics.json"):
+        pretrain(other)
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_a_second_writer_of_one_run_directory_is_refused(protein_fasta, tmp_path) -> None:
+    from seqstruct.io import DirectoryBusy, DirectoryLock
+
+    out = tmp_path / "run"
+    with DirectoryLock(out), pytest.raises(DirectoryBusy, match="being written by"):
+        pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out)))
+    assert not (out / "config.yaml").exists()  # nothing was written by the refused run
+    pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, out)))  # free again: it runs

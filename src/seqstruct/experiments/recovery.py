@@ -236,115 +236,119 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
 def distill(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Performerize the teacher, measure, distil, save, measure again; returns metrics (also metrics.json)."""
     started = time.monotonic()
-    run = Run(config, resume, overwrite)
-    teacher_dir = resolve_teacher(config.model.teacher)
-    _st_modules(teacher_dir)
+    with Run(config, resume, overwrite) as run:
+        teacher_dir = resolve_teacher(config.model.teacher)
+        _st_modules(teacher_dir)
 
-    go = read_go(config.data.go_sqlite or None)
-    texts = go_texts(
-        go, config.data.heldout_fraction, config.data.split_seed, config.data.names, config.data.synonyms
-    )
-    heldout_ids = sorted(texts.heldout)
-    loss_ids = _pick(heldout_ids, config.data.eval_loss_texts, config.data.split_seed)
-    pairs = sample_pairs(
-        LinSimilarity.from_go(go),
-        texts.heldout,
-        config.data.pairs,
-        config.data.split_seed,
-        config.data.related_fraction,
-    )
-    logger.info(
-        "%d training texts; %d held-out definitions: %d in %d similarity pairs, %d for eval_loss",
-        len(texts.train),
-        len(heldout_ids),
-        len(pairs.texts()),
-        len(pairs),
-        len(loss_ids),
-    )
-
-    set_seed(config.train.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    teacher = AutoModel.from_pretrained(teacher_dir, attn_implementation="sdpa")
-    student = load_student(teacher_dir, config)
-    objective = DistillationObjective(
-        student, teacher, config.model.hidden_weight, config.model.embedding_weight
-    )
-    if run.done is not None:
-        objective.load_state_dict(load_file(Path(run.checkpoint) / "model.safetensors"))
-    train_set = text_dataset(texts.train, tokenizer, config.data.max_length)
-    eval_set = (
-        text_dataset([texts.heldout[i] for i in loss_ids], tokenizer, config.data.max_length)
-        if loss_ids
-        else None
-    )
-    trainer = distill_trainer(run, objective, tokenizer, train_set, eval_set, config.data.max_length)
-    main_process = trainer.is_world_process_zero()
-    batch = config.train.eval_batch_size
-
-    # Before: reused from the run being resumed (same settings, checked by the Run), else measured now.
-    previous = run.previous_metrics()
-    if main_process:
-        teacher_embeddings, teacher_spearman = _measure(_sentence_model(teacher_dir, teacher), pairs, batch)
-    if main_process and "before" in previous:
-        before = previous["before"]
-    elif main_process:
-        before = _student_measures(
-            _sentence_model(teacher_dir, student), pairs, teacher_embeddings, teacher_spearman, batch
+        go = read_go(config.data.go_sqlite or None)
+        texts = go_texts(
+            go, config.data.heldout_fraction, config.data.split_seed, config.data.names, config.data.synonyms
+        )
+        heldout_ids = sorted(texts.heldout)
+        loss_ids = _pick(heldout_ids, config.data.eval_loss_texts, config.data.split_seed)
+        pairs = sample_pairs(
+            LinSimilarity.from_go(go),
+            texts.heldout,
+            config.data.pairs,
+            config.data.split_seed,
+            config.data.related_fraction,
         )
         logger.info(
-            "before: mean cosine %.4f, Spearman %.4f (teacher %.4f)",
-            before["cosine"]["mean"],
-            before["spearman"],
-            teacher_spearman,
+            "%d training texts; %d held-out definitions: %d in %d similarity pairs, %d for eval_loss",
+            len(texts.train),
+            len(heldout_ids),
+            len(pairs.texts()),
+            len(pairs),
+            len(loss_ids),
         )
 
-    metrics: dict[str, Any] = {
-        "teacher": str(teacher_dir),
-        "favor": favor_dict(student),
-        "parameters": count_parameters(student),
-        "go_source": str(go.source),
-        "train_texts": len(texts.train),
-        "heldout_terms": len(heldout_ids),
-        "pairs": len(pairs),
-    }
-    run.clear_stale()
-    run.save_config(trainer)
-    if main_process:
-        metrics |= {"teacher_spearman": teacher_spearman, "before": before, "after": None, "steps": 0}
-        run.write_metrics(trainer, metrics)  # the "before" figures survive an interruption
-        with atomic_open(run.paths.root / "similarity_pairs.tsv", "w") as handle:
-            handle.write("id1\tid2\tlin\tkind\n")
-            handle.writelines(f"{r['id1']}\t{r['id2']}\t{r['lin']:.6f}\t{r['kind']}\n" for r in pairs.rows())
+        set_seed(config.train.seed)
+        tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+        teacher = AutoModel.from_pretrained(teacher_dir, attn_implementation="sdpa")
+        student = load_student(teacher_dir, config)
+        objective = DistillationObjective(
+            student, teacher, config.model.hidden_weight, config.model.embedding_weight
+        )
+        if run.done is not None:
+            objective.load_state_dict(load_file(Path(run.checkpoint) / "model.safetensors"))
+        train_set = text_dataset(texts.train, tokenizer, config.data.max_length)
+        eval_set = (
+            text_dataset([texts.heldout[i] for i in loss_ids], tokenizer, config.data.max_length)
+            if loss_ids
+            else None
+        )
+        trainer = distill_trainer(run, objective, tokenizer, train_set, eval_set, config.data.max_length)
+        main_process = trainer.is_world_process_zero()
+        batch = config.train.eval_batch_size
 
-    train_loss, runtime = run.train(trainer)
-    metrics |= {
-        "steps": trainer.state.global_step,
-        "train_loss": train_loss,
-        "train_runtime_s": runtime,
-        "train_tokens": trainer.state.num_input_tokens_seen,
-        "bf16": trainer.args.bf16,
-        "torch_threads": torch.get_num_threads(),
-        "world_size": trainer.args.world_size,
-    }
-    if not main_process:
+        # Before: reused from the run being resumed (same settings, checked by the Run), else measured now.
+        previous = run.previous_metrics()
+        if main_process:
+            teacher_embeddings, teacher_spearman = _measure(
+                _sentence_model(teacher_dir, teacher), pairs, batch
+            )
+        if main_process and "before" in previous:
+            before = previous["before"]
+        elif main_process:
+            before = _student_measures(
+                _sentence_model(teacher_dir, student), pairs, teacher_embeddings, teacher_spearman, batch
+            )
+            logger.info(
+                "before: mean cosine %.4f, Spearman %.4f (teacher %.4f)",
+                before["cosine"]["mean"],
+                before["spearman"],
+                teacher_spearman,
+            )
+
+        metrics: dict[str, Any] = {
+            "teacher": str(teacher_dir),
+            "favor": favor_dict(student),
+            "parameters": count_parameters(student),
+            "go_source": str(go.source),
+            "train_texts": len(texts.train),
+            "heldout_terms": len(heldout_ids),
+            "pairs": len(pairs),
+        }
+        run.clear_stale()
+        run.save_config(trainer)
+        if main_process:
+            metrics |= {"teacher_spearman": teacher_spearman, "before": before, "after": None, "steps": 0}
+            run.write_metrics(trainer, metrics)  # the "before" figures survive an interruption
+            with atomic_open(run.paths.root / "similarity_pairs.tsv", "w") as handle:
+                handle.write("id1\tid2\tlin\tkind\n")
+                handle.writelines(
+                    f"{r['id1']}\t{r['id2']}\t{r['lin']:.6f}\t{r['kind']}\n" for r in pairs.rows()
+                )
+
+        train_loss, runtime = run.train(trainer)
+        metrics |= {
+            "steps": trainer.state.global_step,
+            "train_loss": train_loss,
+            "train_runtime_s": runtime,
+            "train_tokens": trainer.state.num_input_tokens_seen,
+            "bf16": trainer.args.bf16,
+            "torch_threads": torch.get_num_threads(),
+            "world_size": trainer.args.world_size,
+        }
+        if not main_process:
+            return metrics
+
+        student.eval()
+        save_with_sentence_files(student, tokenizer, teacher_dir, run.paths.root)
+        reloaded = _sentence_model(run.paths.root)  # what users get: the saved directory, loaded as FAVOR+
+        attention = reloaded[0].model.config._attn_implementation
+        if attention != FAVOR:
+            raise RuntimeError(f"{run.paths.root} reloaded with attention {attention!r}, not FAVOR+")
+        after = _student_measures(reloaded, pairs, teacher_embeddings, teacher_spearman, batch)
+        metrics |= {"after": after, "targets": _targets(config, after), "wall_s": time.monotonic() - started}
+        logger.info(
+            "after: mean cosine %.4f, Spearman %.4f (teacher %.4f); targets %s",
+            after["cosine"]["mean"],
+            after["spearman"],
+            teacher_spearman,
+            "met" if metrics["targets"]["met"] else "not met",
+        )
+        run.write_metrics(trainer, metrics)
+        with atomic_open(run.paths.root / "summary.md", "w") as handle:
+            handle.write(summary_markdown(metrics))
         return metrics
-
-    student.eval()
-    save_with_sentence_files(student, tokenizer, teacher_dir, run.paths.root)
-    reloaded = _sentence_model(run.paths.root)  # what users get: the saved directory, loaded as FAVOR+
-    attention = reloaded[0].model.config._attn_implementation
-    if attention != FAVOR:
-        raise RuntimeError(f"{run.paths.root} reloaded with attention {attention!r}, not FAVOR+")
-    after = _student_measures(reloaded, pairs, teacher_embeddings, teacher_spearman, batch)
-    metrics |= {"after": after, "targets": _targets(config, after), "wall_s": time.monotonic() - started}
-    logger.info(
-        "after: mean cosine %.4f, Spearman %.4f (teacher %.4f); targets %s",
-        after["cosine"]["mean"],
-        after["spearman"],
-        teacher_spearman,
-        "met" if metrics["targets"]["met"] else "not met",
-    )
-    run.write_metrics(trainer, metrics)
-    with atomic_open(run.paths.root / "summary.md", "w") as handle:
-        handle.write(summary_markdown(metrics))
-    return metrics

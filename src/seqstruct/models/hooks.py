@@ -78,6 +78,18 @@ def contract_problems(version: str | None = None) -> list[str]:
     return problems
 
 
+def trainer_contract_problems() -> list[str]:
+    """What training.token_budget.MaskedLMTrainer overrides (not patches) of the Trainer, checked apart:
+    importing the Trainer imports `datasets`, which `import seqstruct` does not need."""
+    problems = []
+    sampler = getattr(transformers.Trainer, "_get_train_sampler", None)
+    if sampler is None:
+        problems.append("Trainer._get_train_sampler no longer exists")
+    elif list(inspect.signature(sampler).parameters)[1:2] != ["train_dataset"]:
+        problems.append("Trainer._get_train_sampler no longer takes train_dataset first")
+    return problems
+
+
 def check_contract() -> None:
     problems = contract_problems()
     if problems:

@@ -131,83 +131,84 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
     points). Returns the metrics.
     """
     check_contrastive(config)
-    run = Run(config, resume, overwrite)
-
-    prepared = load_prepared(config.dataset)
-    kind = resolve_kind(prepared, config.pairs, config.setting)
-    train_pairs = build_pairs(
-        prepared,
-        TRAIN,
-        kind,
-        hard_negatives=config.hard_negatives,
-        max_pairs=config.max_pairs,
-        seed=config.pair_seed,
-        positive=config.positive,
-    )
-    eval_pairs = (
-        heldout_pairs(
-            prepared, kind, max_pairs=config.eval_pairs, seed=config.pair_seed, positive=config.positive
+    with Run(config, resume, overwrite) as run:
+        prepared = load_prepared(config.dataset)
+        kind = resolve_kind(prepared, config.pairs, config.setting)
+        train_pairs = build_pairs(
+            prepared,
+            TRAIN,
+            kind,
+            hard_negatives=config.hard_negatives,
+            max_pairs=config.max_pairs,
+            seed=config.pair_seed,
+            positive=config.positive,
         )
-        if config.eval_pairs
-        else None
-    )
-
-    set_seed(config.train.seed)
-    finished = run.done is not None
-    model = sentence_model(
-        run.checkpoint if finished else config.model,
-        pooling=None if finished else (config.pooling or None),
-        max_length=config.max_length,
-        attn_implementation=config.attention or None,
-        seed=config.train.seed,
-    )
-    encoder = _sentence_encoder(model)
-    if encoder is None:
-        raise ValueError(f"{config.model}: the sentence model's first module holds no transformers encoder")
-    if config.dropout is not None:
-        set_encoder_dropout(encoder, config.dropout)
-    dropout = encoder_dropout(encoder)
-    if config.setting == "unsupervised" and dropout == 0.0:
-        raise ValueError(
-            f"{config.model} has no dropout, and unsupervised contrastive training uses dropout as its only "
-            "augmentation (identical views teach nothing): set dropout=0.1"
+        eval_pairs = (
+            heldout_pairs(
+                prepared, kind, max_pairs=config.eval_pairs, seed=config.pair_seed, positive=config.positive
+            )
+            if config.eval_pairs
+            else None
         )
 
-    run.clear_stale()
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=contrastive_arguments(config, run, evaluate=eval_pairs is not None, model=model),
-        train_dataset=trainer_dataset(train_pairs),
-        eval_dataset=None if eval_pairs is None else trainer_dataset(eval_pairs),
-        loss=contrastive_loss(model, config.temperature),
-        callbacks=run.callbacks(SentenceFavorRedrawCallback()),
-    )
-    run.save_config(trainer)
-    train_loss, runtime = run.train(trainer)
-    heldout = final_evaluation(trainer) if eval_pairs is not None else None
-    metrics = {
-        "model": config.model,
-        "setting": config.setting,
-        "pairs": kind,
-        "hard_negatives": config.hard_negatives,
-        "temperature": config.temperature,
-        "dropout": dropout,
-        "modules": [type(module).__name__ for module in model],
-        "embedding_dimension": model.get_embedding_dimension(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_pairs": len(train_pairs),
-        "pairs_available": train_pairs.candidates,
-        "pairs_without_negative": train_pairs.without_negative,
-        "heldout_pairs": 0 if eval_pairs is None else len(eval_pairs),
-        "steps": trainer.state.global_step,
-        "train_loss": train_loss,
-        "train_runtime_s": runtime,
-        "heldout": heldout,
-        "bf16": trainer.args.bf16,
-        "torch_threads": torch.get_num_threads(),
-        "world_size": trainer.args.world_size,
-    }
-    if trainer.is_world_process_zero():
-        save_sentence_model(trainer.model, run.paths.root)
-    run.write_metrics(trainer, metrics)
-    return metrics
+        set_seed(config.train.seed)
+        finished = run.done is not None
+        model = sentence_model(
+            run.checkpoint if finished else config.model,
+            pooling=None if finished else (config.pooling or None),
+            max_length=config.max_length,
+            attn_implementation=config.attention or None,
+            seed=config.train.seed,
+        )
+        encoder = _sentence_encoder(model)
+        if encoder is None:
+            raise ValueError(
+                f"{config.model}: the sentence model's first module holds no transformers encoder"
+            )
+        if config.dropout is not None:
+            set_encoder_dropout(encoder, config.dropout)
+        dropout = encoder_dropout(encoder)
+        if config.setting == "unsupervised" and dropout == 0.0:
+            raise ValueError(
+                f"{config.model} has no dropout, and unsupervised contrastive training uses dropout as its only "
+                "augmentation (identical views teach nothing): set dropout=0.1"
+            )
+
+        run.clear_stale()
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=contrastive_arguments(config, run, evaluate=eval_pairs is not None, model=model),
+            train_dataset=trainer_dataset(train_pairs),
+            eval_dataset=None if eval_pairs is None else trainer_dataset(eval_pairs),
+            loss=contrastive_loss(model, config.temperature),
+            callbacks=run.callbacks(SentenceFavorRedrawCallback()),
+        )
+        run.save_config(trainer)
+        train_loss, runtime = run.train(trainer)
+        heldout = final_evaluation(trainer) if eval_pairs is not None else None
+        metrics = {
+            "model": config.model,
+            "setting": config.setting,
+            "pairs": kind,
+            "hard_negatives": config.hard_negatives,
+            "temperature": config.temperature,
+            "dropout": dropout,
+            "modules": [type(module).__name__ for module in model],
+            "embedding_dimension": model.get_embedding_dimension(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_pairs": len(train_pairs),
+            "pairs_available": train_pairs.candidates,
+            "pairs_without_negative": train_pairs.without_negative,
+            "heldout_pairs": 0 if eval_pairs is None else len(eval_pairs),
+            "steps": trainer.state.global_step,
+            "train_loss": train_loss,
+            "train_runtime_s": runtime,
+            "heldout": heldout,
+            "bf16": trainer.args.bf16,
+            "torch_threads": torch.get_num_threads(),
+            "world_size": trainer.args.world_size,
+        }
+        if trainer.is_world_process_zero():
+            save_sentence_model(trainer.model, run.paths.root)
+        run.write_metrics(trainer, metrics)
+        return metrics

@@ -75,7 +75,7 @@ def build_trainer(
     given), CSV and TensorBoard logs, a wall-clock stop (`train.max_minutes`); with `structure` and a
     positive `structure.weight`, the structure-inducing Trainer on graph batches. Without `run` (a
     benchmark), one in `config.output_dir` that deletes nothing."""
-    run = run or Run(config, overwrite=True)
+    run = run or Run(config, overwrite=True, lock=False)
     collator: MaskedLMCollator | GraphContrastCollator = MaskedLMCollator(
         tokenizer, config.data.max_length, config.data.mlm_probability, seed=config.train.seed
     )
@@ -189,75 +189,77 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             "data.fasta is not set: give the training FASTA in the config or as data.fasta=PATH "
             "(or a prepared dataset as data.dataset=DIR)"
         )
-    run = Run(config, resume, overwrite)
-    check_structure(config.structure)
-    check_batching(config)
+    with Run(config, resume, overwrite) as run:
+        check_structure(config.structure)
+        check_batching(config)
 
-    set_seed(config.train.seed)
-    if run.done is not None:
-        model = AutoModelForMaskedLM.from_pretrained(
-            run.checkpoint, attn_implementation=config.model.attention
+        set_seed(config.train.seed)
+        if run.done is not None:
+            model = AutoModelForMaskedLM.from_pretrained(
+                run.checkpoint, attn_implementation=config.model.attention
+            )
+            tokenizer = AutoTokenizer.from_pretrained(
+                run.checkpoint
+            )  # the Trainer saves it with every checkpoint
+        else:
+            model, tokenizer = _encoder_and_tokenizer(config)
+
+        records, kind = training_records(config)
+        train_set, heldout, heldout_records = split_heldout(config, records, kind, tokenizer)
+        eval_set = premask(
+            heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
         )
-        tokenizer = AutoTokenizer.from_pretrained(
-            run.checkpoint
-        )  # the Trainer saves it with every checkpoint
-    else:
-        model, tokenizer = _encoder_and_tokenizer(config)
+        logger.info("%d training %s records, %d held out", len(train_set), kind, len(eval_set))
+        unigram = Unigram.fit(train_set["sequence"], tokenizer)
+        # Read (and so checked) whenever given; at weight 0 it is not used, and the run is plain masked-LM.
+        structure = (
+            load_structure(config.structure, records, train_set["id"]) if config.structure.graph else None
+        )
+        run.clear_stale()
+        trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram, structure, run)
+        run.save_config(trainer)
+        if trainer.is_world_process_zero():
+            _write_heldout(run.paths, heldout_records, set(eval_set["id"]), kind)
 
-    records, kind = training_records(config)
-    train_set, heldout, heldout_records = split_heldout(config, records, kind, tokenizer)
-    eval_set = premask(
-        heldout, tokenizer, config.data.max_length, config.data.mlm_probability, config.train.seed
-    )
-    logger.info("%d training %s records, %d held out", len(train_set), kind, len(eval_set))
-    unigram = Unigram.fit(train_set["sequence"], tokenizer)
-    # Read (and so checked) whenever given; at weight 0 it is not used, and the run is plain masked-LM.
-    structure = load_structure(config.structure, records, train_set["id"]) if config.structure.graph else None
-    run.clear_stale()
-    trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram, structure, run)
-    run.save_config(trainer)
-    if trainer.is_world_process_zero():
-        _write_heldout(run.paths, heldout_records, set(eval_set["id"]), kind)
-
-    train_loss, runtime = run.train(trainer)
-    scores = final_evaluation(trainer)
-    sampler = trainer.batch_sampler
-    tokens = trainer.state.num_input_tokens_seen
-    metrics = {
-        "parameters": count_parameters(model),
-        "train_proteins": len(train_set),
-        "mean_example_tokens": float(np.mean(train_set["length"])),  # after cropping; for FLOP estimates
-        "heldout_proteins": len(eval_set),
-        "steps": trainer.state.global_step,
-        "train_loss": train_loss,
-        "train_runtime_s": runtime,
-        "train_tokens": tokens,
-        # Residues and special tokens (not padding) a second, over this process's training time only.
-        "train_tokens_per_s": throughput(tokens, runtime, run.trained_here()),
-        "batching": {"max_tokens": config.data.max_tokens, **sampler.padding()} if sampler else None,
-        "stopped_by_max_minutes": run.budget.stopped,
-        "heldout": scores,
-        "unigram_baseline": {
-            "masked_accuracy": scores["unigram_accuracy"],
-            "perplexity": scores["unigram_perplexity"],
-            "most_frequent": tokenizer.convert_ids_to_tokens(unigram.most_frequent),
-        },
-        "structure": None
-        if structure is None
-        else {
-            "weight": config.structure.weight,
-            "loss": config.structure.loss,
-            "pooling": config.structure.pooling,
-            "graph_edges": structure.report.edges,
-            "training_edges": int(len(structure.graph.edges)),
-            "graph": structure.report.summary(),
-        },
-        "bf16": trainer.args.bf16,
-        "torch_threads": torch.get_num_threads(),
-        "world_size": trainer.args.world_size,
-    }
-    setattr(trainer.model.config, SEQUENCE_KIND, kind)  # what it encodes, for whoever loads it
-    if trainer.is_world_process_zero():
-        save_model_dir(trainer.model, tokenizer, run.paths.root)
-    run.write_metrics(trainer, metrics)
-    return metrics
+        train_loss, runtime = run.train(trainer)
+        scores = final_evaluation(trainer)
+        sampler = trainer.batch_sampler
+        tokens = trainer.state.num_input_tokens_seen
+        metrics = {
+            "parameters": count_parameters(model),
+            "train_proteins": len(train_set),
+            "mean_example_tokens": float(np.mean(train_set["length"])),  # after cropping; for FLOP estimates
+            "heldout_proteins": len(eval_set),
+            "steps": trainer.state.global_step,
+            "train_loss": train_loss,
+            "train_runtime_s": runtime,
+            "train_tokens": tokens,
+            # Residues and special tokens (not padding) a second, over this process's training time only.
+            "train_tokens_per_s": throughput(tokens, runtime, run.trained_here()),
+            "batching": {"max_tokens": config.data.max_tokens, **sampler.padding()} if sampler else None,
+            "stopped_by_max_minutes": run.budget.stopped,
+            "heldout": scores,
+            "unigram_baseline": {
+                "masked_accuracy": scores["unigram_accuracy"],
+                "perplexity": scores["unigram_perplexity"],
+                "most_frequent": tokenizer.convert_ids_to_tokens(unigram.most_frequent),
+            },
+            "structure": None
+            if structure is None
+            else {
+                "weight": config.structure.weight,
+                "loss": config.structure.loss,
+                "pooling": config.structure.pooling,
+                "graph_edges": structure.report.edges,
+                "training_edges": int(len(structure.graph.edges)),
+                "graph": structure.report.summary(),
+            },
+            "bf16": trainer.args.bf16,
+            "torch_threads": torch.get_num_threads(),
+            "world_size": trainer.args.world_size,
+        }
+        setattr(trainer.model.config, SEQUENCE_KIND, kind)  # what it encodes, for whoever loads it
+        if trainer.is_world_process_zero():
+            save_model_dir(trainer.model, tokenizer, run.paths.root)
+        run.write_metrics(trainer, metrics)
+        return metrics

@@ -1,7 +1,7 @@
 """The Run: one training run's output directory and its life (fresh, resumed, overwritten or already
 finished), shared by every training command so that they keep the same rules.
 
-    run = Run(config, resume, overwrite)   # settings checked, resume point found; nothing deleted yet
+    with Run(config, resume, overwrite) as run:  # directory locked, settings checked; nothing deleted
     ...read and check the inputs...
     run.clear_stale()                      # an --overwrite'n run's checkpoints go only now
     trainer = ...(args=..., callbacks=run.callbacks(...))
@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainerState
-from transformers.trainer_utils import get_last_checkpoint
 
 from seqstruct.config import config_dict, load_config, save_config
-from seqstruct.io import atomic_open
+from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.training.arguments import check_schedule, schedule_arguments
 from seqstruct.training.callbacks import CsvLogCallback, TimeBudgetCallback, tensorboard_callback
 
@@ -82,26 +82,68 @@ def check_same_run(paths: RunPaths, config: Any) -> None:
         )
 
 
-def resume_point(paths: RunPaths, config: Any, resume: bool, overwrite: bool) -> tuple[str | None, bool]:
-    """(checkpoint to resume from, whether an old run's checkpoints must be cleared before training).
+def complete_checkpoints(directory: Path) -> tuple[str | None, list[Path]]:
+    """(the newest checkpoint the Trainer finished writing, newer ones it did not). A checkpoint is
+    complete once its trainer_state.json exists: the Trainer writes that file last, so one killed while
+    saving lacks it, and resuming from it would fail."""
+    if not directory.is_dir():
+        return None, []
+    found = sorted(
+        (int(entry.name.split("-")[1]), entry)
+        for entry in directory.iterdir()
+        if entry.is_dir() and entry.name.startswith("checkpoint-") and entry.name.split("-")[1].isdigit()
+    )
+    incomplete: list[Path] = []
+    for _, entry in reversed(found):
+        if (entry / "trainer_state.json").is_file():
+            return str(entry), incomplete
+        incomplete.append(entry)
+    return None, incomplete
 
-    Nothing is deleted here: clearing waits until the new run's inputs have been read and checked.
+
+def _set_incomplete_aside(incomplete: list[Path]) -> None:
+    """Rename half-written checkpoints out of the Trainer's sight (kept, not deleted), warning by name."""
+    for entry in incomplete:
+        target = entry.with_name(f"incomplete-{entry.name}")
+        logger.warning("%s was not finished (no trainer_state.json): set aside as %s", entry, target.name)
+        entry.rename(target)
+
+
+def finished_outputs(paths: RunPaths) -> list[str]:
+    """What a finished run left in its directory (its metrics, its weights), whatever its checkpoints."""
+    names = ("metrics.json", "model.safetensors", "model.safetensors.index.json")
+    return [name for name in names if (paths.root / name).is_file()]
+
+
+def resume_point(paths: RunPaths, config: Any, resume: bool, overwrite: bool) -> tuple[str | None, bool]:
+    """(checkpoint to resume from, whether an old run must be cleared before training).
+
+    Nothing is deleted here: clearing waits until the new run's inputs have been read and checked. A run
+    directory holding checkpoints or a finished run's outputs is refused without `resume` or `overwrite`.
     """
-    last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
+    last, incomplete = complete_checkpoints(paths.checkpoints)
+    finished = finished_outputs(paths)
     if resume:
         if last is None:
+            unfinished = f" (only unfinished ones: {[e.name for e in incomplete]})" if incomplete else ""
             raise FileNotFoundError(
-                f"--resume: no checkpoint in {paths.checkpoints}; run without --resume to start"
+                f"--resume: no checkpoint in {paths.checkpoints}{unfinished}; run without --resume to start"
             )
         check_same_run(paths, config)
+        _set_incomplete_aside(incomplete)
         logger.info("resuming from %s", last)
         return last, False
-    if last is not None and not overwrite:
+    if (last is not None or incomplete or finished) and not overwrite:
+        held = (
+            f"checkpoints ({last or incomplete[0]})"
+            if last or incomplete
+            else f"a finished run ({', '.join(finished)})"
+        )
         raise FileExistsError(
-            f"{paths.root} already holds checkpoints ({last}); pass --resume to continue that run, "
+            f"{paths.root} already holds {held}; pass --resume to continue that run, "
             "--overwrite to start again, or choose another output_dir"
         )
-    return None, last is not None
+    return None, bool(last or incomplete or finished)
 
 
 def completed_state(checkpoint: str | None, max_steps: int) -> TrainerState | None:
@@ -121,11 +163,22 @@ class Run:
     past max_steps when resuming a finished run). An old run is refused unless `resume` or `overwrite`.
     """
 
-    def __init__(self, config: Any, resume: bool = False, overwrite: bool = False) -> None:
+    def __init__(self, config: Any, resume: bool = False, overwrite: bool = False, lock: bool = True) -> None:
         self.config = config
         self.paths = RunPaths(Path(config.output_dir))
         check_schedule(config.train)  # a bad setting fails now, not after the data is read
-        self.checkpoint, self._stale = resume_point(self.paths, config, resume, overwrite)
+        if self.paths.root.exists() and not self.paths.root.is_dir():
+            raise NotADirectoryError(f"output_dir {self.paths.root} is a file, not a directory")
+        # One writer per run directory; under torchrun only rank 0 holds it (the ranks are one run).
+        main = os.environ.get("RANK", "0") == "0"
+        self.lock = DirectoryLock(self.paths.root) if lock and main else None
+        if self.lock is not None:
+            self.lock.__enter__()
+        try:
+            self.checkpoint, self._stale = resume_point(self.paths, config, resume, overwrite)
+        except BaseException:
+            self.close()
+            raise
         self.done = completed_state(self.checkpoint, config.train.max_steps)
         if self.done is not None:
             logger.info(
@@ -134,6 +187,17 @@ class Run:
                 config.train.max_steps,
             )
         self.budget = TimeBudgetCallback(config.train.max_minutes)
+
+    def close(self) -> None:
+        """Release the run directory (also on leaving a `with Run(...)` block)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def previous_metrics(self) -> dict[str, Any]:
         """The metrics.json of the run being continued (resumed or finished), {} for a fresh one."""

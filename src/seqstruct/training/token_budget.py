@@ -8,18 +8,43 @@ for one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+import torch
 from datasets import Dataset
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import seed_worker
 
 from seqstruct.config import PretrainConfig
 from seqstruct.data.collate import TokenBudgetBatchSampler
+from seqstruct.models import hooks
 
 logger = logging.getLogger(__name__)
+
+if problems := hooks.trainer_contract_problems():  # named here rather than as a wrong batch order later
+    raise RuntimeError("MaskedLMTrainer does not fit this transformers: " + "; ".join(problems))
+
+
+class EpochSeededLengthSampler(Sampler[int]):
+    """transformers' LengthGroupedSampler with a generator seeded by (seed, epoch) before each pass; the
+    Trainer calls `set_epoch` at every epoch's start, a resumed run included."""
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int) -> None:
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[int]:
+        self.sampler.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(self.sampler)
 
 
 class MaskedLMTrainer(Trainer):
@@ -34,6 +59,17 @@ class MaskedLMTrainer(Trainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.batch_sampler = batch_sampler
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
+        """Length-grouped batches whose order is drawn from (data_seed, epoch), not from the global RNG:
+        the Trainer restores the global RNG of a checkpoint taken mid-epoch, after the epoch's order was
+        drawn, so a run resumed in a later epoch would otherwise see another order than the
+        uninterrupted run (transformers' LengthGroupedSampler draws with torch.randperm)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthSampler(sampler, seed)
+        return sampler
 
     def get_train_dataloader(self) -> DataLoader:
         if self.batch_sampler is None:
