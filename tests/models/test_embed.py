@@ -150,3 +150,15 @@ def test_read_inputs_names_the_bad_jsonl_line(tmp_path, line: str, message: str)
 def test_read_inputs_rejects_unknown_suffixes(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown input type"):
         read_inputs(tmp_path / "inputs.csv")
+
+
+def test_text_inputs_name_binary_data_and_read_past_a_bom(tmp_path) -> None:
+    import pytest
+
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufefffirst\nsecond\n".encode())
+    assert read_inputs(bom) == (["1", "2"], ["first", "second"])
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b"\x00\x01\x02garbage\xff")
+    with pytest.raises(ValueError, match=r"bin\.jsonl.*JSON lines"):
+        read_inputs(binary)

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from seqstruct.data.fasta import read_fasta
+from seqstruct.io import open_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def _read_txt(path: Path) -> tuple[list[str], list[str]]:
     """Each non-blank line is a text; its id is its 1-based line number (blank lines are skipped)."""
     ids, texts = [], []
     blank = 0
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path, "text, one per line") as handle:
         for number, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if text.strip():
@@ -54,7 +55,7 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     first_line: dict[str, int] = {}
     expected = 'expected a JSON object with an "id" (string or integer) and a "text" (string)'
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path, 'JSON lines, one {"id": ..., "text": ...} object each') as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
