@@ -7,21 +7,15 @@ import pytest
 from seqstruct.bench.attention_case import CaseSpec, measure_case_isolated
 
 
+def small_case(**shape: object) -> CaseSpec:
+    """A one-repeat fp32 CPU case of the given method, mode and sizes."""
+    return CaseSpec(**shape, repeats=1, max_seconds=60.0, device="cpu", dtype="float32")  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_isolated_case_runs_in_a_fresh_process() -> None:
     """The real benchmark's path: one case in a child process (its import of seqstruct takes seconds)."""
-    spec = CaseSpec(
-        method="favor",
-        mode="causal",
-        length=256,
-        heads=2,
-        head_dim=16,
-        features=16,
-        repeats=1,
-        max_seconds=60.0,
-        device="cpu",
-        dtype="float32",
-    )
+    spec = small_case(method="favor", mode="causal", length=256, heads=2, head_dim=16, features=16)
     row = measure_case_isolated(spec, timeout=300)
     assert row.fwd_s > 0 and row.fwdbwd_s > 0 and row.peak_extra_mib is not None
     assert row.note == ""
@@ -41,18 +35,7 @@ def test_the_peak_counts_what_the_attention_allocates(monkeypatch) -> None:
         return q * scratch[:1] + k + v
 
     monkeypatch.setattr(attention_case, "attention_fn", lambda spec: (hungry, ""))
-    spec = CaseSpec(
-        method="sdpa",
-        mode="bidirectional",
-        length=64,
-        heads=1,
-        head_dim=8,
-        features=8,
-        repeats=1,
-        max_seconds=60.0,
-        device="cpu",
-        dtype="float32",
-    )
+    spec = small_case(method="sdpa", mode="bidirectional", length=64, heads=1, head_dim=8, features=8)
     row = attention_case.measure_case(spec)
     if "upper bound" in row.note:  # a kernel that cannot reset VmHWM: the peak is not this run's alone
         assert row.peak_extra_mib >= 60
