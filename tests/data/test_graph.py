@@ -135,6 +135,49 @@ def test_contrast_is_deterministic_and_seeded(tmp_path) -> None:
     )
 
 
+def _star(weights: list[float]) -> Graph:
+    """Node 0 linked to nodes 1.. with the given weights; two unlinked nodes to draw negatives from."""
+    n = len(weights) + 3
+    edges = np.array([[0, i + 1] for i in range(len(weights))], dtype=np.int64)
+    return Graph(tuple(f"N{i}" for i in range(n)), edges, np.asarray(weights, dtype=np.float32))
+
+
+def test_adjacency_lists_align_weights_with_neighbours() -> None:
+    graph = _weighted_graph([1, 2, 3, 4])  # edges 0-1, 1-2, 0-3, 3-4
+    neighbours, weights = graph.adjacency_lists()
+    assert [n.tolist() for n in neighbours] == [n.tolist() for n in graph.neighbours()]
+    assert neighbours[0].tolist() == [1, 3] and weights[0].tolist() == [1, 3]
+    assert neighbours[3].tolist() == [0, 4] and weights[3].tolist() == [3, 4]
+    directed = Graph(graph.nodes, graph.edges, graph.weights, directed=True)
+    assert directed.adjacency_lists()[1][3].tolist() == [4]  # out-edges only
+
+
+def test_positives_are_drawn_in_proportion_to_edge_weight() -> None:
+    """Weight 9 against 1: the heavy neighbour is drawn 90% of the time. 4000 draws put one standard
+    deviation at 0.5%, so a 2% tolerance is four of them."""
+    graph = _star([9.0, 1.0])
+    anchors = np.zeros(4000, dtype=np.int64)
+    positives, _ = sample_contrast(graph, anchors, num_negatives=1, seed=0)
+    assert abs(float((positives == 1).mean()) - 0.9) < 0.02
+    assert set(positives.tolist()) == {1, 2}
+    three = sample_contrast(_star([1.0, 2.0, 5.0]), anchors, num_negatives=0, seed=1)[0]
+    shares = np.bincount(three, minlength=4)[1:] / len(anchors)
+    assert np.allclose(shares, [1 / 8, 2 / 8, 5 / 8], atol=0.025), shares
+
+
+def test_equal_weights_of_any_size_draw_exactly_as_unweighted() -> None:
+    """Weights are relative per anchor: all 1 and all 1000 give the same positives and negatives, bitwise,
+    as the uniform draw of an unweighted graph always did."""
+    anchors = np.zeros(200, dtype=np.int64)
+    ones = sample_contrast(_star([1.0, 1.0, 1.0]), anchors, num_negatives=2, seed=5)
+    thousands = sample_contrast(_star([1000.0] * 3), anchors, num_negatives=2, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(ones, thousands, strict=True))
+    rng = np.random.default_rng(5)  # the uniform draw: one integers() call per positive, then negatives
+    assert ones[0][0] == 1 + rng.integers(3)
+    weighted = sample_contrast(_star([1.0, 1.0, 8.0]), anchors, num_negatives=2, seed=5)
+    assert not np.array_equal(weighted[0], ones[0])
+
+
 def test_contrast_within_groups_and_isolated_anchor(tmp_path) -> None:
     nodes = ["A", "B", "C", "D", "E", "F"]
     graph, _ = read_edge_list(_write(tmp_path / "g.tsv", "A\tB\nC\tD\n"), nodes)

@@ -71,6 +71,21 @@ def test_weight_zero_is_plain_mlm_exactly(two_components, tmp_path) -> None:
     assert not _weights_equal(tmp_path / "plain", tmp_path / "half", tolerance=1e-4)  # the test can fail
 
 
+def test_edge_weights_steer_the_run_and_only_their_ratios_matter(two_components, tmp_path) -> None:
+    """Weights 1000 on every edge train the same model as no weights (they are relative per anchor);
+    unequal weights draw other positives, and so train another model."""
+    fasta, graph = two_components
+    lines = graph.read_text().splitlines()
+    flat, skewed = tmp_path / "flat.tsv", tmp_path / "skewed.tsv"
+    flat.write_text("".join(f"{line}\t1000\n" for line in lines))
+    skewed.write_text("".join(f"{line}\t{1 + 50 * (i % 3 == 0)}\n" for i, line in enumerate(lines)))
+    settings = {"structure.weight": 0.5, "structure.negatives": 1}
+    for name, edges in (("plain", graph), ("flat", flat), ("skewed", skewed)):
+        _run(fasta, tmp_path / name, edges, **settings)
+    assert _weights_equal(tmp_path / "plain", tmp_path / "flat")
+    assert not _weights_equal(tmp_path / "plain", tmp_path / "skewed", tolerance=1e-6)
+
+
 def _component_distances(model_dir: Path, fasta: Path) -> tuple[float, float, float]:
     """(distance between the components' centroids, closest cross-component pair, farthest same pair)."""
     model, tokenizer = load_encoder(model_dir)

@@ -3,6 +3,11 @@
 File format: tab-separated `id_a  id_b [weight]`, one edge per line; blank lines and lines starting with
 `#` are skipped; plain or gzipped. Undirected unless asked otherwise, so `a b` and `b a` are one edge.
 
+Weights (1 when the column is absent) are relative per node: `sample_contrast` draws an anchor's positive
+among its neighbours in proportion to the weights of its edges, so only their ratios at one node matter
+(weights 1 and 1000 on every edge give the same draws, bitwise; 9 against 1 gives that neighbour 90% of
+the draws). They change nothing else: negatives are non-neighbours, which have no weight.
+
 What is wrong with the file is an error naming the file and line (a line without 2 or 3 columns, a weight
 that is not a positive finite number) or, for ids that match no record, the first few unknown ids and
 their count. What is merely untidy is dropped and reported, not fatal: self-loops, repeated edges (the
@@ -46,11 +51,18 @@ class Graph:
 
     def neighbours(self) -> list[np.ndarray]:
         """Per node, the sorted indices of its neighbours (successors when directed)."""
+        return self.adjacency_lists()[0]
+
+    def adjacency_lists(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per node, the sorted indices of its neighbours (successors when directed) and the weights of
+        the edges to them, aligned: ([N] arrays [deg_i] int64, [N] arrays [deg_i] float32)."""
         pairs = self.edges if self.directed else np.concatenate([self.edges, self.edges[:, ::-1]])
+        weights = self.weights if self.directed else np.concatenate([self.weights, self.weights])
         order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-        pairs = pairs[order]
+        pairs, weights = pairs[order], weights[order]
         bounds = np.searchsorted(pairs[:, 0], np.arange(len(self.nodes) + 1))
-        return [pairs[bounds[i] : bounds[i + 1], 1] for i in range(len(self.nodes))]
+        spans = [slice(bounds[i], bounds[i + 1]) for i in range(len(self.nodes))]
+        return [pairs[span, 1] for span in spans], [weights[span] for span in spans]
 
     def subgraph(self, keep: np.ndarray) -> Graph:
         """The graph induced on the nodes `keep` ([K] indices, in the order they are given): edges with an
@@ -179,18 +191,19 @@ def sample_contrast(
     num_negatives: int,
     seed: int,
     groups: np.ndarray | None = None,
-    neighbours: list[np.ndarray] | None = None,
+    lists: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each anchor (node index): one positive drawn uniformly from its neighbours, and
-    `num_negatives` distinct negatives drawn uniformly from the nodes that are neither the anchor nor
-    its neighbours, restricted to the anchor's group when `groups` ([N] labels, e.g. species) is given.
+    """For each anchor (node index): one positive drawn from its neighbours in proportion to the edge
+    weights (uniformly when they are all equal), and `num_negatives` distinct negatives drawn uniformly
+    from the nodes that are neither the anchor nor its neighbours, restricted to the anchor's group when
+    `groups` ([N] labels, e.g. species) is given.
 
     Deterministic in (seed, anchors). Returns positives [A] (-1 for an anchor without neighbours, which
     callers skip) and negatives [A, num_negatives]; a group too small to supply the negatives is an
-    error naming the anchor. `neighbours` (from `graph.neighbours()`) saves recomputing them per batch.
+    error naming the anchor. `lists` (from `graph.adjacency_lists()`) saves recomputing them per batch.
     """
     rng = np.random.default_rng(seed)
-    neighbours = graph.neighbours() if neighbours is None else neighbours
+    neighbours, weights = graph.adjacency_lists() if lists is None else lists
     n = len(graph.nodes)
     members: dict[object, np.ndarray] = {}
     if groups is not None:
@@ -203,7 +216,7 @@ def sample_contrast(
     for row, anchor in enumerate(np.asarray(anchors, dtype=np.int64)):
         near = neighbours[anchor]
         if len(near):
-            positives[row] = near[rng.integers(len(near))]
+            positives[row] = near[_draw_neighbour(rng, weights[anchor])]
         if num_negatives == 0:
             continue
         pool = members[groups[anchor]] if groups is not None else None
@@ -217,6 +230,19 @@ def sample_contrast(
             )
         negatives[row] = _draw_excluding(rng, pool, n, np.append(excluded, anchor), num_negatives, available)
     return positives, negatives
+
+
+def _draw_neighbour(rng: np.random.Generator, weights: np.ndarray) -> int:
+    """An index into one node's neighbours ([D] edge weights), drawn in proportion to the weights.
+
+    Equal weights of any size take the uniform draw (one `integers` call), so a graph whose weights are
+    all 1, or all 1000, samples exactly as an unweighted one; otherwise one uniform in [0, total) picks
+    the neighbour whose share of the cumulative weights it falls in.
+    """
+    if (weights == weights[0]).all():
+        return int(rng.integers(len(weights)))
+    cumulative = np.cumsum(weights, dtype=np.float64)  # [D]
+    return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
 
 
 def _draw_excluding(

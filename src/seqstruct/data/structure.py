@@ -2,9 +2,10 @@
 
 A batch holds the B anchors the Trainer's sampler chose (the masked-LM examples, exactly as plain
 pretraining would see them) followed by extra rows: for every anchor with a neighbour, one positive drawn
-from its neighbours and `num_negatives` non-neighbours. All rows are cropped and masked alike (masking
-doubles as augmentation for the contrastive pairs), but only anchors carry MLM labels, so the MLM term
-averages over the same distribution of proteins as plain pretraining and λ weighs two comparable things.
+from its neighbours in proportion to the edge weights (seqstruct.data.graph.sample_contrast) and
+`num_negatives` non-neighbours. All rows are cropped and masked alike (masking doubles as augmentation for
+the contrastive pairs), but only anchors carry MLM labels, so the MLM term averages over the same
+distribution of proteins as plain pretraining and λ weighs two comparable things.
 
 Row layout (R = B + V·(1 + K) for V anchors with a positive and K negatives each):
 
@@ -57,14 +58,14 @@ class GraphContrastCollator:
     num_negatives: int = 1
     groups: np.ndarray | None = None  # [N] group label per node; negatives come from the anchor's group
     _index: dict[str, int] = field(init=False, repr=False)
-    _neighbours: list[np.ndarray] = field(init=False, repr=False)
+    _lists: tuple[list[np.ndarray], list[np.ndarray]] = field(init=False, repr=False)
     _adjacency: sparse.csr_matrix = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.sequences) != len(self.graph.nodes):
             raise ValueError(f"{len(self.sequences)} sequences for {len(self.graph.nodes)} graph nodes")
         self._index = {node: i for i, node in enumerate(self.graph.nodes)}
-        self._neighbours = self.graph.neighbours()
+        self._lists = self.graph.adjacency_lists()  # neighbours and edge weights, once
         self._adjacency = symmetric_adjacency(self.graph)
 
     @property
@@ -88,7 +89,7 @@ class GraphContrastCollator:
             num_negatives=self.num_negatives,
             seed=self.mlm.batch_seed(examples, salt="graph"),
             groups=self.groups,
-            neighbours=self._neighbours,
+            lists=self._lists,
         )
         valid = np.flatnonzero(positives >= 0)  # [V] anchor rows that have a neighbour
         extra = np.concatenate([positives[valid], negatives[valid].ravel()])  # [V + V*K]

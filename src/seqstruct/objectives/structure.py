@@ -2,6 +2,12 @@
 
 Each loss takes pooled sequence embeddings and which of them the graph links; the combined objective
 (1 − λ)·MLM + λ·structure is assembled by the training model. Shapes: B embeddings of width D.
+
+Edge weights enter through sampling only (seqstruct.data.graph.sample_contrast draws each anchor's
+positive in proportion to them), for every loss here. The in-batch losses read a boolean adjacency on
+purpose: a heavier edge already puts its pair into more batches, and weighting its term as well would
+count the weight twice (its square, in effect); weights are also relative per anchor, so they have no
+common scale to weigh one anchor's pairs against another's.
 """
 
 from __future__ import annotations
