@@ -163,3 +163,50 @@ def test_input_file_error_survives_pickling(tmp_path) -> None:
 
     err = pickle.loads(pickle.dumps(InputFileError(tmp_path / "x", 3, "binary data")))
     assert isinstance(err, InputFileError) and str(err) == f"{tmp_path / 'x'}, line 3: binary data"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replacing a directory whole; what interrupted writers leave
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_swap_in_replaces_a_directory_and_removes_the_old_one(tmp_path) -> None:
+    from seqstruct.io import staging_directory, swap_in
+
+    out = tmp_path / "data"
+    for generation in ("old", "new"):
+        staging = staging_directory(out)
+        assert staging.name.startswith(".data.partial-") and staging.parent == tmp_path
+        (staging / "file.txt").write_text(generation)
+        swap_in(staging, out)
+        assert (out / "file.txt").read_text() == generation
+        assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging, no old copy left
+
+
+def test_recover_replaced_puts_back_only_what_nothing_replaced(tmp_path) -> None:
+    from seqstruct.io import recover_replaced
+
+    out = tmp_path / "data"
+    (tmp_path / ".data.old-1").mkdir()
+    (tmp_path / ".data.old-1" / "file.txt").write_text("old")
+    (tmp_path / ".data.partial-2").mkdir()  # maybe half written: never put in place
+    (tmp_path / ".data.more.partial-3").mkdir()  # another directory's (data.more): left alone
+    recover_replaced(out)
+    assert (out / "file.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.more.partial-3", "data"]
+    (tmp_path / ".data.old-4").mkdir()  # the swap got as far as putting the new one in place
+    recover_replaced(out)
+    assert (out / "file.txt").read_text() == "old" and not (tmp_path / ".data.old-4").exists()
+
+
+def test_remove_temporary_files_takes_only_interrupted_writes(tmp_path) -> None:
+    from seqstruct.io import remove_temporary_files
+
+    (tmp_path / ".metrics.json.x1y2.tmp").write_text("half")
+    (tmp_path / ".save-abc").mkdir()
+    (tmp_path / ".save-abc" / "model.safetensors").write_text("half")
+    for kept in ("metrics.json", ".seqstruct.lock", "notes.tmp"):
+        (tmp_path / kept).write_text("")
+    removed = remove_temporary_files(tmp_path)
+    assert sorted(p.name for p in removed) == [".metrics.json.x1y2.tmp", ".save-abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".seqstruct.lock", "metrics.json", "notes.tmp"]

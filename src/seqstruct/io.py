@@ -1,4 +1,5 @@
-"""Atomic file output: a run that is interrupted leaves the old file or the new one, never half of one.
+"""Atomic file output: a run that is interrupted leaves the old file or the new one, never half of one;
+directories replaced whole by a swap (`swap_in`), and what interrupted writers left tidied up.
 Text input read strictly: a file that is no text at all is refused by name (`open_text`). Directory locks."""
 
 from __future__ import annotations
@@ -6,13 +7,17 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import logging
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+logger = logging.getLogger(__name__)
 
 
 def _file_mode() -> int:
@@ -166,6 +171,9 @@ def tsv_rows(path: str | Path, expected: str = "a TSV file") -> Iterator[tuple[i
                 yield line_number, text.split("\t")
 
 
+LOCK_NAME = ".seqstruct.lock"  # DirectoryLock's file inside the directory it guards
+
+
 class DirectoryBusy(FileExistsError):
     """Another live process holds the lock on a directory this one would write."""
 
@@ -180,9 +188,19 @@ class DirectoryLock:
     reliable).
     """
 
-    def __init__(self, directory: str | Path, name: str = ".seqstruct.lock") -> None:
+    def __init__(
+        self, directory: str | Path, name: str = LOCK_NAME, target: str | Path | None = None
+    ) -> None:
         self.path = Path(directory) / name
+        self.target = Path(target) if target is not None else Path(directory)  # what the lock guards
         self._handle: IO[str] | None = None
+
+    @classmethod
+    def beside(cls, directory: str | Path) -> DirectoryLock:
+        """The lock of a directory that is replaced whole (a prepared dataset): kept in its parent as
+        `.NAME.lock`, since a lock file inside would leave with the old directory."""
+        directory = Path(directory)
+        return cls(directory.parent, f".{directory.name}.lock", target=directory)
 
     def acquire(self) -> str | None:
         """Take the lock: None once held by this process, else who holds it (nothing is waited for)."""
@@ -224,10 +242,75 @@ class DirectoryLock:
         holder = self.acquire()
         if holder is not None:
             raise DirectoryBusy(
-                f"{self.path.parent} is being written by {holder} (lock {self.path.name}); wait for it to "
-                "finish or choose another output directory"
+                f"{self.target} is being written by {holder} (lock {self.path}); wait for it to finish "
+                "or choose another output directory"
             )
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replacing a directory whole, and what an interrupted writer leaves behind
+# ---------------------------------------------------------------------------------------------------------
+
+
+def staging_directory(output: str | Path) -> Path:
+    """A new empty directory beside `output` to build its replacement in (`.NAME.partial-XXXX`)."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+
+
+def swap_in(staging: str | Path, output: str | Path) -> None:
+    """Put the complete directory `staging` at `output`, then remove what was there before.
+
+    The old directory is first renamed aside (`.NAME.old-XXXX`), the new one renamed into place, and only
+    then is the old one removed: a reader finds the old directory or the new one, never one half deleted,
+    and a process killed between the two renames leaves the old one for `recover_replaced` to put back.
+    Call it holding the output's lock (`DirectoryLock.beside`).
+    """
+    staging, output = Path(staging), Path(output)
+    old = None
+    if output.exists():
+        # mkdtemp reserves a unique name; renaming a directory onto an empty one replaces it (POSIX).
+        old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old-"))
+        os.replace(output, old)
+    os.rename(staging, output)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def recover_replaced(output: str | Path) -> None:
+    """Tidy what interrupted writers of `output` left beside it, holding the output's lock: a directory
+    renamed aside by `swap_in` is put back when nothing took its place (or removed when something did),
+    and staging directories are removed (they may be half written, so none is ever put in place)."""
+    output = Path(output)
+    if not output.parent.is_dir():
+        return
+    aside = sorted(output.parent.glob(f".{output.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if aside and not output.exists():
+        restored = aside.pop()  # the last one set aside is what `output` held last
+        logger.warning("%s: put back from %s, where an interrupted replacement had left it", output, restored)
+        os.rename(restored, output)
+    for leftover in aside + sorted(output.parent.glob(f".{output.name}.partial-*")):
+        logger.info("removing %s, left by an interrupted writer of %s", leftover, output)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_temporary_files(directory: str | Path) -> list[Path]:
+    """Remove the temporary files that interrupted atomic writes left in `directory` (not recursive):
+    `atomic_path`'s `.NAME.XXXX.tmp` files and `.save-XXXX` model-saving directories. Call it holding the
+    directory's lock, so no live writer's file is taken. Returns what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = sorted([*directory.glob(".*.tmp"), *directory.glob(".save-*")])
+    for leftover in found:
+        logger.info("removing %s, left by an interrupted write", leftover)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return found

@@ -133,7 +133,44 @@ def test_a_failed_write_leaves_no_directory_and_no_staging(tmp_path: Path) -> No
     splits = {"train": Dataset.from_dict({"id": ["p1"], "text": ["not a protein!"]})}
     with pytest.raises(ValueError, match="p1"):
         write_prepared(tmp_path / "prot", _info("protein"), splits)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".prot.lock"]  # the lock file stays, empty
+    assert (tmp_path / ".prot.lock").read_text() == ""
+
+
+def test_an_overwrite_that_fails_keeps_the_old_dataset_whole(tmp_path: Path) -> None:
+    target = tmp_path / "toy"
+    write_prepared(target, _info(), _splits())
+    before = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+
+    def fail(directory: Path) -> None:
+        raise OSError("disk full (simulated)")
+
+    with pytest.raises(OSError, match="simulated"):
+        write_prepared(target, _info(), _splits(), overwrite=True, write_extra=fail)
+    after = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == [".toy.lock", "toy"]
+
+
+def test_a_dataset_set_aside_by_a_killed_swap_is_put_back(tmp_path: Path) -> None:
+    """Killed between swap_in's two renames: the old dataset is aside and a staging directory (maybe half
+    written) beside it. The next writer to take the lock puts the old one back and removes the staging."""
+    target = tmp_path / "toy"
+    write_prepared(target, _info(), _splits())
+    target.rename(tmp_path / ".toy.old-abc123")
+    (tmp_path / ".toy.partial-def456" / "splits").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        write_prepared(target, _info(), _splits())  # the old dataset is back, and not replaced
+    assert load_prepared(target).info.splits == {"train": 3, "valid": 1, "test": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".toy.lock", "toy"]
+
+
+def test_a_dataset_being_written_by_another_process_is_refused(tmp_path: Path) -> None:
+    from seqstruct.io import DirectoryBusy, DirectoryLock
+
+    target = tmp_path / "toy"
+    with DirectoryLock.beside(target), pytest.raises(DirectoryBusy, match=f"{target} is being written by"):
+        write_prepared(target, _info(), _splits())
+    assert not target.exists()
 
 
 def test_load_names_what_is_missing(tmp_path: Path) -> None:
@@ -142,9 +179,11 @@ def test_load_names_what_is_missing(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def toy_recipe(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """A recipe `toy` in a registry of its own; returns the calls it received."""
+def toy_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict]:
+    """A recipe `toy` in a registry of its own, the default root under tmp_path; returns the calls it
+    received."""
     monkeypatch.setattr(prepared, "RECIPES", {})
+    monkeypatch.setattr(prepared, "DEFAULT_ROOT", tmp_path / "prepared")
     monkeypatch.setattr(prepared, "_load_builtin_recipes", lambda: None)
     calls: list[dict] = []
 
@@ -167,10 +206,21 @@ def test_prepare_passes_options_and_the_default_output(toy_recipe: list[dict]) -
 
 
 def test_prepare_brings_yaml_scalars_to_the_option_types(toy_recipe: list[dict], tmp_path: Path) -> None:
-    prepare("toy", tmp_path, overwrite=True, name=2024)
-    prepare("toy", tmp_path, name=None)
+    prepare("toy", tmp_path / "out", overwrite=True, name=2024)
+    prepare("toy", tmp_path / "out", name=None)
     assert [call["name"] for call in toy_recipe] == ["2024", ""]
-    assert toy_recipe[0]["overwrite"] is True and toy_recipe[0]["output"] == tmp_path
+    assert toy_recipe[0]["overwrite"] is True and toy_recipe[0]["output"] == tmp_path / "out"
+
+
+def test_prepare_refuses_a_full_output_before_the_recipe_runs(toy_recipe: list[dict], tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        prepare("toy", tmp_path / "out")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file; a prepared dataset is a directory"):
+        prepare("toy", tmp_path / "file", overwrite=True)
+    assert toy_recipe == []  # no recipe work was spent on an output that cannot be written
 
 
 def test_prepare_refuses_unknown_options_listing_the_known_ones(toy_recipe: list[dict]) -> None:

@@ -139,6 +139,15 @@ def test_bad_comparisons_are_refused(tmp_path, extra, message) -> None:
         compare(_config(tmp_path, **extra))
 
 
+def test_a_comparison_being_run_by_another_process_is_refused(tmp_path) -> None:
+    from seqstruct.io import DirectoryBusy, DirectoryLock
+
+    config = _config(tmp_path)
+    with DirectoryLock(config.output_dir), pytest.raises(DirectoryBusy, match="cmp is being written by"):
+        compare(config)
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == [".seqstruct.lock"]  # nothing written
+
+
 def test_cli_prints_the_table(tmp_path, capsys) -> None:
     config = _config(tmp_path, seeds=[0], arms={"mlm": ["structure.weight=0.0"]}, tasks=["knn"])
     overrides = [f"{k}={json.dumps(v)}" for k, v in vars(config).items()]

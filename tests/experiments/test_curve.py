@@ -18,13 +18,13 @@ from seqstruct.experiments import curve as curve_module
 from seqstruct.experiments.curve import (
     Budget,
     CurveConfig,
-    claim_cell,
     curve,
     majority_note,
     parse_arms,
     unfinished_fits,
     unfinished_note,
 )
+from seqstruct.io import DirectoryLock
 from tests.evaluation.test_tasks import text_dataset
 
 FINETUNE = ["epochs=1", "batch_size=8", "lr=1e-3"]
@@ -186,31 +186,26 @@ def test_a_cell_held_by_another_process_is_skipped_and_no_tables_are_written(
         tmp_path / "curve", texts.path, text_model, seeds=[0], arms={"probe": ["model=$encoder"]}
     )
     held = tmp_path / "curve" / "probe" / "f0.5" / "seed0"
-    held.mkdir(parents=True)
-    # the parent process (pytest's launcher or shell) is alive on this host: its claim stands
-    (held / "running.lock").write_text(f"{socket.gethostname()} {os.getppid()}\n", encoding="utf-8")
-    result = curve(config)
-    assert result["busy"] == [f"{held} ({socket.gethostname()} {os.getppid()})"]
-    assert not (held / "result.json").exists() and (held / "running.lock").exists()  # left to its holder
-    assert (tmp_path / "curve" / "probe" / "f1" / "seed0" / "result.json").is_file()  # the free cell ran
-    assert not (tmp_path / "curve" / "probe" / "f1" / "seed0" / "running.lock").exists()  # released
-    assert not (tmp_path / "curve" / "curve.md").exists()
+    free = tmp_path / "curve" / "probe" / "f1" / "seed0"
+    # Another holder of the cell's lock (a second handle waits even within one process: flock is per
+    # open file, so this stands for another process).
+    with DirectoryLock(held):
+        result = curve(config)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        assert result["busy"] == [f"{held} ({me})"]
+        assert not (held / "result.json").exists()  # left to its holder
+        assert (free / "result.json").is_file()  # the free cell ran, and released its lock:
+        assert DirectoryLock(free).acquire() is None
+        assert not (tmp_path / "curve" / "curve.md").exists()
 
-    # a lock whose process is gone (killed mid-cell) is taken over; the run then writes the tables
+    # A lock file left by a process that is gone (killed mid-cell: the kernel dropped its flock) is taken
+    # over; the run then writes the tables.
     gone = subprocess.Popen(["true"])
     gone.wait()
-    (held / "running.lock").write_text(f"{socket.gethostname()} {gone.pid}\n", encoding="utf-8")
+    (held / ".seqstruct.lock").write_text(f"{socket.gethostname()} {gone.pid}\n", encoding="utf-8")
     result = curve(config)
     assert "busy" not in result and (held / "result.json").is_file()
-    assert not (held / "running.lock").exists() and (tmp_path / "curve" / "curve.md").is_file()
-
-
-def test_claim_cell_is_exclusive(tmp_path) -> None:
-    cell = tmp_path / "cell"
-    assert claim_cell(cell) is None
-    assert claim_cell(cell) == f"{socket.gethostname()} {os.getpid()}"  # held, by this very process
-    (cell / "running.lock").write_text("other-host 1\n", encoding="utf-8")
-    assert claim_cell(cell) == "other-host 1"  # a process on another host cannot be checked: held
+    assert (tmp_path / "curve" / "curve.md").is_file()
 
 
 def test_budget_refuses_tasks_that_do_not_fit_on_train(texts) -> None:

@@ -20,7 +20,10 @@ transductive pretraining on a graph whose held-out nodes' sequences are seen but
 
 Split names are identifiers (`datasets` refuses '-'): train, valid, test for text; protein datasets split
 by homology into train, valid, test_close and test_remote. A directory is written under a temporary name
-and renamed into place, so an interrupted prepare leaves nothing that looks finished.
+and swapped into place (`seqstruct.io.swap_in`: the old one renamed aside, the new one in, then the old one
+removed), so an interrupted prepare leaves the old dataset or the new one, never a half-deleted one. One
+process writes a dataset at a time: `DIR`'s lock (`.DIR.lock` beside it) is held from the recipe's start,
+and what a killed writer left (a staging directory, an old dataset set aside) is tidied when it is taken.
 
 Recipes register with `@register_recipe(NAME)`; `prepare(NAME, output, **options)` runs one.
 """
@@ -33,8 +36,9 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from seqstruct.data.fasta import FastaRecord, write_fasta
 from seqstruct.data.graph import Graph, write_edge_list
-from seqstruct.io import atomic_open
+from seqstruct.io import DirectoryLock, atomic_open, recover_replaced, staging_directory, swap_in
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +204,38 @@ def card(info: DatasetInfo, method: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
+# The datasets whose lock this thread of work already holds: `prepare` takes it for the whole recipe and
+# `write_prepared`, which recipes also call directly, takes it only when no caller did (a second flock
+# from the same process would wait on the first).
+_LOCKED: ContextVar[frozenset[Path]] = ContextVar("locked_datasets", default=frozenset())
+
+
+@contextmanager
+def dataset_lock(output: str | Path) -> Iterator[None]:
+    """Hold the lock of dataset directory `output` (DirectoryBusy if another live process holds it; a
+    dead one's is taken over) and tidy what an interrupted writer left beside it."""
+    output = Path(output)
+    key = output.absolute()
+    if key in _LOCKED.get():
+        yield
+        return
+    with DirectoryLock.beside(output):
+        recover_replaced(output)
+        token = _LOCKED.set(_LOCKED.get() | {key})
+        try:
+            yield
+        finally:
+            _LOCKED.reset(token)
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an output that is a file, or a non-empty directory without `overwrite`."""
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"{output} is a file; a prepared dataset is a directory")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; choose another directory or overwrite")
+
+
 def write_prepared(
     output: str | Path,
     info: DatasetInfo,
@@ -220,8 +256,20 @@ def write_prepared(
     is renamed into place, so that they arrive with the rest or not at all.
     """
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} exists and is not empty; choose another directory or overwrite")
+    with dataset_lock(output):
+        check_output(output, overwrite)
+        return _write_prepared(output, info, splits, graph, method, write_extra, heldout_nodes)
+
+
+def _write_prepared(
+    output: Path,
+    info: DatasetInfo,
+    splits: Mapping[str, Dataset],
+    graph: Graph | None,
+    method: str,
+    write_extra: Callable[[Path], None] | None,
+    heldout_nodes: Sequence[str] | None,
+) -> Prepared:
     empty = [name for name, split in splits.items() if len(split) == 0]
     if TRAIN in empty:
         raise ValueError(f"{output}: the {TRAIN!r} split is empty")
@@ -230,8 +278,7 @@ def write_prepared(
         splits = {name: split for name, split in splits.items() if len(split)}
     _check_splits(splits, info.kind)
     info.splits = {name: len(split) for name, split in splits.items()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial"))
+    staging = staging_directory(output)
     try:
         DatasetDict(dict(splits)).save_to_disk(str(staging / "splits"))
         if graph is not None and len(graph.edges):
@@ -262,9 +309,7 @@ def write_prepared(
             handle.write("\n")
         with atomic_open(staging / "README.md") as handle:
             handle.write(card(info, method))
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
+        swap_in(staging, output)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -379,4 +424,7 @@ def prepare(
         raise ValueError(f"unknown dataset recipe {name!r}; expected one of {sorted(available)}")
     recipe = available[name]
     checked = _checked_options(name, recipe, options)
-    return recipe(Path(output) if output else DEFAULT_ROOT / name, overwrite=overwrite, **checked)
+    target = Path(output) if output else DEFAULT_ROOT / name
+    with dataset_lock(target):
+        check_output(target, overwrite)  # before the recipe's work, not after it
+        return recipe(target, overwrite=overwrite, **checked)

@@ -39,7 +39,7 @@ import numpy as np
 from seqstruct.config import PACKAGED_CONFIGS, PretrainConfig, load_config, save_config
 from seqstruct.data.synthetic import generator, write_synthetic
 from seqstruct.evaluation.run import evaluate
-from seqstruct.io import atomic_open
+from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.training.mlm import pretrain
 
 logger = logging.getLogger(__name__)
@@ -286,7 +286,15 @@ def summarise(
 
 
 def compare(config: CompareConfig) -> dict[str, Any]:
-    """Run every (seed, arm) cell not yet finished, then write results.csv, results.md, results.json."""
+    """Run every (seed, arm) cell not yet finished, then write results.csv, results.md, results.json;
+    the output directory is locked meanwhile (a second process on it is refused, by name)."""
+    _check(config)
+    with DirectoryLock(config.output_dir):
+        return compare_cells(config)
+
+
+def compare_cells(config: CompareConfig) -> dict[str, Any]:
+    """`compare` for a caller that already holds the output directory's lock (the demo)."""
     _check(config)
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)

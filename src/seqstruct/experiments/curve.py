@@ -9,9 +9,10 @@ task's test splits. At a (fraction, seed) every arm gets the same rows: the same
 Every cell (arm, fraction, seed) writes its result.json when done; a re-run skips finished cells, and a
 fine-tuning cell that was interrupted resumes from its last checkpoint (in the cell's directory). A cell
 run with other settings than the config now asks for is refused rather than mixed in (--overwrite).
-Processes running the same config share its cells: a cell is claimed (`running.lock`) before it runs, so
-a second process (e.g. one per CPU core) skips the cells another one holds and the tables are written by
-the run that finds every cell finished.
+Processes running the same config share its cells: a cell is claimed (its directory's lock, the one every
+writing command takes: `seqstruct.io.DirectoryLock`) before it runs, so a second process (e.g. one per CPU
+core) skips the cells another one holds, a killed process's cells are taken over, and the tables are
+written by the run that finds every cell finished.
 Outputs: curve.csv (every metric of every cell), curve.md (mean ± std of `metric` per arm and fraction,
 with each arm's gap to the reference arm), curve.json and curve.png.
 """
@@ -22,8 +23,6 @@ import csv
 import functools
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import numpy as np
 from seqstruct.config import config_dict, save_config
 from seqstruct.evaluation.curves import curve_points, curve_table, nested_subsets
 from seqstruct.evaluation.run import json_value
-from seqstruct.io import atomic_open
+from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.report import plot_learning_curve
 
 logger = logging.getLogger(__name__)
@@ -244,39 +243,6 @@ def _cached_cell(cell: Path, settings: dict[str, Any], overwrite: bool) -> dict[
     return found
 
 
-def claim_cell(cell: Path) -> str | None:
-    """Take the cell for this process by creating its `running.lock` (atomically: O_EXCL); None when
-    taken, else who holds it ("host pid"). A lock left on this host by a process that is gone (killed,
-    interrupted) is taken over, and the cell's checkpoints resume."""
-    cell.mkdir(parents=True, exist_ok=True)
-    lock = cell / "running.lock"
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock.read_text(encoding="utf-8").strip()
-            host, _, pid = holder.rpartition(" ")
-            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
-                return holder  # another host's process cannot be checked: treat it as running
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(me + "\n")
-        return None
-    return lock.read_text(encoding="utf-8").strip()  # another process took it over first
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: no signal sent, only the existence check
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def _run_claimed(
     config: CurveConfig,
     arm: Arm,
@@ -287,19 +253,16 @@ def _run_claimed(
     settings: dict[str, Any],
     overwrite: bool,
 ) -> dict[str, Any]:
-    """Run a cell this process has claimed and save its result.json; the claim is released either way."""
-    try:
-        # another process may have finished it between this one's cache check and its claim
-        result = None if overwrite else _cached_cell(cell, settings, overwrite=False)
-        if result is None:
-            logger.info("curve cell: %s, fraction %g, seed %d", arm.name, fraction, seed)
-            result = _run_cell(config, arm, build(), fraction, seed, cell)
-            with atomic_open(cell / "result.json") as handle:
-                json.dump(result, handle, indent=2, default=json_value)
-                handle.write("\n")
-        return result
-    finally:
-        (cell / "running.lock").unlink(missing_ok=True)
+    """Run a cell this process has claimed (holds the lock of) and save its result.json."""
+    # another process may have finished it between this one's cache check and its claim
+    result = None if overwrite else _cached_cell(cell, settings, overwrite=False)
+    if result is None:
+        logger.info("curve cell: %s, fraction %g, seed %d", arm.name, fraction, seed)
+        result = _run_cell(config, arm, build(), fraction, seed, cell)
+        with atomic_open(cell / "result.json") as handle:
+            json.dump(result, handle, indent=2, default=json_value)
+            handle.write("\n")
+    return result
 
 
 def rows_of(result: dict[str, Any], fraction: float, seed: int) -> list[dict[str, Any]]:
@@ -397,12 +360,16 @@ def curve(config: CurveConfig, overwrite: bool = False) -> dict[str, Any]:
                 settings = _cell_settings(config, arm, fraction, seed)
                 result = _cached_cell(cell, settings, overwrite)
                 if result is None:
-                    holder = claim_cell(cell)
+                    claim = DirectoryLock(cell)
+                    holder = claim.acquire()
                     if holder is not None:
                         logger.info("curve cell %s: held by %s, skipped", cell, holder)
                         busy.append(f"{cell} ({holder})")
                         continue
-                    result = _run_claimed(config, arm, build, fraction, seed, cell, settings, overwrite)
+                    try:
+                        result = _run_claimed(config, arm, build, fraction, seed, cell, settings, overwrite)
+                    finally:
+                        claim.release()
                 cell_rows = rows_of(result, fraction, seed)
                 if not any(r["metric"] == config.metric for r in cell_rows):
                     found = sorted({r["metric"] for r in cell_rows})

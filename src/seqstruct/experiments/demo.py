@@ -26,8 +26,8 @@ import yaml
 
 from seqstruct.config import PACKAGED_CONFIGS, config_dict, load_config
 from seqstruct.data.prepared import load_prepared, prepare
-from seqstruct.experiments.compare import CompareConfig, compare
-from seqstruct.io import atomic_open
+from seqstruct.experiments.compare import CompareConfig, compare_cells
+from seqstruct.io import LOCK_NAME, DirectoryLock, atomic_open
 from seqstruct.report import pretrain_summary, write_report
 
 logger = logging.getLogger(__name__)
@@ -83,18 +83,19 @@ def run_demo(
     paths."""
     config = demo_config(output_dir, overrides, dataset)
     root = Path(config.output_dir)
-    if fresh and root.exists():
-        for child in root.iterdir():  # the prepared sample is kept: it does not depend on the settings
-            if child.name != "data":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-    _check_same_demo(config, root)
-    data = Path(config.dataset)
-    if dataset is None and not (data / "dataset.json").is_file():
-        logger.info("preparing the embedded Swiss-Prot sample in %s", data)
-        prepare("swissprot-go", data, overwrite=True, **SAMPLE_OPTIONS)
-    result = compare(config)
-    summary = write_summary(config, result)
-    report = write_report([root], root / "report.html", title="seqstruct demo")
+    with DirectoryLock(root):  # held from before --fresh deletes anything to the report's last byte
+        if fresh:
+            for child in root.iterdir():  # the prepared sample is kept: it does not depend on the settings
+                if child.name not in ("data", LOCK_NAME):
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        _check_same_demo(config, root)
+        data = Path(config.dataset)
+        if dataset is None and not (data / "dataset.json").is_file():
+            logger.info("preparing the embedded Swiss-Prot sample in %s", data)
+            prepare("swissprot-go", data, overwrite=True, **SAMPLE_OPTIONS)
+        result = compare_cells(config)
+        summary = write_summary(config, result)
+        report = write_report([root], root / "report.html", title="seqstruct demo")
     return {**result, "summary": str(summary), "report": str(report)}
 
 

@@ -3,11 +3,16 @@ finished), shared by every training command so that they keep the same rules.
 
     with Run(config, resume, overwrite) as run:  # directory locked, settings checked; nothing deleted
     ...read and check the inputs...
-    run.clear_stale()                      # an --overwrite'n run's checkpoints go only now
+    run.clear_stale()                      # an --overwrite'n run is set aside (PREVIOUS_RUN) only now
     trainer = ...(args=..., callbacks=run.callbacks(...))
     run.save_config(trainer)
     loss, runtime = run.train(trainer)     # or, for a run that already reached max_steps, its figures
     run.write_metrics(trainer, metrics)
+                                           # leaving the block normally removes the run set aside
+
+An overwritten run is never deleted before its replacement has finished: `clear_stale` moves it into
+PREVIOUS_RUN inside the directory, out of the Trainer's sight, and it is removed when the new run's block
+ends without an error. A new run that is interrupted leaves it there to be moved back by hand.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback, TrainerState
 
 from seqstruct.config import config_dict, load_config, save_config
-from seqstruct.io import DirectoryLock, atomic_open
+from seqstruct.io import LOCK_NAME, DirectoryLock, atomic_open, remove_temporary_files
 from seqstruct.training.arguments import check_schedule, schedule_arguments
 from seqstruct.training.callbacks import CsvLogCallback, TimeBudgetCallback, tensorboard_callback
 
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # Settings a resumed run may change: where it is, how long it goes on, how its data is loaded.
 RESUMABLE_CHANGES = ("output_dir", "train.max_steps", "train.max_minutes", "train.num_workers")
+# Where an --overwrite'n run waits, inside its directory, until the run replacing it has finished.
+PREVIOUS_RUN = ".previous-run"
 
 
 def _under_root(name: str) -> property:
@@ -115,6 +122,62 @@ def finished_outputs(paths: RunPaths) -> list[str]:
     return [name for name in names if (paths.root / name).is_file()]
 
 
+def is_finished(paths: RunPaths) -> bool:
+    """Metrics and weights both written: what a command's last steps leave (distill writes metrics.json
+    early too, so metrics alone do not say a run ended)."""
+    found = finished_outputs(paths)
+    return "metrics.json" in found and len(found) > 1
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
+def _run_entries(paths: RunPaths) -> list[Path]:
+    """What the directory holds but its lock and a run set aside."""
+    if not paths.root.is_dir():
+        return []
+    return [e for e in paths.root.iterdir() if e.name not in (PREVIOUS_RUN, LOCK_NAME)]
+
+
+def set_aside(paths: RunPaths) -> None:
+    """Move what the directory holds (but its lock) into PREVIOUS_RUN, where it stays until the new run
+    finishes. A PREVIOUS_RUN already there holds the last finished run, which an interrupted replacement
+    had set aside: that one is kept, and the unfinished replacement in the directory is what goes."""
+    previous = paths.root / PREVIOUS_RUN
+    entries = _run_entries(paths)
+    if previous.is_dir() and not is_finished(paths):
+        for entry in entries:
+            _remove(entry)
+        logger.warning("%s: unfinished run removed; the run it replaced stays in %s", paths.root, previous)
+        return
+    if previous.is_dir():
+        shutil.rmtree(previous)  # superseded by the finished run now being set aside
+    previous.mkdir()
+    for entry in entries:
+        os.replace(entry, previous / entry.name)
+    logger.info("%s: the run being replaced is kept in %s until this one finishes", paths.root, previous)
+
+
+def tidy(paths: RunPaths) -> None:
+    """What interrupted writers left: temporary files, and a PREVIOUS_RUN whose replacement finished
+    (the process was killed between its last write and removing it)."""
+    remove_temporary_files(paths.root)
+    previous = paths.root / PREVIOUS_RUN
+    if previous.is_dir() and is_finished(paths):
+        logger.info("%s: removing %s, the run this finished one replaced", paths.root, previous)
+        shutil.rmtree(previous)
+    elif previous.is_dir():
+        logger.warning(
+            "%s holds, in %s, the run an unfinished --overwrite replaced: move its files back to restore it",
+            paths.root,
+            previous,
+        )
+
+
 def resume_point(paths: RunPaths, config: Any, resume: bool, overwrite: bool) -> tuple[str | None, bool]:
     """(checkpoint to resume from, whether an old run must be cleared before training).
 
@@ -171,11 +234,17 @@ class Run:
             raise NotADirectoryError(f"output_dir {self.paths.root} is a file, not a directory")
         # One writer per run directory; under torchrun only rank 0 holds it (the ranks are one run).
         main = os.environ.get("RANK", "0") == "0"
-        self.lock = DirectoryLock(self.paths.root) if lock and main else None
+        self.main = main
+        self.lock = DirectoryLock(self.paths.root, LOCK_NAME) if lock and main else None
         if self.lock is not None:
             self.lock.__enter__()
         try:
+            if self.lock is not None:  # only the lock's holder may take what a dead writer left
+                tidy(self.paths)
             self.checkpoint, self._stale = resume_point(self.paths, config, resume, overwrite)
+            # Under --overwrite whatever the directory holds is the old run's (its log, its held-out set),
+            # checkpoints or not: all of it is set aside, so the new run's files are not mixed with it.
+            self._stale = self._stale or (overwrite and not resume and bool(_run_entries(self.paths)))
         except BaseException:
             self.close()
             raise
@@ -196,8 +265,13 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            previous = self.paths.root / PREVIOUS_RUN
+            if exc_type is None and self.main and previous.is_dir():
+                shutil.rmtree(previous)  # the run that replaced it has finished
+        finally:
+            self.close()
 
     def previous_metrics(self) -> dict[str, Any]:
         """The metrics.json of the run being continued (resumed or finished), {} for a fresh one."""
@@ -206,13 +280,14 @@ class Run:
         return json.loads(self.paths.metrics.read_text(encoding="utf-8"))
 
     def clear_stale(self) -> None:
-        """Remove an overwritten run's checkpoints and TensorBoard logs: call once the new run's inputs
-        have all been read and checked."""
+        """Set an overwritten run aside (PREVIOUS_RUN, removed once this run finishes): call once the new
+        run's inputs have all been read and checked."""
         if not self._stale:
             return
-        # Every DDP rank gets here; whichever removes a directory first wins, the others find it gone.
-        for directory in (self.paths.checkpoints, self.paths.tensorboard):
-            shutil.rmtree(directory, ignore_errors=True)
+        # Rank 0 alone moves files; the other ranks write nothing before training's first collective
+        # step, which rank 0 reaches only after this.
+        if self.main:
+            set_aside(self.paths)
         self._stale = False
 
     def arguments(self, evaluate: bool) -> dict[str, Any]:
