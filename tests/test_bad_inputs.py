@@ -135,17 +135,25 @@ def test_embed_refuses_a_max_length_that_holds_no_residue_before_loading_a_model
     assert not out.exists()
 
 
-def test_embed_refuses_a_model_directory_holding_only_a_pickle(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["embed", "evaluate-probe", "evaluate-finetune"])
+def test_a_model_directory_holding_only_a_pickle_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
+    """Refused by name before any data is read (evaluate's dataset does not even exist here)."""
     model = tmp_path / "pickled"
     model.mkdir()
     (model / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
     (model / "pytorch_model.bin").write_bytes(b"\x80\x04\x95not for loading")
     fasta = tmp_path / "in.fasta"
     write_fasta(sample_records(2), fasta)
-    assert _refused(capsys, ["embed", str(model), str(fasta), "-o", str(tmp_path / "e.npz")]) == (
-        f"seqstruct embed: error: {model}: holds no model.safetensors, only pickled weights (pytorch_model.bin); "
+    name, _, mode = command.partition("-")
+    argv = (
+        ["embed", str(model), str(fasta), "-o", str(tmp_path / "e.npz")]
+        if name == "embed"
+        else ["evaluate", str(model), "--task", "go-mf", "--mode", mode, "--data", str(tmp_path / "none")]
+    )
+    assert _refused(capsys, argv) == (
+        f"seqstruct {name}: error: {model}: holds no model.safetensors, only pickled weights (pytorch_model.bin); "
         "seqstruct loads weights from safetensors only (unpickling can run code). Convert the model where you "
         "trust it: from_pretrained(dir).save_pretrained(dir) writes model.safetensors"
     )

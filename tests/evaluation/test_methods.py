@@ -252,7 +252,7 @@ def test_max_valid_caps_valid_with_a_fixed_sample(texts) -> None:
 
 
 def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(
-    text_model, texts, tmp_path, monkeypatch
+    text_model, texts, tmp_path, monkeypatch, caplog
 ) -> None:
     """A fit interrupted after a checkpoint resumes from it and scores as an uninterrupted fit does."""
     from transformers import EarlyStoppingCallback
@@ -283,7 +283,12 @@ def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(
         task.run(texts, cut, 0)
     monkeypatch.undo()
     assert (tmp_path / "cut" / "checkpoints" / "checkpoint-2").is_dir()
-    task.run(texts, cut, 0)
+    # A later checkpoint the process was killed while writing (no trainer_state.json): set aside, not used.
+    (tmp_path / "cut" / "checkpoints" / "checkpoint-3").mkdir()
+    (tmp_path / "cut" / "checkpoints" / "checkpoint-3" / "model.safetensors").write_bytes(b"half")
+    with caplog.at_level("WARNING", logger="seqstruct"):
+        task.run(texts, cut, 0)
+    assert "checkpoint-3 was not finished (no trainer_state.json): set aside" in caplog.text
     assert cut.last_fit["resumed_from"] == "checkpoint-2" and cut.last_fit["steps"] == 4
     np.testing.assert_allclose(scores["cut"]["test"], scores["whole"]["test"], atol=1e-5)
 

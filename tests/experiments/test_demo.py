@@ -62,6 +62,19 @@ def test_demo_compares_mlm_and_structure_and_resumes(swissprot, tmp_path, capsys
     caplog.set_level(logging.INFO, logger="seqstruct")
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and len(stamps) == 2
+    reused = sorted(r.getMessage() for r in caplog.records if "evaluation.json reused" in r.getMessage())
+    cells = sorted(
+        [
+            out / "models" / "kmer",
+            out / "models" / "naive",
+            out / "seed0" / "mlm",
+            out / "seed0" / "structure",
+        ]
+    )
+    assert reused == [
+        f"comparison cell {cell}: finished earlier, its evaluation.json reused" for cell in cells
+    ]
+    assert not [r for r in caplog.records if "resuming from" in r.getMessage()]  # nothing trained
     # Other settings in the same place are refused, not mixed in; --fresh starts over.
     assert main(["demo", "-o", str(out), *TINY, "train.seed=1", "--data", str(swissprot)]) == 2
     assert "other settings" in capsys.readouterr().err

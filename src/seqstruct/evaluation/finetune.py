@@ -62,10 +62,10 @@ def finetune(
         TrainingArguments,
         set_seed,
     )
-    from transformers.trainer_utils import get_last_checkpoint
 
     from seqstruct.models.encoders import keep_module_weight_names
     from seqstruct.training.arguments import finetune_arguments
+    from seqstruct.training.run import resumable_checkpoint
 
     set_seed(seed)  # the new head's (or the whole model's) initialisation
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -98,7 +98,7 @@ def finetune(
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seqstruct-finetune-")))
         else:
             scratch = Path(work_dir) / "checkpoints"
-        resume = get_last_checkpoint(str(scratch)) if scratch.is_dir() else None
+        resume = resumable_checkpoint(scratch)  # one the Trainer did not finish writing is set aside
         if resume:
             logger.info("resuming the fit from %s", resume)
         arguments = TrainingArguments(

@@ -140,6 +140,7 @@ def _dataset(config: CompareConfig, seed: int, root: Path) -> Path:
 def _cached(cell: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The cell's evaluation.json if it exists; else `run()`'s result, written there."""
     if (cell / "evaluation.json").exists():
+        logger.info("comparison cell %s: finished earlier, its evaluation.json reused", cell)
         return json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))
     result = run()
     with atomic_open(cell / "evaluation.json") as handle:

