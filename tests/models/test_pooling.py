@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -7,6 +8,8 @@ import torch
 from sentence_transformers.sentence_transformer.modules import Pooling
 
 from seqstruct.models.pooling import (
+    LAYER_ATTENTION,
+    LAYER_ATTENTION_VARIANTS,
     POOLINGS,
     LayerAttentionPooling,
     SeqPooling,
@@ -153,13 +156,19 @@ def reference_layer_attention(module: LayerAttentionPooling, states) -> torch.Te
             q = torch.tanh(module.query(c))
             weights = torch.softmax(torch.stack([q @ k / math.sqrt(D) for k in keys]), dim=0)
             attended = attended + sum(w * v for w, v in zip(weights, values, strict=True)) / len(queries)
-        out.append(torch.tanh(module.output(torch.cat([attended, cls[-1]]))))
+        head = module.output(torch.cat([attended, cls[-1]]))
+        if module.form == "paper":
+            out.append(torch.tanh(head))
+        else:  # the residual on the base: mean over the residues (row 2 has none: zeros)
+            base = states[-1][b, residues].mean(0) if residues else torch.zeros(D)
+            out.append(base + head)
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("name", ["layer-attention", "layer-attention-1q"])
+@pytest.mark.parametrize("name", LAYER_ATTENTION)
 def test_layer_attention_matches_the_documented_formula(name: str) -> None:
     module = pooling_module(name, D, LAYERS, SPECIALS, include_special_tokens=False, seed=3)
+    assert (module.form, module.queries) == LAYER_ATTENTION_VARIANTS[name]
     with torch.no_grad():  # weights far from their small initial values, so every term matters
         for parameter in module.parameters():
             parameter.normal_(0.0, 1.0)
@@ -169,13 +178,57 @@ def test_layer_attention_matches_the_documented_formula(name: str) -> None:
     torch.testing.assert_close(pooled, reference_layer_attention(module, states))
 
 
-def test_layer_attention_gradient_reaches_every_layer() -> None:
-    module = pooling_module("layer-attention", D, LAYERS, SPECIALS, include_special_tokens=False)
+@pytest.mark.parametrize("include", [False, True])
+@pytest.mark.parametrize("base", ["mean", "cls", "max"])
+@pytest.mark.parametrize("name", ["layer-attention", "layer-attention-1q"])
+def test_untrained_layer_attention_is_its_base_pooling(name: str, base: str, include: bool) -> None:
+    """The residual form starts as the base model's own pooling, exactly (W_o and b_o are zero)."""
+    module = pooling_module(name, D, LAYERS, SPECIALS, include_special_tokens=include, seed=4, base=base)
+    assert torch.all(module.output.weight == 0) and torch.all(module.output.bias == 0)
+    assert module.query.weight.abs().sum() > 0  # only the output starts at zero
+    states = hidden_states()
+    pooled = module(features(states))["sentence_embedding"]
+    torch.testing.assert_close(pooled, pool(base, states, include), rtol=0, atol=1e-6)
+
+
+def test_paper_layer_attention_is_as_before() -> None:
+    """The paper's form keeps the old initial weights (W_o from N(0, 0.02), drawn after Q, K, V from the
+    seed) and its tanh output: untrained, close to the last [CLS] through a small random map."""
+    paper = pooling_module("layer-attention-paper", D, LAYERS, SPECIALS, include_special_tokens=False, seed=7)
+    residual = pooling_module("layer-attention", D, LAYERS, SPECIALS, include_special_tokens=False, seed=7)
+    generator = torch.Generator().manual_seed(7)
+    drawn = [torch.randn(D, D, generator=generator) * 0.02 for _ in range(3)]
+    drawn.append(torch.randn(D, 2 * D, generator=generator) * 0.02)
+    for linear, weight in zip((paper.query, paper.key, paper.value, paper.output), drawn, strict=True):
+        assert torch.equal(linear.weight, weight)
+    for name in ("query", "key", "value"):  # the same Q, K, V in both forms
+        assert torch.equal(getattr(paper, name).weight, getattr(residual, name).weight)
+    states = hidden_states()
+    pooled = paper(features(states))["sentence_embedding"]
+    torch.testing.assert_close(pooled, reference_layer_attention(paper, states))
+    assert pooled.abs().max() < 1  # tanh
+
+
+@pytest.mark.parametrize("name", LAYER_ATTENTION)
+def test_layer_attention_gradient_reaches_every_layer(name: str) -> None:
+    module = pooling_module(name, D, LAYERS, SPECIALS, include_special_tokens=False)
     states = tuple(h.clone().requires_grad_(True) for h in hidden_states())
     module(features(states))["sentence_embedding"].pow(2).sum().backward()
+    if module.form == "residual":
+        # At step 0 the attention reaches the output only through W_o = 0: W_o and b_o alone learn ...
+        for linear in (module.query, module.key, module.value):
+            assert all(p.grad is None or torch.all(p.grad == 0) for p in linear.parameters())
+        assert module.output.weight.grad.abs().sum() > 0 and module.output.bias.grad.abs().sum() > 0
+        # ... and once W_o has moved, everything does, as in the paper's form.
+        module.zero_grad()
+        states = tuple(h.clone().requires_grad_(True) for h in hidden_states())
+        with torch.no_grad():
+            module.output.weight.normal_(0.0, 0.1)
+        module(features(states))["sentence_embedding"].pow(2).sum().backward()
     for layer in range(1, LAYERS + 1):
         grad = states[layer].grad
-        assert grad is not None and grad[0, 0].abs().sum() > 0  # through the [CLS] queries
+        if module.queries == "all" or layer == LAYERS:  # through the [CLS] queries (and c_L)
+            assert grad is not None and grad[0, 0].abs().sum() > 0
         assert grad[0, 1:4].abs().sum() > 0  # through the token means (keys and values)
         assert torch.all(grad[ATTENTION == 0] == 0)  # never through padding
     assert states[0].grad is None  # the embedding output is left out by design
@@ -210,10 +263,34 @@ def test_layer_attention_save_load_round_trip(tmp_path) -> None:
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
     loaded = LayerAttentionPooling.load(str(tmp_path))
     assert loaded.get_config_dict() == module.get_config_dict()
+    assert (loaded.form, loaded.base, loaded.pooling_name) == ("residual", "mean", "layer-attention-1q")
     states = hidden_states()
     torch.testing.assert_close(
         loaded(features(states))["sentence_embedding"], module(features(states))["sentence_embedding"]
     )
+
+
+def test_a_layer_attention_saved_before_the_residual_form_loads_as_the_papers(tmp_path) -> None:
+    """Weights saved before `form` existed were trained as tanh(W_o[o; c_L]): they reload in that form."""
+    module = pooling_module("layer-attention-paper", D, LAYERS, SPECIALS, include_special_tokens=False)
+    module.save(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["form"] == "paper"
+    del config["form"], config["base"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = LayerAttentionPooling.load(str(tmp_path))
+    assert loaded.pooling_name == "layer-attention-paper"
+    states = hidden_states()
+    torch.testing.assert_close(
+        loaded(features(states))["sentence_embedding"], module(features(states))["sentence_embedding"]
+    )
+
+
+def test_layer_attention_refuses_unknown_form_and_base() -> None:
+    with pytest.raises(ValueError, match="form must be one of"):
+        LayerAttentionPooling(D, LAYERS, form="gated")
+    with pytest.raises(ValueError, match="base must be one of"):
+        LayerAttentionPooling(D, LAYERS, base="first-last")
 
 
 def test_pooling_module_names() -> None:

@@ -245,3 +245,35 @@ def test_a_text_mlm_checkpoint_loads_quietly(tmp_path) -> None:
     assert torch.equal(first[0].auto_model.state_dict()[pooler], second[0].auto_model.state_dict()[pooler])
     body, tok = load_encoder(tmp_path)
     np.testing.assert_allclose(first.encode(TEXTS), encode(body, tok, TEXTS, pooling="cls"), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["layer-attention", "layer-attention-1q"])
+def test_untrained_layer_attention_is_the_base_models_own_pooling(protein_model, tmp_path, pooling) -> None:
+    """The residual layer-attention starts as the source's pooling: mean for a plain encoder directory,
+    the saved pooling of a sentence-transformers one (here cls)."""
+    mean = sentence_model(protein_model, pooling="mean").encode(PROTEINS)
+    ours = sentence_model(protein_model, pooling=pooling, seed=3)
+    assert ours[1].base == "mean"
+    np.testing.assert_allclose(ours.encode(PROTEINS), mean, rtol=0, atol=1e-6)
+    cls = sentence_model(protein_model, pooling="cls")
+    cls.save(str(tmp_path / "cls"))
+    over_cls = sentence_model(tmp_path / "cls", pooling=pooling, seed=3)
+    assert over_cls[1].base == "cls"
+    np.testing.assert_allclose(over_cls.encode(PROTEINS), cls.encode(PROTEINS), rtol=0, atol=1e-6)
+    paper = sentence_model(protein_model, pooling=pooling.replace("attention", "attention-paper"), seed=3)
+    assert np.abs(paper.encode(PROTEINS) - mean).max() > 0.1  # the paper's form is not mean pooling
+
+
+def test_untrained_layer_attention_is_minilms_mean_pooling() -> None:
+    reference = SentenceTransformer(str(resolve_model_path("minilm"))).encode(TEXTS)
+    model = sentence_model("minilm", pooling="layer-attention", seed=0)
+    assert [type(m).__name__ for m in model] == ["Transformer", "LayerAttentionPooling", "Normalize"]
+    assert (model[1].base, model[1].include_special_tokens) == ("mean", True)  # MiniLM's Pooling
+    np.testing.assert_allclose(model.encode(TEXTS), reference, rtol=0, atol=1e-6)
+    # Before Normalize too: the pooled vectors themselves, not only their directions.
+    features = model.tokenize(TEXTS)
+    with torch.no_grad():
+        pooled = model[1](model[0](dict(features)))["sentence_embedding"]
+        plain = SentenceTransformer(str(resolve_model_path("minilm")))
+        expected = plain[1](plain[0](dict(plain.tokenize(TEXTS))))["sentence_embedding"]
+    torch.testing.assert_close(pooled, expected, rtol=0, atol=1e-6)

@@ -7,8 +7,10 @@ Names (`POOLINGS`):
 - `first-last`: the masked mean, over tokens, of the average of the first transformer layer's and the
   last layer's states (hidden_states[1] and hidden_states[-1]). This is SimCSE's corrected
   "avg_first_last": its first release averaged the embedding layer (hidden_states[0]) instead.
-- `layer-attention`: layer-wise attention pooling (Oh et al., COLING 2022); see `LayerAttentionPooling`
-  for the exact form. `layer-attention-1q` is its single-query variant.
+- `layer-attention`: layer-wise attention pooling (Oh et al., COLING 2022) added as a residual to the base
+  model's own pooling (mean unless said otherwise), through a zero-initialised output layer: untrained, it
+  is that pooling exactly. `layer-attention-paper` is the paper's form, tanh(W_o [o; c_L]), which starts
+  near [CLS] pooling. `-1q` names their single-query variants. See `LayerAttentionPooling`.
 
 Which tokens are pooled (`include_special_tokens`): our protein encoders average residues only, leaving
 out the <cls>/<eos> markers, which are not part of the protein (ESM's mean embeddings do the same). A
@@ -99,6 +101,18 @@ def special_token_ids(tokenizer: Any) -> list[int]:
     return sorted(set(tokenizer("", add_special_tokens=True)["input_ids"]))
 
 
+def last_layer_pool(mode: str, hidden: Tensor, attention_mask: Tensor, mask: Tensor) -> Tensor:
+    """hidden: (B, T, D), the last layer's states; attention_mask: (B, T); mask: (B, T), the tokens
+    pooled (`token_mask`). Pooling `mode` (cls | mean | max) of the last layer: (B, D)."""
+    if mode == "cls":
+        return first_token(hidden, attention_mask)
+    if mode == "mean":
+        return mean_pool(hidden, mask)
+    if mode == "max":
+        return max_pool(hidden, mask)
+    raise ValueError(f"last-layer pooling must be cls, mean or max; got {mode!r}")
+
+
 def layer_summaries(
     hidden_states: Sequence[Tensor], attention_mask: Tensor, mask: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -128,7 +142,14 @@ TOKEN_POOLINGS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "cls": cls_pool,
     "max": max_pool,
 }
-LAYER_ATTENTION = ("layer-attention", "layer-attention-1q")  # the poolings with trained weights
+# The poolings with trained weights, by name: (form, queries) of LayerAttentionPooling.
+LAYER_ATTENTION_VARIANTS: dict[str, tuple[str, str]] = {
+    "layer-attention": ("residual", "all"),
+    "layer-attention-1q": ("residual", "last"),
+    "layer-attention-paper": ("paper", "all"),
+    "layer-attention-paper-1q": ("paper", "last"),
+}
+LAYER_ATTENTION = tuple(LAYER_ATTENTION_VARIANTS)
 POOLINGS: tuple[str, ...] = ("cls", "mean", "max", "first-last", *LAYER_ATTENTION)
 # The poolings that read every layer's hidden states (the encoder must output them).
 NEEDS_HIDDEN_STATES = frozenset({"first-last", *LAYER_ATTENTION})
@@ -199,18 +220,13 @@ class SeqPooling(Module):
         _check_padded(features)
         hidden = features["token_embeddings"]  # (B, T, D)
         attention_mask = features["attention_mask"]
-        if self.mode == "cls":
-            pooled = first_token(hidden, attention_mask)
+        mask = token_mask(
+            features["input_ids"], attention_mask, self.special_token_ids, self.include_special_tokens
+        )
+        if self.mode == "first-last":
+            pooled = first_last_pool(_hidden_states(features, self.mode), mask)
         else:
-            mask = token_mask(
-                features["input_ids"], attention_mask, self.special_token_ids, self.include_special_tokens
-            )
-            if self.mode == "mean":
-                pooled = mean_pool(hidden, mask)
-            elif self.mode == "max":
-                pooled = max_pool(hidden, mask)
-            else:
-                pooled = first_last_pool(_hidden_states(features, self.mode), mask)
+            pooled = last_layer_pool(self.mode, hidden, attention_mask, mask)
         features["sentence_embedding"] = pooled
         return features
 
@@ -223,7 +239,8 @@ class SeqPooling(Module):
 
 class LayerAttentionPooling(Module):
     """Layer-wise attention pooling (Oh et al., "Don't Judge a Language Model by Its Last Layer:
-    Contrastive Learning with Layer-Wise Attention Pooling", COLING 2022).
+    Contrastive Learning with Layer-Wise Attention Pooling", COLING 2022), by default as a residual on
+    the base model's own pooling.
 
     For the transformer layers l = 1..L (the embedding output, hidden_states[0], is left out: its [CLS]
     is the same vector for every input, so as a query it carries nothing about the sequence), with D the
@@ -234,18 +251,28 @@ class LayerAttentionPooling(Module):
         Q   = tanh(W_q c_l + b_q)   for each querying layer          (Q, D)
         K   = tanh(W_k m_l + b_k),  V = tanh(W_v m_l + b_v)           (L, D)
         o   = mean over queries of softmax(Q K^T / sqrt(D)) V        (D,)   (softmax over layers)
-        z   = tanh(W_o [o ; c_L] + b_o)                               (D,)   W_o: (D, 2D)
+        h   = W_o [o ; c_L] + b_o                                     (D,)   W_o: (D, 2D)
+        z   = base + h            form="residual" (default)
+        z   = tanh(h)             form="paper"
+
+    base is the base model's own pooling of the last layer (`base`: mean, cls or max, over the same
+    token set). The residual form starts W_o and b_o at zero, so an untrained module is exactly that
+    pooling and training departs from it only as far as the loss asks. The paper's form starts from
+    N(0, 0.02) weights: the attended means o are ~0.2 of the [CLS] branch then, so untrained it is close
+    to [CLS] pooling, far from the mean pooling MiniLM was trained with, and 100 contrastive steps did
+    not recover (docs/results.md, issue 6). At step 0 only W_o and b_o get a gradient in the residual
+    form (the rest reach the output through W_o = 0); from the first update on, all of them do.
 
     Choices the paper leaves open, made here: tanh on all three projections (bounded scores keep the
     softmax over layers soft at the start of training; tanh as in BERT's pooler and SimCSE's MLP); one
-    attention head of width D; the 1/sqrt(D) scale; the output MLP as one Linear(2D -> D) with tanh
-    (SimCSE's MLP shape, so z lives where SimCSE's [CLS] embeddings live); the last layer's [CLS] is the
-    last hidden state's (after ESM's final LayerNorm). `queries="all"` lets every layer's [CLS] query
-    (Q = L); `queries="last"` (pooling name `layer-attention-1q`) only the last layer's (Q = 1).
+    attention head of width D; the 1/sqrt(D) scale; the output as one Linear(2D -> D) (SimCSE's MLP
+    shape); the last layer's [CLS] is the last hidden state's (after ESM's final LayerNorm).
+    `queries="all"` lets every layer's [CLS] query (Q = L); `queries="last"` only the last layer's (Q = 1).
 
-    Weights start from N(0, 0.02) (transformers' initializer_range) and zero biases, drawn from a
-    generator seeded by `seed`, so an untrained module is deterministic and the global RNG is untouched.
-    Saved as config.json plus model.safetensors in its folder.
+    Weights start from N(0, 0.02) (transformers' initializer_range; W_o then zeroed in the residual form)
+    and zero biases, drawn from a generator seeded by `seed`, so an untrained module is deterministic and
+    the global RNG is untouched. Saved as config.json plus model.safetensors in its folder; a config saved
+    before `form` existed is the paper's form.
     """
 
     config_keys: list[str] = [
@@ -255,8 +282,12 @@ class LayerAttentionPooling(Module):
         "include_special_tokens",
         "special_token_ids",
         "seed",
+        "form",
+        "base",
     ]
     needs_hidden_states = True
+    FORMS = ("residual", "paper")
+    BASES = ("mean", "cls", "max")
 
     def __init__(
         self,
@@ -266,10 +297,16 @@ class LayerAttentionPooling(Module):
         include_special_tokens: bool = False,
         special_token_ids: Sequence[int] = (),
         seed: int = 0,
+        form: str = "residual",
+        base: str = "mean",
     ) -> None:
         super().__init__()
         if queries not in ("all", "last"):
             raise ValueError(f"LayerAttentionPooling queries must be 'all' or 'last'; got {queries!r}")
+        if form not in self.FORMS:
+            raise ValueError(f"LayerAttentionPooling form must be one of {self.FORMS}; got {form!r}")
+        if base not in self.BASES:
+            raise ValueError(f"LayerAttentionPooling base must be one of {self.BASES}; got {base!r}")
         if hidden_size < 1 or num_layers < 1:
             raise ValueError(f"hidden_size and num_layers must be >= 1; got {hidden_size}, {num_layers}")
         self.hidden_size = hidden_size  # D: width of every layer's states and of the output
@@ -278,6 +315,8 @@ class LayerAttentionPooling(Module):
         self.include_special_tokens = include_special_tokens  # pool <cls>/<eos> into the layer means
         self.special_token_ids = [int(i) for i in special_token_ids]  # ids left out when not included
         self.seed = seed  # seeds the initial weights
+        self.form = form  # "residual": base + W_o[o; c_L], W_o from zero | "paper": tanh(W_o[o; c_L])
+        self.base = base  # the residual's base: the base model's own pooling (unused by "paper")
         # skip_init: no draw from the global RNG; the weights are drawn below from a seeded generator.
         self.query = nn.utils.skip_init(nn.Linear, hidden_size, hidden_size)
         self.key = nn.utils.skip_init(nn.Linear, hidden_size, hidden_size)
@@ -285,13 +324,16 @@ class LayerAttentionPooling(Module):
         self.output = nn.utils.skip_init(nn.Linear, 2 * hidden_size, hidden_size)
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
+            # Every weight is drawn in both forms, so Q, K, V (and the paper's W_o) are those of old saves.
             for linear in (self.query, self.key, self.value, self.output):
                 linear.weight.copy_(torch.randn(linear.weight.shape, generator=generator) * 0.02)
                 linear.bias.zero_()
+            if form == "residual":
+                self.output.weight.zero_()
 
     @property
     def pooling_name(self) -> str:
-        return LAYER_ATTENTION[0] if self.queries == "all" else LAYER_ATTENTION[1]
+        return next(n for n, v in LAYER_ATTENTION_VARIANTS.items() if v == (self.form, self.queries))
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         _check_padded(features)
@@ -311,7 +353,13 @@ class LayerAttentionPooling(Module):
             torch.tanh(self.query(querying)), torch.tanh(self.key(means)), torch.tanh(self.value(means))
         )  # (B, D)
         last_cls = cls[:, -1]  # (B, D)
-        features["sentence_embedding"] = torch.tanh(self.output(torch.cat([attended, last_cls], dim=-1)))
+        head = self.output(torch.cat([attended, last_cls], dim=-1))  # (B, D)
+        if self.form == "paper":
+            pooled = torch.tanh(head)
+        else:
+            # The base pools features["token_embeddings"], as the base model's own pooling module does.
+            pooled = last_layer_pool(self.base, features["token_embeddings"], attention_mask, mask) + head
+        features["sentence_embedding"] = pooled
         return features
 
     def get_embedding_dimension(self) -> int:
@@ -340,7 +388,10 @@ class LayerAttentionPooling(Module):
             "revision": revision,
             "local_files_only": local_files_only,
         }
-        module = cls(**cls.load_config(model_name_or_path, **hub))
+        config = cls.load_config(model_name_or_path, **hub)
+        # Saved before the residual form existed: those weights were trained in the paper's form.
+        config.setdefault("form", "paper")
+        module = cls(**config)
         if cls.load_file_path(model_name_or_path, filename="model.safetensors", **hub) is None:
             raise FileNotFoundError(
                 f"{model_name_or_path}/{subfolder}: no model.safetensors for {cls.__name__}"
@@ -355,15 +406,24 @@ def pooling_module(
     special_token_ids: Sequence[int],
     include_special_tokens: bool,
     seed: int = 0,
+    base: str = "mean",
 ) -> nn.Module:
     """A fresh sentence-transformers pooling module for pooling `name` (one of POOLINGS): the library's
-    own `Pooling` where it computes the same vectors (`st_native`), else seqstruct's module."""
+    own `Pooling` where it computes the same vectors (`st_native`), else seqstruct's module. base: the
+    pooling a residual layer-attention starts as (the base model's own: cls, mean or max)."""
     if st_native(name, include_special_tokens):
         return Pooling(hidden_size, pooling_mode=name)
     if name in LAYER_ATTENTION:
-        queries = "all" if name == LAYER_ATTENTION[0] else "last"
+        form, queries = LAYER_ATTENTION_VARIANTS[name]
         return LayerAttentionPooling(
-            hidden_size, num_layers, queries, include_special_tokens, list(special_token_ids), seed
+            hidden_size,
+            num_layers,
+            queries,
+            include_special_tokens,
+            list(special_token_ids),
+            seed,
+            form=form,
+            base=base,
         )
     if name not in POOLINGS:
         raise ValueError(f"unknown pooling {name!r}; expected one of {list(POOLINGS)}")

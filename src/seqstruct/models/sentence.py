@@ -10,7 +10,7 @@ Loading a saved directory:
   `Pooling` computes (cls; mean or max with the special tokens included, MiniLM's convention):
   seqstruct saves that module then, so the directory names no class outside the library.
 - For seqstruct's own poolings (mean or max over residues only, <cls>/<eos> left out: our protein
-  convention; first-last; layer-attention[-1q]) use `seqstruct.load_sentence_model(dir)`. Since 6.0
+  convention; first-last; layer-attention[-paper][-1q]) use `seqstruct.load_sentence_model(dir)`. Since 6.0
   sentence-transformers imports a class outside `sentence_transformers.*` only with
   trust_remote_code=True, and plain `SentenceTransformer(dir)` refuses such a directory. `load_sentence_model`
   builds only sentence-transformers' classes and seqstruct's own (`seqstruct.models.pooling
@@ -91,6 +91,17 @@ def includes_special_tokens(module: nn.Module | None) -> bool:
     if isinstance(own, bool):
         return own
     return type(module).__name__ == "Pooling" and getattr(module, "pooling_mode", None) != "cls"
+
+
+def base_pooling(module: nn.Module | None) -> str:
+    """The last-layer pooling (cls, mean or max) a source model's pooling module computes, which a
+    residual layer-attention built over it starts as: that module's own name, a residual layer
+    attention's base; mean (MiniLM's, ours, `load_pooling`'s default) for anything else or none."""
+    name = pooling_name(module) if module is not None else None
+    if name in ("cls", "mean", "max"):
+        return name
+    base = getattr(module, "base", None) if getattr(module, "form", None) == "residual" else None
+    return base if isinstance(base, str) else "mean"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -227,7 +238,8 @@ def sentence_model(
 
     pooling: one of POOLINGS; None keeps a sentence-transformers directory's own pooling (mean for a
     plain HF directory). A pooling with weights (layer-attention) starts untrained, from `seed`, unless
-    the directory already holds one of that name. max_length: tokens per input (default: the model's
+    the directory already holds one of that name; the residual `layer-attention[-1q]` then starts as the
+    directory's own pooling (`base_pooling`: MiniLM's mean; mean for a plain HF directory). max_length: tokens per input (default: the model's
     own limit). include_special_tokens: whether mean/max/first-last and the layer means pool the
     <cls>/<eos> ([CLS]/[SEP]) tokens; None follows the source (see `includes_special_tokens`).
     """
@@ -262,12 +274,14 @@ def sentence_model(
         ):
             return _finish(loaded, max_length)
         include = includes_special_tokens(saved) if include_special_tokens is None else include_special_tokens
+        base = base_pooling(saved)
         transformer = loaded[0]
         after = [loaded[i] for i in range(index + 1 if index is not None else 1, len(loaded))]
     else:
         pooling = pooling or "mean"
         transformer = transformer_module(path, pooling in NEEDS_HIDDEN_STATES, attn_implementation, seed)
         include = bool(include_special_tokens)
+        base = "mean"
         after = []
     config = transformer.auto_model.config
     pool = pooling_module(
@@ -277,9 +291,10 @@ def sentence_model(
         special_token_ids(transformer.tokenizer),
         include,
         seed,
+        base=base,
     )
     if pooling in LAYER_ATTENTION:
-        logger.info("%s pooling starts untrained (seed %d)", pooling, seed)
+        logger.info("%s pooling starts untrained (seed %d, base %s)", pooling, seed, base)
     built = SentenceTransformer(modules=[transformer, pool, *after], device=device)
     return _finish(built, max_length)
 
