@@ -99,6 +99,26 @@ def test_outputs_reload_and_hold_the_trained_weights(finished: Path, inputs: dic
     assert np.abs(final - start.encode(PROBES)).max() > 1e-3
 
 
+def test_heldout_geometry_before_and_after(finished: Path, inputs: dict[str, Path]) -> None:
+    """metrics.json holds the held-out pairs' alignment and uniformity before and after training. The
+    untrained layer-attention is mean pooling, so `before` is mean pooling's geometry to the last digits;
+    `after` is the trained model's."""
+    from seqstruct.data.pairs import heldout_pairs
+    from seqstruct.data.prepared import load_prepared
+    from seqstruct.training.contrastive import heldout_geometry
+
+    geometry = json.loads((finished / "metrics.json").read_text())["geometry"]
+    pairs = heldout_pairs(load_prepared(inputs["dataset"]), "graph", max_pairs=16, seed=0)
+    mean = sentence_model(inputs["model"], pooling="mean", max_length=48)
+    expected = heldout_geometry(mean, pairs, batch_size=8)
+    for key in ("alignment", "uniformity"):
+        assert geometry["before"][key] == pytest.approx(expected[key], abs=1e-6)
+    assert 0 <= geometry["after"]["alignment"] <= 4 and -8 <= geometry["after"]["uniformity"] <= 0
+    trained = heldout_geometry(load_sentence_model(finished, device="cpu"), pairs, batch_size=8)
+    assert geometry["after"] == pytest.approx(trained, abs=1e-6)
+    assert geometry["after"] != pytest.approx(geometry["before"], abs=1e-4)  # training moved it
+
+
 def test_resume_equals_uninterrupted(finished: Path, inputs: dict[str, Path], tmp_path: Path) -> None:
     resumed = tmp_path / "resumed"
     shutil.copytree(finished / "checkpoints" / "checkpoint-2", resumed / "checkpoints" / "checkpoint-2")
@@ -121,6 +141,10 @@ def test_a_finished_run_is_only_evaluated_and_saved_again(
     after = json.loads((finished / "metrics.json").read_text())
     assert after["steps"] == 4 and after["train_loss"] == before["train_loss"]
     assert after["heldout"]["loss"] == pytest.approx(before["heldout"]["loss"], abs=1e-5)
+    # The untrained model's geometry is carried over (the checkpoint is the trained one), the trained one
+    # measured again.
+    assert after["geometry"]["before"] == before["geometry"]["before"]
+    assert after["geometry"]["after"] == pytest.approx(before["geometry"]["after"], abs=1e-5)
 
 
 def test_refusals(

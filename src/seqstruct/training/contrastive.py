@@ -23,6 +23,7 @@ from seqstruct.data.pairs import (
     AUTO,
     KINDS,
     POSITIVES,
+    PairSet,
     build_pairs,
     heldout_pairs,
     resolve_kind,
@@ -33,6 +34,7 @@ from seqstruct.models.io import save_sentence_model
 from seqstruct.models.pooling import POOLINGS
 from seqstruct.models.sentence import is_pooling_type, sentence_model
 from seqstruct.objectives.contrastive import contrastive_loss, encoder_dropout, set_encoder_dropout
+from seqstruct.objectives.geometry import geometry
 from seqstruct.training.run import Run, final_evaluation
 
 logger = logging.getLogger(__name__)
@@ -110,6 +112,20 @@ def _sentence_encoder(model: SentenceTransformer) -> PreTrainedModel | None:
     return getattr(first, "auto_model", None)
 
 
+def heldout_geometry(model: SentenceTransformer, pairs: PairSet, batch_size: int) -> dict[str, float]:
+    """Alignment over the held-out pairs and uniformity over their distinct texts (Wang & Isola 2020,
+    `seqstruct.objectives.geometry`), on the model's embeddings as `encode` gives them (eval mode, no
+    dropout). A text repeated across pairs (a term name with several synonyms) is one point, so that it
+    does not count as a pair at distance 0. Unsupervised pairs are (x, x): their alignment is 0."""
+    anchors, positives = pairs.dataset["anchor"], pairs.dataset["positive"]
+    texts = list(dict.fromkeys([*anchors, *positives]))  # distinct, first-seen order
+    row = {text: i for i, text in enumerate(texts)}
+    vectors = model.encode(
+        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False
+    ).cpu()  # (M, D); normalised in `geometry`
+    return geometry(vectors[[row[t] for t in anchors]], vectors[[row[t] for t in positives]], points=vectors)
+
+
 class SentenceFavorRedrawCallback(FavorRedrawCallback):
     """FAVOR+ redraws for a SentenceTransformer: the Trainer hands over the whole model, whose FAVOR+
     settings live on the transformers encoder inside it."""
@@ -128,7 +144,8 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
     plain `SentenceTransformer(output_dir)` too where the pooling is the library's own, see
     seqstruct.models.sentence: config.json, model.safetensors and tokenizer at the top, modules.json, the
     pooling module's folder), config.yaml, metrics.json, log.csv, tensorboard/ and checkpoints/ (resume
-    points). Returns the metrics.
+    points). Returns the metrics: with held-out pairs, their eval_loss (`heldout`) and their alignment and
+    uniformity before and after training (`geometry`, see `heldout_geometry`).
     """
     check_contrastive(config)
     with Run(config, resume, overwrite) as run:
@@ -174,6 +191,16 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
                 "augmentation (identical views teach nothing): set dropout=0.1"
             )
 
+        # The held-out geometry of the model training starts from (a resumed run rebuilds that same model
+        # before the trainer loads its checkpoint; a finished one reports what its first run measured).
+        before = None
+        if eval_pairs is not None:
+            before = (
+                run.previous_metrics().get("geometry", {}).get("before")
+                if finished
+                else heldout_geometry(model, eval_pairs, config.train.eval_batch_size)
+            )
+
         run.clear_stale()
         trainer = SentenceTransformerTrainer(
             model=model,
@@ -186,6 +213,11 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
         run.save_config(trainer)
         train_loss, runtime = run.train(trainer)
         heldout = final_evaluation(trainer) if eval_pairs is not None else None
+        after = (
+            heldout_geometry(trainer.model, eval_pairs, config.train.eval_batch_size)
+            if eval_pairs is not None
+            else None
+        )
         metrics = {
             "model": config.model,
             "setting": config.setting,
@@ -204,6 +236,8 @@ def contrastive(config: ContrastiveConfig, resume: bool = False, overwrite: bool
             "train_loss": train_loss,
             "train_runtime_s": runtime,
             "heldout": heldout,
+            # Alignment and uniformity of the held-out pairs' embeddings before and after training.
+            "geometry": None if eval_pairs is None else {"before": before, "after": after},
             "bf16": trainer.args.bf16,
             "torch_threads": torch.get_num_threads(),
             "world_size": trainer.args.world_size,
