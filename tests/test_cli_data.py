@@ -85,3 +85,20 @@ def test_list_shows_each_recipe_with_its_summary_and_options(capsys: pytest.Capt
     for name, recipe in prepared.RECIPES.items():
         assert f"{name}\n    {recipe.__doc__.splitlines()[0]}\n" in out
     assert "options: go_sqlite='' valid_fraction=0.1 test_fraction=0.1 seed=0" in out
+
+
+def test_align_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "wn"
+    assert main(["data", "prepare", "wordnet", f"root={WORDNET}", "-o", str(out)]) == 0
+    capsys.readouterr()
+    columns = list(load_prepared(out).info.columns)
+    assert main(["data", "align", str(out), "--draws", "3", "--json", str(tmp_path / "a.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| column | labelled nodes | homophily | random graphs |")
+    assert "3 degree-preserving shuffles" in printed
+    rows = json.loads((tmp_path / "a.json").read_text())
+    assert [row["column"] for row in rows] == columns and all("aligned" in row for row in rows)
+    assert main(["data", "align", str(out), "--columns", "nope"]) == 2
+    assert "no label column ['nope']" in capsys.readouterr().err
