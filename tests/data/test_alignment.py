@@ -44,9 +44,21 @@ def test_homophily_and_knn_by_hand() -> None:
     assert majority == 0.5  # "x" and "y" tie in frequency: the first, "x", is right for nodes 0 and 1
     # With unit weights node 2's vote ties (x from 1, y from 3) and goes to "x": wrong.
     assert knn_accuracy(edges, np.ones(4, np.float32), y)[0] == 0.75
-    # Multi-label: a shared label is enough for an edge, and a vote for any of a node's labels is right.
+    # Multi-label: Jaccard of the label sets. {x,z}-{z} is 1/2, {z}-{y} is 0.
     y2, _ = label_matrix([["x", "z"], ["z"], ["y"]])
-    assert homophily(np.array([[0, 1], [1, 2]]), y2)[0] == 0.5
+    assert homophily(np.array([[0, 1], [1, 2]]), y2)[0] == 0.25
+
+
+def test_multilabel_knn_predicts_the_labels_of_at_least_half_the_neighbour_weight() -> None:
+    # Node 0 {a, b} has neighbours 1 {a}, 2 {a, c} and 3 {b}: a has 2/3 of the weight (predicted), b and c
+    # 1/3 each (not): prediction {a} against {a, b} scores 1/2. Nodes 1-3 hear only node 0: {a, b}.
+    y, _ = label_matrix([["a", "b"], ["a"], ["a", "c"], ["b"]])
+    edges = np.array([[0, 1], [0, 2], [0, 3]])
+    score, majority, scored = knn_accuracy(edges, np.ones(3, np.float32), y, multilabel=True)
+    assert scored == 4
+    assert score == pytest.approx((1 / 2 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
+    # "a" is carried by 3 of 4 nodes, "b" by 2 of 4: {a, b} for everyone.
+    assert majority == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
 
 
 def test_configuration_model_keeps_every_degree() -> None:

@@ -4,16 +4,19 @@ Structure-inducing pretraining helps when its graph agrees with the labels a dow
 (McDermott et al.'s analysis); this report tells a user whether theirs can, for the cost of reading it.
 Per label column, over the nodes that carry a label:
 
-- **homophily**: the share of edges whose two ends share a label (multi-label columns: any label in
-  common);
-- **graph kNN accuracy**: each node's label predicted by a vote of its labelled neighbours (edge weights
-  as vote weights, ties to the first label in sorted order), counted correct when the winner is one of the
-  node's labels; nodes without a labelled neighbour are not scored;
+- **homophily**: the mean Jaccard similarity of the label sets at the two ends of an edge (for a
+  single-label column: the share of edges whose ends share their label);
+- **graph kNN accuracy**: each node's labels predicted by a vote of its labelled neighbours (edge weights
+  as vote weights), scored by Jaccard similarity with its own: for a single-label column the plurality
+  label (ties to the first in sorted order), so the score is accuracy; for a multi-label column every label
+  carried by at least half the neighbours' weight. Nodes without a labelled neighbour are not scored;
 
 each against the same figure on degree-preserving random graphs (the configuration model: the edge list's
 ends shuffled, so every node keeps its degree; self-loops and repeated edges are kept, as the model has
-them), as mean ± std over `draws` seeded draws, and kNN also against always voting the most frequent label.
-A column is called aligned when both figures exceed their random mean by more than three random stds.
+them), as mean ± std over `draws` seeded draws, and kNN also against always predicting the most frequent
+label (multi-label: the labels carried by at least half the nodes). A column is called aligned when both
+figures exceed their random mean by more than three random stds. Numeric columns (a length) are no labels
+and are left out unless asked for.
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ class ColumnAlignment:
         return asdict(self) | {"aligned": self.aligned}
 
 
+def is_multilabel(values: Sequence[Any]) -> bool:
+    return any(isinstance(v, (list, tuple, set, frozenset, np.ndarray)) for v in values)
+
+
+def is_label_column(values: Sequence[Any]) -> bool:
+    """Labels are strings or lists of them; numbers (a length, a score) are not."""
+    return any(isinstance(v, str) and v != "" for v in values) or is_multilabel(values)
+
+
 def label_matrix(values: Sequence[Any]) -> tuple[sparse.csr_matrix, list[str]]:
     """[N, C] 0/1 indicator of each node's labels, and the C labels in sorted order. A value is a label,
     a list of labels (multi-label columns) or empty/None (no label)."""
@@ -81,19 +93,30 @@ def label_matrix(values: Sequence[Any]) -> tuple[sparse.csr_matrix, list[str]]:
     return sparse.csr_matrix((data, indices, indptr), shape=(len(rows), len(labels))), labels
 
 
+def jaccard_rows(a: sparse.csr_matrix, b: sparse.csr_matrix) -> np.ndarray:
+    """[R] Jaccard similarity of the label sets in each row of two [R, C] 0/1 matrices (0 where the
+    union is empty)."""
+    inter = np.asarray(a.multiply(b).sum(axis=1)).ravel()
+    union = np.asarray(a.sum(axis=1)).ravel() + np.asarray(b.sum(axis=1)).ravel() - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def homophily(edges: np.ndarray, y: sparse.csr_matrix) -> tuple[float, int]:
-    """(share of labelled edges whose ends share a label, number of labelled edges); edges [E, 2]."""
+    """(mean Jaccard similarity of the labels at the ends of the labelled edges, their number);
+    edges [E, 2]."""
     labelled = np.asarray(y.sum(axis=1)).ravel() > 0  # [N]
     edges = edges[labelled[edges[:, 0]] & labelled[edges[:, 1]]]
     if len(edges) == 0:
         return float("nan"), 0
-    shared = np.asarray(y[edges[:, 0]].multiply(y[edges[:, 1]]).sum(axis=1)).ravel() > 0  # [E']
-    return float(shared.mean()), len(edges)
+    return float(jaccard_rows(y[edges[:, 0]], y[edges[:, 1]]).mean()), len(edges)
 
 
-def knn_accuracy(edges: np.ndarray, weights: np.ndarray, y: sparse.csr_matrix) -> tuple[float, float, int]:
-    """(neighbour-vote accuracy, most-frequent-label accuracy, scored nodes) over labelled nodes with a
-    labelled neighbour; edges [E, 2] are taken in both directions, weights [E] are the votes."""
+def knn_accuracy(
+    edges: np.ndarray, weights: np.ndarray, y: sparse.csr_matrix, multilabel: bool = False
+) -> tuple[float, float, int]:
+    """(neighbour-vote score, most-frequent-label score, scored nodes) over labelled nodes with a
+    labelled neighbour (module docstring); edges [E, 2] are taken in both directions, weights [E] are the
+    votes."""
     n = y.shape[0]
     rows = np.concatenate([edges[:, 0], edges[:, 1]])
     cols = np.concatenate([edges[:, 1], edges[:, 0]])
@@ -105,11 +128,24 @@ def knn_accuracy(edges: np.ndarray, weights: np.ndarray, y: sparse.csr_matrix) -
     scored = labelled & (np.diff(votes.indptr) > 0)  # [N] has a labelled neighbour
     if not scored.any():
         return float("nan"), float("nan"), 0
+    truth = y[scored]  # [S, C]
+    count = int(scored.sum())
+    if multilabel:
+        weight = np.asarray(adjacency[scored] @ (np.asarray(y.sum(axis=1)).ravel() > 0)).ravel()  # [S]
+        share = sparse.diags(1.0 / weight) @ votes[scored]  # [S, C] share of neighbour weight per label
+        predicted = (share >= 0.5).astype(np.float64)
+        frequent = (np.asarray(truth.mean(axis=0)).ravel() >= 0.5).astype(np.float64)  # [C]
+        everyone = sparse.csr_matrix(np.tile(frequent, (count, 1)))
+        return (
+            float(jaccard_rows(predicted, truth).mean()),
+            float(jaccard_rows(everyone, truth).mean()),
+            count,
+        )
     winner = np.asarray(votes[scored].argmax(axis=1)).ravel()  # ties: the first (sorted) label
-    correct = np.asarray(y[scored][np.arange(int(scored.sum())), winner]).ravel() > 0
-    majority = int(np.asarray(y[scored].sum(axis=0)).ravel().argmax())
-    by_majority = np.asarray(y[scored][:, majority].todense()).ravel() > 0
-    return float(correct.mean()), float(by_majority.mean()), int(scored.sum())
+    correct = np.asarray(truth[np.arange(count), winner]).ravel() > 0
+    majority = int(np.asarray(truth.sum(axis=0)).ravel().argmax())
+    by_majority = np.asarray(truth[:, majority].todense()).ravel() > 0
+    return float(correct.mean()), float(by_majority.mean()), count
 
 
 def configuration_model(edges: np.ndarray, seed: int) -> np.ndarray:
@@ -126,14 +162,15 @@ def column_alignment(
     if len(values) != len(graph.nodes):
         raise ValueError(f"column {column!r}: {len(values)} values for {len(graph.nodes)} graph nodes")
     y, _ = label_matrix(values)
+    multilabel = is_multilabel(values)
     h, labelled_edges = homophily(graph.edges, y)
-    knn, majority, knn_nodes = knn_accuracy(graph.edges, graph.weights, y)
+    knn, majority, knn_nodes = knn_accuracy(graph.edges, graph.weights, y, multilabel)
     random_h, random_knn = [], []
     for draw in range(draws):
         shuffled = configuration_model(graph.edges, seed + draw)
         random_h.append(homophily(shuffled, y)[0])
         # weights stay with their edge positions: a random graph of the same weight distribution
-        random_knn.append(knn_accuracy(shuffled, graph.weights, y)[0])
+        random_knn.append(knn_accuracy(shuffled, graph.weights, y, multilabel)[0])
     return ColumnAlignment(
         column=column,
         labelled_nodes=int((np.asarray(y.sum(axis=1)).ravel() > 0).sum()),
@@ -152,7 +189,7 @@ def column_alignment(
 def alignment_table(rows: Sequence[ColumnAlignment]) -> str:
     """Markdown: one row per column, random-graph figures as mean ± std."""
     lines = [
-        "| column | labelled nodes | homophily | random graphs | kNN accuracy | random graphs | majority "
+        "| column | labelled nodes | homophily | random graphs | kNN score | random graphs | majority "
         "| aligned |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -179,7 +216,8 @@ def dataset_alignment(
     for split in prepared.splits.values():
         ids += split["id"]
     known = list(prepared.info.columns)
-    wanted = list(columns) if columns else known
+    train = prepared.split("train")
+    wanted = list(columns) if columns else [c for c in known if is_label_column(train[c][:1000])]
     unknown = [c for c in wanted if c not in known]
     if unknown:
         raise ValueError(f"{path}: no label column {unknown}; its label columns are {known}")
