@@ -60,6 +60,27 @@ def test_collator_crops_pads_and_never_masks_specials() -> None:
         assert (batch["labels"][row][specials_and_pad] == IGNORE_INDEX).all()
 
 
+def test_each_example_is_cropped_and_masked_alike_in_any_batch() -> None:
+    """Crops and masks follow (seed, epoch, id): an example's row is the same alone, in another batch or
+    padded to another length (so DDP ranks at batch b mask as one process at N·b), and changes by epoch."""
+    collator = MaskedLMCollator(build_protein_tokenizer(), max_length=24, seed=3)
+    records = sample_records(6)
+    examples = [{"id": r.id, "sequence": r.sequence} for r in records]
+
+    def rows(batch: dict) -> list[tuple[list[int], list[int]]]:
+        keep = batch["attention_mask"].bool()
+        return [
+            (batch["input_ids"][i][keep[i]].tolist(), batch["labels"][i][keep[i]].tolist())
+            for i in range(len(keep))
+        ]
+
+    whole = rows(collator(examples))
+    assert rows(collator(examples[:2])) + rows(collator(examples[2:])) == whole
+    assert rows(collator([examples[4], {"id": "short", "sequence": "MKT"}]))[0] == whole[4]
+    collator.epoch = 1
+    assert rows(collator(examples)) != whole
+
+
 def test_random_crop_is_a_window_and_varies() -> None:
     sequence = "".join(chr(ord("A") + i % 26) for i in range(300))
     generator = torch.Generator().manual_seed(1)

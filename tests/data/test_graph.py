@@ -111,28 +111,42 @@ def _ring(tmp_path: Path, n: int = 8):
     return graph
 
 
+def _draws(graph: Graph, anchor: int, seeds: range, num_negatives: int) -> tuple[np.ndarray, np.ndarray]:
+    """One anchor's positive [S] and negatives [S, K] under each seed."""
+    lists = graph.adjacency_lists()
+    draws = [
+        sample_contrast(graph, np.array([anchor]), num_negatives=num_negatives, seed=seed, lists=lists)
+        for seed in seeds
+    ]
+    return np.concatenate([p for p, _ in draws]), np.concatenate([n for _, n in draws])
+
+
 def test_contrast_samples_neighbours_and_non_neighbours(tmp_path) -> None:
     graph = _ring(tmp_path)
-    anchors = np.arange(8).repeat(20)
-    positives, negatives = sample_contrast(graph, anchors, num_negatives=3, seed=0)
+    anchors = np.arange(8)
     near = graph.neighbours()
-    for anchor, positive, row in zip(anchors, positives, negatives, strict=True):
-        assert positive in near[anchor]
-        assert len(set(row)) == 3 and anchor not in row and not set(row) & set(near[anchor])
+    for seed in range(20):
+        positives, negatives = sample_contrast(graph, anchors, num_negatives=3, seed=seed)
+        for anchor, positive, row in zip(anchors, positives, negatives, strict=True):
+            assert positive in near[anchor]
+            assert len(set(row)) == 3 and anchor not in row and not set(row) & set(near[anchor])
     # both neighbours get drawn: the positive is not always the same one
-    assert {int(p) for p in positives[anchors == 0]} == {1, 7}
+    assert set(_draws(graph, 0, range(20), 3)[0].tolist()) == {1, 7}
 
 
-def test_contrast_is_deterministic_and_seeded(tmp_path) -> None:
+def test_contrast_is_deterministic_seeded_and_per_anchor(tmp_path) -> None:
+    """An anchor's draws depend on (seed, anchor) alone, so a batch split in two (DDP ranks) draws what
+    the whole batch draws."""
     graph = _ring(tmp_path)
     anchors = np.arange(8)
     first = sample_contrast(graph, anchors, num_negatives=2, seed=3)
     again = sample_contrast(graph, anchors, num_negatives=2, seed=3)
-    other = sample_contrast(graph, np.arange(8).repeat(5), num_negatives=2, seed=4)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
-    assert not np.array_equal(
-        sample_contrast(graph, np.arange(8).repeat(5), num_negatives=2, seed=3)[1], other[1]
-    )
+    halves = [sample_contrast(graph, part, num_negatives=2, seed=3) for part in (anchors[5:], anchors[:5])]
+    assert np.array_equal(np.concatenate([halves[1][0], halves[0][0]]), first[0])
+    assert np.array_equal(np.concatenate([halves[1][1], halves[0][1]]), first[1])
+    other = sample_contrast(graph, anchors, num_negatives=2, seed=4)
+    assert not np.array_equal(first[1], other[1])
 
 
 def _star(weights: list[float]) -> Graph:
@@ -153,28 +167,26 @@ def test_adjacency_lists_align_weights_with_neighbours() -> None:
 
 
 def test_positives_are_drawn_in_proportion_to_edge_weight() -> None:
-    """Weight 9 against 1: the heavy neighbour is drawn 90% of the time. 4000 draws put one standard
-    deviation at 0.5%, so a 2% tolerance is four of them."""
-    graph = _star([9.0, 1.0])
-    anchors = np.zeros(4000, dtype=np.int64)
-    positives, _ = sample_contrast(graph, anchors, num_negatives=1, seed=0)
+    """Weight 9 against 1: the heavy neighbour is drawn 90% of the time. 4000 draws (seeds) put one
+    standard deviation at 0.5%, so a 2% tolerance is four of them."""
+    positives, _ = _draws(_star([9.0, 1.0]), 0, range(4000), 1)
     assert abs(float((positives == 1).mean()) - 0.9) < 0.02
     assert set(positives.tolist()) == {1, 2}
-    three = sample_contrast(_star([1.0, 2.0, 5.0]), anchors, num_negatives=0, seed=1)[0]
-    shares = np.bincount(three, minlength=4)[1:] / len(anchors)
+    three, _ = _draws(_star([1.0, 2.0, 5.0]), 0, range(4000), 0)
+    shares = np.bincount(three, minlength=4)[1:] / len(three)
     assert np.allclose(shares, [1 / 8, 2 / 8, 5 / 8], atol=0.025), shares
 
 
 def test_equal_weights_of_any_size_draw_exactly_as_unweighted() -> None:
-    """Weights are relative per anchor: all 1 and all 1000 give the same positives and negatives, bitwise,
-    as the uniform draw of an unweighted graph always did."""
-    anchors = np.zeros(200, dtype=np.int64)
-    ones = sample_contrast(_star([1.0, 1.0, 1.0]), anchors, num_negatives=2, seed=5)
-    thousands = sample_contrast(_star([1000.0] * 3), anchors, num_negatives=2, seed=5)
+    """Weights are relative per anchor: all 1 and all 1000 give the same positives and negatives, bitwise:
+    the uniform draw an unweighted graph takes."""
+    seeds = range(200)
+    ones = _draws(_star([1.0, 1.0, 1.0]), 0, seeds, 2)
+    thousands = _draws(_star([1000.0] * 3), 0, seeds, 2)
     assert all(np.array_equal(a, b) for a, b in zip(ones, thousands, strict=True))
-    rng = np.random.default_rng(5)  # the uniform draw: one integers() call per positive, then negatives
-    assert ones[0][0] == 1 + rng.integers(3)
-    weighted = sample_contrast(_star([1.0, 1.0, 8.0]), anchors, num_negatives=2, seed=5)
+    uniform = [1 + np.random.default_rng([seed, 0]).integers(3) for seed in seeds]  # one integers() call
+    assert ones[0].tolist() == uniform
+    weighted = _draws(_star([1.0, 1.0, 8.0]), 0, seeds, 2)
     assert not np.array_equal(weighted[0], ones[0])
 
 

@@ -71,6 +71,33 @@ def test_anchor_rows_match_plain_masked_lm_crops() -> None:
         assert plain["input_ids"][row][unmasked].equal(graph_batch["input_ids"][row, :length][unmasked])
 
 
+def _rows_by_role(batch: dict[str, torch.Tensor], anchor_ids: list[str]) -> dict[tuple[str, str], tuple]:
+    """Each row keyed by (its anchor's id, role): (node, unpadded input ids, labels)."""
+    rows = pop_structure(batch)
+    valid = [anchor_ids[i] for i in rows["anchor"].tolist()]
+    keys = [(a, "anchor") for a in anchor_ids] + [(a, "positive") for a in valid]
+    keys += [(a, f"negative{k}") for a in valid for k in range(rows["negative"].shape[1])]
+    tokens = batch["attention_mask"].bool()
+    return {
+        key: (
+            int(rows["nodes"][r]),
+            batch["input_ids"][r][tokens[r]].tolist(),
+            batch["labels"][r][tokens[r]].tolist(),
+        )
+        for r, key in enumerate(keys)
+    }
+
+
+def test_a_batch_split_in_two_draws_and_masks_the_same_rows() -> None:
+    """What two DDP ranks collate from the halves of a batch is, row for row, what one process collates
+    from the whole batch: the same extras, crops and masks."""
+    collator = _collator(negatives=2, seed=7)
+    whole = _rows_by_role(collator(_examples([0, 1, 2, 3, 4, 5])), IDS[:6])
+    halves = _rows_by_role(collator(_examples([0, 1, 2])), IDS[:3])
+    halves |= _rows_by_role(collator(_examples([3, 4, 5])), IDS[3:6])
+    assert halves == whole
+
+
 def test_sampling_is_seeded_by_batch_and_epoch() -> None:
     collator = _collator(negatives=3)
     first = pop_structure(collator(_examples([0, 1, 2, 3, 4])))

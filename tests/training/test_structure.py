@@ -24,9 +24,13 @@ HALF_A, HALF_B = "ACDEFGHIKL", "MNPQRSTVWY"
 
 @pytest.fixture(scope="module")
 def two_components(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """40 sequences in two cliques of 20. Every other residue comes from the component's half of the
-    alphabet, so the components can be told apart from the sequence, but only by counting."""
-    root = tmp_path_factory.mktemp("two")
+    return write_two_components(tmp_path_factory.mktemp("two"))
+
+
+def write_two_components(root: Path) -> tuple[Path, Path]:
+    """40 sequences in two cliques of 20 (seq.fasta, graph.tsv in `root`). Every other residue comes from
+    the component's half of the alphabet, so the components can be told apart from the sequence, but only
+    by counting."""
     rng = np.random.default_rng(0)
     records, edges = [], []
     for c, own in enumerate((HALF_A, HALF_B)):

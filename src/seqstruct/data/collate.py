@@ -61,12 +61,14 @@ def mask_tokens(
 class MaskedLMCollator:
     """Collate `{"id": str, "sequence": str}` examples into a masked-LM batch: crop, tokenize, pad, mask.
 
-    Crops and masks are drawn from a generator seeded by (seed, epoch, the batch's ids) unless a generator
-    is given. They are then a function of the batch alone, not of how many batches were collated before:
-    accelerate's data loader collates one batch ahead, so the global RNG state a checkpoint saves has
-    already moved past the next batch, and a resumed run drawing from it would mask differently. The
-    trainer sets `epoch`, so a protein is cropped and masked anew each epoch. Examples that already carry
-    `labels` are only padded.
+    Each example is cropped and masked by its own generator, seeded by (seed, epoch, its id), unless a
+    generator is given (then shared by all rows in turn). Its crop and mask are then a function of the
+    example alone: not of how many batches were collated before (accelerate's data loader collates one
+    batch ahead, so the global RNG state a checkpoint saves has already moved past the next batch, and a
+    resumed run drawing from it would mask differently), and not of which other examples share its batch
+    (so `torchrun` ranks at batch b mask exactly as one process at batch N·b, whose batch is theirs
+    joined). The trainer sets `epoch`, so a protein is cropped and masked anew each epoch. Examples that
+    already carry `labels` are only padded.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -94,16 +96,21 @@ class MaskedLMCollator:
         if "labels" in examples[0]:
             # Held-out examples arrive pre-masked (see data.pretraining.premask): pad them, mask nothing.
             return pad_collate(examples, self.tokenizer.pad_token_id)
-        batch = self.crop_and_mask(examples, self.generator or self.batch_generator(examples))
+        batch = self.crop_and_mask(examples, [self.example_generator(ex) for ex in examples])
         batch.pop("special_tokens_mask")
         return batch
 
     def crop_and_mask(
-        self, examples: Sequence[dict[str, Any]], generator: torch.Generator
+        self, examples: Sequence[dict[str, Any]], generators: Sequence[torch.Generator]
     ) -> dict[str, torch.Tensor]:
-        """Crop, tokenize, pad and mask; the batch keeps `special_tokens_mask` (B, L) for the caller."""
+        """Crop, tokenize, pad and mask, row i drawing from `generators[i]` (its crop, then its mask, over
+        its own tokens only, so padding to the batch's longest row changes no draw); the batch keeps
+        `special_tokens_mask` (B, L) for the caller."""
         if self._protein:
-            crops = [random_crop(ex["sequence"], self.max_length - 2, generator) for ex in examples]
+            crops = [
+                random_crop(ex["sequence"], self.max_length - 2, g)
+                for ex, g in zip(examples, generators, strict=True)
+            ]
         else:  # text: word pieces are not characters, so the tokenizer truncates (keeping [SEP])
             crops = [ex["sequence"] for ex in examples]
         batch = self.tokenizer(
@@ -116,30 +123,38 @@ class MaskedLMCollator:
             return_token_type_ids=False,
         )
         special = batch["special_tokens_mask"].bool()
-        batch["input_ids"], batch["labels"] = mask_tokens(
-            batch["input_ids"],
-            special,
-            self.tokenizer.mask_token_id,
-            self._replacement_ids,
-            self.mlm_probability,
-            self.mask_replace_prob,
-            self.random_replace_prob,
-            generator,
-        )
+        input_ids = batch["input_ids"].clone()
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for row, generator in enumerate(generators):
+            tokens = batch["attention_mask"][row].bool()  # [L] this row's tokens, wherever padding goes
+            masked, row_labels = mask_tokens(
+                batch["input_ids"][row, tokens][None],  # [1, n]
+                special[row, tokens][None],
+                self.tokenizer.mask_token_id,
+                self._replacement_ids,
+                self.mlm_probability,
+                self.mask_replace_prob,
+                self.random_replace_prob,
+                generator,
+            )
+            input_ids[row, tokens], labels[row, tokens] = masked[0], row_labels[0]
+        batch["input_ids"], batch["labels"] = input_ids, labels
         batch["special_tokens_mask"] = special
         return dict(batch)
 
-    def batch_seed(self, examples: Sequence[dict[str, Any]], salt: str = "") -> int:
-        """A 63-bit seed determined by (seed, epoch, the batch's ids, salt)."""
-        salted = f"{salt}:" if salt else ""  # unsalted keys stay those of earlier releases: same masks
-        key = f"{self.seed}:{self.epoch}:{salted}" + "\x1f".join(
-            str(ex.get("id", ex["sequence"])) for ex in examples
-        )
+    def derived_seed(self, *parts: object) -> int:
+        """A 63-bit seed determined by (seed, epoch, parts): the same in every process, whatever the batch."""
+        key = "\x1f".join(str(part) for part in (self.seed, self.epoch, *parts))
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "little") & (2**63 - 1)
 
-    def batch_generator(self, examples: Sequence[dict[str, Any]]) -> torch.Generator:
-        return torch.Generator().manual_seed(self.batch_seed(examples))
+    def example_generator(self, example: dict[str, Any], role: str = "") -> torch.Generator:
+        """The generator of one row: the shared `generator` when given, else one seeded by (seed, epoch,
+        role, the example's id); `role` tells apart rows drawn for one example (a graph anchor's extras)."""
+        if self.generator is not None:
+            return self.generator
+        key = example.get("id", example["sequence"])
+        return torch.Generator().manual_seed(self.derived_seed(role, key))
 
 
 def pad_collate(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -198,11 +198,12 @@ def sample_contrast(
     from the nodes that are neither the anchor nor its neighbours, restricted to the anchor's group when
     `groups` ([N] labels, e.g. species) is given.
 
-    Deterministic in (seed, anchors). Returns positives [A] (-1 for an anchor without neighbours, which
-    callers skip) and negatives [A, num_negatives]; a group too small to supply the negatives is an
+    Each anchor draws from its own generator, seeded by (seed, anchor): its extras do not depend on the
+    other anchors of the call, so a batch split across processes draws what the whole batch would (an
+    anchor given twice draws the same twice). Returns positives [A] (-1 for an anchor without neighbours,
+    which callers skip) and negatives [A, num_negatives]; a group too small to supply the negatives is an
     error naming the anchor. `lists` (from `graph.adjacency_lists()`) saves recomputing them per batch.
     """
-    rng = np.random.default_rng(seed)
     neighbours, weights = graph.adjacency_lists() if lists is None else lists
     n = len(graph.nodes)
     members: dict[object, np.ndarray] = {}
@@ -213,7 +214,8 @@ def sample_contrast(
             members[label] = np.flatnonzero(groups == label)
     positives = np.full(len(anchors), -1, dtype=np.int64)
     negatives = np.empty((len(anchors), num_negatives), dtype=np.int64)
-    for row, anchor in enumerate(np.asarray(anchors, dtype=np.int64)):
+    for row, anchor in enumerate(np.asarray(anchors, dtype=np.int64).tolist()):
+        rng = np.random.default_rng([seed, anchor])
         near = neighbours[anchor]
         if len(near):
             positives[row] = near[_draw_neighbour(rng, weights[anchor])]

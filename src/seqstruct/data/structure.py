@@ -16,8 +16,10 @@ Row layout (R = B + V·(1 + K) for V anchors with a positive and K negatives eac
 Keys added to the masked-LM batch (all prefixed `structure_`, which the Trainer removes before the
 model's forward): `nodes` [R] each row's node index; `anchor` [V], `positive` [V], `negative` [V, K] row indices; `adjacency` [R, R] bool,
 the graph (symmetrised) restricted to the rows plus repeated nodes, for the in-batch losses; `pool_mask`
-[R, L] bool, residue tokens for mean pooling. Sampling is seeded by (seed, epoch, the anchors' ids), like
-the masks, so a resumed run draws the same extras.
+[R, L] bool, residue tokens for mean pooling. Each anchor's extras are drawn from (seed, epoch, the
+anchor), and every row is cropped and masked from (seed, epoch, its anchor's id, its role), so a resumed
+run draws the same extras, and `torchrun` ranks at batch b draw, between them, exactly the rows of one
+process at batch N·b.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class GraphContrastCollator:
             self.graph,
             anchors,
             num_negatives=self.num_negatives,
-            seed=self.mlm.batch_seed(examples, salt="graph"),
+            seed=self.mlm.derived_seed("graph"),  # per anchor inside: a batch split draws the same extras
             groups=self.groups,
             lists=self._lists,
         )
@@ -97,20 +99,33 @@ class GraphContrastCollator:
         rows = list(examples) + [
             {"id": self.graph.nodes[i], "sequence": self.sequences[i]} for i in extra.tolist()
         ]
-        batch = self.mlm.crop_and_mask(rows, self.mlm.generator or self.mlm.batch_generator(examples))
+        # Each extra row is cropped and masked by its anchor and role, not by its place in the batch.
+        owners = [examples[i] for i in valid.tolist()]
+        generators = [self.mlm.example_generator(ex) for ex in examples]
+        generators += [self.mlm.example_generator(ex, "positive") for ex in owners]
+        generators += [
+            self.mlm.example_generator(ex, f"negative{k}") for ex in owners for k in range(self.num_negatives)
+        ]
+        batch = self.mlm.crop_and_mask(rows, generators)
         batch["labels"][len(examples) :] = IGNORE_INDEX
         special = batch.pop("special_tokens_mask")
         b, v, k = len(examples), len(valid), self.num_negatives
-        node_tensor = torch.from_numpy(nodes)
-        same = node_tensor[:, None] == node_tensor[None, :]  # [R, R] a node drawn twice is its own positive
-        linked = torch.from_numpy(self._adjacency[nodes][:, nodes].toarray())
-        batch[STRUCTURE_PREFIX + "nodes"] = node_tensor
+        batch[STRUCTURE_PREFIX + "nodes"] = torch.from_numpy(nodes)
         batch[STRUCTURE_PREFIX + "anchor"] = torch.from_numpy(valid)
         batch[STRUCTURE_PREFIX + "positive"] = torch.arange(b, b + v)
         batch[STRUCTURE_PREFIX + "negative"] = torch.arange(b + v, b + v + v * k).reshape(v, k)
-        batch[STRUCTURE_PREFIX + "adjacency"] = (linked | same) & ~torch.eye(len(nodes), dtype=torch.bool)
+        batch[STRUCTURE_PREFIX + "adjacency"] = self.adjacency(nodes)
         batch[STRUCTURE_PREFIX + "pool_mask"] = batch["attention_mask"].bool() & ~special
         return batch
+
+    def adjacency(self, nodes: np.ndarray) -> torch.Tensor:
+        """[R, R] bool: which of the rows' nodes ([R] node indices) the graph links (symmetrised), a node
+        drawn twice counting as its own positive; the diagonal is False. Also what the Trainer rebuilds
+        for the rows of every rank together under DDP."""
+        node_tensor = torch.from_numpy(nodes)
+        same = node_tensor[:, None] == node_tensor[None, :]  # [R, R] a node drawn twice is its own positive
+        linked = torch.from_numpy(self._adjacency[nodes][:, nodes].toarray())
+        return (linked | same) & ~torch.eye(len(nodes), dtype=torch.bool)
 
 
 def pop_structure(batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -1,8 +1,11 @@
-"""Token-budget batches in the Trainer: no compute on padding, a fixed number of tokens a step.
+"""The masked-LM Trainer: token-budget batches, and a step that is the same under any number of processes.
 
 `MaskedLMTrainer` is the Trainer whose training data loader draws its batches from a
-`TokenBudgetBatchSampler` (seqstruct.data.collate) instead of a fixed row count; `data.max_tokens` asks
-for one.
+`TokenBudgetBatchSampler` (seqstruct.data.collate) instead of a fixed row count when `data.max_tokens`
+asks for one. Without one, `torchrun --nproc_per_node N` at batch b trains as one process at batch N·b:
+the length-grouped order is drawn for the global batch (accelerate then hands consecutive per-rank
+batches of it to the ranks, so the ranks' batches joined are the one process's), the collator's crops
+and masks are per example, and the loss is the mean over the global batch's masked tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import seed_worker
 
 from seqstruct.config import PretrainConfig
-from seqstruct.data.collate import TokenBudgetBatchSampler
+from seqstruct.data.collate import IGNORE_INDEX, TokenBudgetBatchSampler
 from seqstruct.models import hooks
 
 logger = logging.getLogger(__name__)
@@ -31,10 +34,17 @@ if problems := hooks.trainer_contract_problems():  # named here rather than as a
 
 class EpochSeededLengthSampler(Sampler[int]):
     """transformers' LengthGroupedSampler with a generator seeded by (seed, epoch) before each pass; the
-    Trainer calls `set_epoch` at every epoch's start, a resumed run included."""
+    Trainer calls `set_epoch` at every epoch's start, a resumed run included.
 
-    def __init__(self, sampler: LengthGroupedSampler, seed: int) -> None:
+    `global_batch` (rows of one optimiser step over all processes) replaces the sampler's per-process
+    batch size: its mega-batches (up to 50 batches, or a quarter of the data, sorted by length inside)
+    then hold the same indices in the same order whatever the number of processes, so N ranks at batch b
+    draw one process's order at N·b (accelerate deals its consecutive b-row batches out to the ranks).
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int, global_batch: int) -> None:
         self.sampler, self.seed, self.epoch = sampler, seed, 0
+        sampler.batch_size = global_batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -59,6 +69,11 @@ class MaskedLMTrainer(Trainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.batch_sampler = batch_sampler
+        # The masked-LM heads trained here (ESM, BERT) average over their batch's masked tokens and ignore
+        # `num_items_in_batch`; a forward that takes **kwargs (BERT's) would otherwise make the Trainer skip
+        # dividing by the accumulation steps and multiply by the world size, for a loss that was never
+        # divided by the global count. `compute_loss` makes the DDP loss the global token mean instead.
+        self.model_accepts_loss_kwargs = False
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
         """Length-grouped batches whose order is drawn from (data_seed, epoch), not from the global RNG:
@@ -68,8 +83,26 @@ class MaskedLMTrainer(Trainer):
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            return EpochSeededLengthSampler(sampler, seed)
+            global_batch = sampler.batch_size * self.args.world_size  # per process x accumulation x ranks
+            return EpochSeededLengthSampler(sampler, seed, global_batch)
         return sampler
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """The model's loss (the mean over this batch's masked tokens); in training under DDP, rescaled to
+        this rank's share of the mean over every rank's masked tokens (see `global_token_share`)."""
+        labels = inputs.get("labels")
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        if model.training and self.args.world_size > 1 and labels is not None:
+            count = (labels != IGNORE_INDEX).sum()
+            total = self.accelerator.gather(count[None]).sum()
+            loss = global_token_share(loss, count, total, self.args.world_size)
+        return (loss, outputs) if return_outputs else loss
 
     def get_train_dataloader(self) -> DataLoader:
         if self.batch_sampler is None:
@@ -86,6 +119,22 @@ class MaskedLMTrainer(Trainer):
             worker_init_fn=partial(seed_worker, num_workers=workers, rank=self.args.process_index),
         )
         return self.accelerator.prepare(loader)
+
+
+def global_token_share(
+    local_mean: torch.Tensor, count: torch.Tensor, total: torch.Tensor, world_size: int
+) -> torch.Tensor:
+    """This rank's loss such that DDP's gradient average is the gradient of the global token mean.
+
+    local_mean: the mean over this rank's `count` masked tokens; total: masked tokens over all ranks.
+    DDP averages gradients over the ranks, so each rank contributes world_size · (its token sum) / total:
+    averaged, Σ_ranks sums / total, what one process computes over the joined batch. The plain local mean
+    would weigh a rank's tokens by 1 / its own count, unequal when ranks mask unequally many. A rank
+    without masked tokens (its mean is 0/0) contributes 0.
+    """
+    present = count > 0
+    share = count * world_size / total.clamp_min(1)
+    return torch.where(present, local_mean, torch.zeros_like(local_mean)) * share
 
 
 def token_budget_sampler(config: PretrainConfig, train_set: Dataset) -> TokenBudgetBatchSampler | None:
