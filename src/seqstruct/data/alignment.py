@@ -135,12 +135,10 @@ def knn_accuracy(
         share = sparse.diags(1.0 / weight) @ votes[scored]  # [S, C] share of neighbour weight per label
         predicted = (share >= 0.5).astype(np.float64)
         frequent = (np.asarray(truth.mean(axis=0)).ravel() >= 0.5).astype(np.float64)  # [C]
-        everyone = sparse.csr_matrix(np.tile(frequent, (count, 1)))
-        return (
-            float(jaccard_rows(predicted, truth).mean()),
-            float(jaccard_rows(everyone, truth).mean()),
-            count,
-        )
+        inter = truth @ frequent  # [S] Jaccard of one fixed set with every row, without tiling it
+        union = frequent.sum() + np.asarray(truth.sum(axis=1)).ravel() - inter
+        constant = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        return float(jaccard_rows(predicted, truth).mean()), float(constant.mean()), count
     winner = np.asarray(votes[scored].argmax(axis=1)).ravel()  # ties: the first (sorted) label
     correct = np.asarray(truth[np.arange(count), winner]).ravel() > 0
     majority = int(np.asarray(truth.sum(axis=0)).ravel().argmax())
