@@ -162,7 +162,7 @@ def _data_align(args: argparse.Namespace) -> None:
     print(alignment_table(rows), end="")
     print(
         f"Random graphs: {args.draws} degree-preserving shuffles of the same edges. A column is aligned when "
-        "homophily and the kNN score both lie more than 3 stds above them: only then can structure-inducing "
+        "homophily and the kNN score both lie more than 3 stds (and 0.05) above them: only then can structure-inducing "
         "pretraining on this graph be expected to help tasks on that column."
     )
     if args.json:
