@@ -52,30 +52,14 @@ CHECKPOINT_PHASES = {  # at checkpoint-N
     "before_rotate": "checkpoint-N complete, older checkpoints not yet rotated away",
     "mid_rotate": "an older checkpoint half deleted by the rotation (its trainer_state.json left)",
 }
-UNFINISHED = list(CHECKPOINT_PHASES)[: list(CHECKPOINT_PHASES).index("before_state") + 1]
+UNFINISHED = list(CHECKPOINT_PHASES)[: list(CHECKPOINT_PHASES).index("state_half") + 1]
 FINAL_PHASES = {  # the run's own save after training (step 0)
     "final_weights_half": "the final model.safetensors half written in its temporary directory",
     "final_moved_weights": "model.safetensors moved into the run directory, the rest of the save not",
     "before_metrics": "the model saved, metrics.json not",
 }
-SET_ASIDE = "set_aside"  # --overwrite: the first entry of the old run moved into .previous-run, the rest not
+SET_ASIDE = "set_aside"  # --overwrite: the first entry of the old run moved aside, the rest not
 HOLD = "hold"  # not a kill: wait at optimiser step N until the test says go (two writers)
-
-BUG_HALF_STATE = (
-    "a half-written trainer_state.json counts as a finished checkpoint (Run's complete_checkpoints only asks "
-    "whether the file exists, and TrainerState.save_to_json writes it in place): --resume fails with a "
-    "JSONDecodeError traceback instead of setting the checkpoint aside"
-)
-BUG_SET_ASIDE_TWICE = (
-    "a second unfinished checkpoint-N cannot be set aside: Run's _set_incomplete_aside renames it onto the "
-    "incomplete-checkpoint-N the first kill left, and --resume fails with OSError [Errno 39] Directory not empty"
-)
-BUG_PARTIAL_SET_ASIDE = (
-    "an --overwrite killed while Run's set_aside moves the old run into .previous-run entry by entry loses "
-    "part of the old run at the next lock holder: tidy removes .previous-run when metrics.json and "
-    "model.safetensors are still in place (taken for a finished replacement), and set_aside removes what "
-    "is still in place when one of them was moved (taken for an unfinished replacement)"
-)
 
 
 @dataclass(frozen=True)
@@ -212,7 +196,7 @@ def _arm(fault: Fault, root: Path) -> None:
 
         def replace_hook(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
             target = Path(dst)
-            if target.parent == root / ".previous-run" and fault.phase == SET_ASIDE:
+            if target.parent == root / ".previous-run.partial" and fault.phase == SET_ASIDE:
                 replace(src, dst, *args, **kwargs)
                 _die()
             if target.parent == root and target.name == "metrics.json" and fault.phase == "before_metrics":
@@ -362,7 +346,7 @@ def _recover(runner: Runner, argv: list[str], logs: Path, fault: Fault) -> None:
         unfinished = f" (only unfinished ones: ['checkpoint-{fault.step}'])" if fault.phase != STEP else ""
         assert (logs / "refused.txt").read_text().splitlines()[-1] == (
             f"seqstruct {command}: error: --resume: no checkpoint in {checkpoints}{unfinished}; "
-            "run without --resume to start"
+            + ("start again with --overwrite" if unfinished else "run without --resume to start")
         )
         again = [*argv, "--overwrite"] if fault.phase != STEP else argv
         assert runner.run(again, log) == 0, _tail(log)
@@ -373,7 +357,7 @@ def _recover(runner: Runner, argv: list[str], logs: Path, fault: Fault) -> None:
     assert f"resuming from {checkpoints / f'checkpoint-{fault.first_complete}'}\n" in text
     if fault.phase in UNFINISHED:
         assert (
-            f"{checkpoints / f'checkpoint-{fault.step}'} was not finished (no trainer_state.json): "
+            f"{checkpoints / f'checkpoint-{fault.step}'} was not finished (no complete trainer_state.json): "
             f"set aside as incomplete-checkpoint-{fault.step}"
         ) in text
         assert (checkpoints / f"incomplete-checkpoint-{fault.step}").is_dir()
@@ -470,18 +454,19 @@ def test_a_run_killed_and_resumed_equals_the_uninterrupted_one(
     kill_and_resume(runner, protein_fasta, reference, tmp_path, fault)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_HALF_STATE)
 def test_a_half_written_trainer_state_is_set_aside(
     runner: Runner, protein_fasta: Path, reference: Path, tmp_path: Path
 ) -> None:
+    """The Trainer writes trainer_state.json in place: cut off mid-write, it exists but is no JSON, and the
+    checkpoint counts as unfinished (it used to be taken as complete: a JSONDecodeError on --resume)."""
     kill_and_resume(runner, protein_fasta, reference, tmp_path, Fault("state_half", 6))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_SET_ASIDE_TWICE)
 def test_a_run_killed_twice_writing_the_same_checkpoint_resumes(
     runner: Runner, protein_fasta: Path, reference: Path, tmp_path: Path
 ) -> None:
-    """Preempted twice while saving checkpoint-6: the second unfinished checkpoint-6 is set aside too."""
+    """Preempted twice while saving checkpoint-6: the second unfinished checkpoint-6 is set aside too,
+    under a name of its own (renaming it onto the first one's used to fail: Directory not empty)."""
     out, log = tmp_path / "run", tmp_path / "resumed.txt"
     argv = pretrain_argv(protein_fasta, out)
     runner.kill(argv, tmp_path / "killed.txt", Fault("before_state", 6))
@@ -506,14 +491,15 @@ def test_a_killed_overwrite_keeps_the_old_run_until_its_replacement_finishes(
     assert_same_run(reference, out)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_PARTIAL_SET_ASIDE)
 def test_an_overwrite_killed_while_setting_the_old_run_aside_loses_none_of_it(
     runner: Runner, protein_fasta: Path, tmp_path: Path
 ) -> None:
     """--overwrite killed after moving one entry of the old run into .previous-run, then retried and
     killed again inside its training: the old run must still be whole in .previous-run. (Whatever entry
     the directory listing gives first: with metrics.json or model.safetensors moved, the rest in place is
-    taken for an unfinished replacement; with both still in place, for a finished one.)"""
+    taken for an unfinished replacement; with both still in place, for a finished one: the old run is now
+    gathered in .previous-run.partial and renamed at once, and the next lock holder moves a partial
+    gathering back.)"""
     out, log = tmp_path / "run", tmp_path / "old.txt"
     assert runner.run(pretrain_argv(protein_fasta, out, **{"train.seed": 1}), log) == 0, _tail(log)
     old = {k: v for k, v in _hashes(out).items() if k != ".seqstruct.lock"}
@@ -544,13 +530,8 @@ def _random_faults(count: int, seed: int) -> list[Fault]:
     return faults
 
 
-def _with_known_bugs(fault: Fault) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=BUG_HALF_STATE)] if fault.phase == "state_half" else []
-    return pytest.param(fault, marks=marks, id=str(fault))
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", [_with_known_bugs(f) for f in _random_faults(20, seed=8)])
+@pytest.mark.parametrize("fault", [pytest.param(f, id=str(f)) for f in _random_faults(20, seed=8)])
 def test_twenty_random_kill_points(
     runner: Runner, protein_fasta: Path, reference: Path, tmp_path: Path, fault: Fault
 ) -> None:

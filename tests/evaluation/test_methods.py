@@ -288,7 +288,7 @@ def test_finetune_in_a_work_dir_resumes_from_its_checkpoints(
     (tmp_path / "cut" / "checkpoints" / "checkpoint-3" / "model.safetensors").write_bytes(b"half")
     with caplog.at_level("WARNING", logger="seqstruct"):
         task.run(texts, cut, 0)
-    assert "checkpoint-3 was not finished (no trainer_state.json): set aside" in caplog.text
+    assert "checkpoint-3 was not finished (no complete trainer_state.json): set aside" in caplog.text
     assert cut.last_fit["resumed_from"] == "checkpoint-2" and cut.last_fit["steps"] == 4
     np.testing.assert_allclose(scores["cut"]["test"], scores["whole"]["test"], atol=1e-5)
 

@@ -135,7 +135,7 @@ def test_an_unfinished_checkpoint_is_set_aside_and_the_last_complete_one_resumes
     (resumed / "checkpoints" / "checkpoint-8" / "trainer_state.json").unlink()  # killed while saving
     caplog.set_level("WARNING", logger="seqstruct")
     metrics = pretrain(load_config(PretrainConfig, None, tiny_overrides(protein_fasta, resumed)), resume=True)
-    assert "checkpoint-8 was not finished (no trainer_state.json)" in caplog.text
+    assert "checkpoint-8 was not finished (no complete trainer_state.json)" in caplog.text
     assert (resumed / "checkpoints" / "incomplete-checkpoint-8").is_dir() and metrics["steps"] == 8
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6

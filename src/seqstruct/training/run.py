@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 RESUMABLE_CHANGES = ("output_dir", "train.max_steps", "train.max_minutes", "train.num_workers")
 # Where an --overwrite'n run waits, inside its directory, until the run replacing it has finished.
 PREVIOUS_RUN = ".previous-run"
+# Where set_aside gathers the old run before one rename makes it PREVIOUS_RUN: a kill in between leaves
+# the old run split between here and the directory, and the next lock holder moves it back whole.
+SETTING_ASIDE = ".previous-run.partial"
 
 
 def _under_root(name: str) -> property:
@@ -91,8 +94,8 @@ def check_same_run(paths: RunPaths, config: Any) -> None:
 
 def complete_checkpoints(directory: Path) -> tuple[str | None, list[Path]]:
     """(the newest checkpoint the Trainer finished writing, newer ones it did not). A checkpoint is
-    complete once its trainer_state.json exists: the Trainer writes that file last, so one killed while
-    saving lacks it, and resuming from it would fail."""
+    complete once its trainer_state.json reads as JSON: the Trainer writes that file last (and in place),
+    so one killed while saving lacks it or holds half of it, and resuming from it would fail."""
     if not directory.is_dir():
         return None, []
     found = sorted(
@@ -102,17 +105,32 @@ def complete_checkpoints(directory: Path) -> tuple[str | None, list[Path]]:
     )
     incomplete: list[Path] = []
     for _, entry in reversed(found):
-        if (entry / "trainer_state.json").is_file():
+        if _readable_json(entry / "trainer_state.json"):
             return str(entry), incomplete
         incomplete.append(entry)
     return None, incomplete
 
 
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, or cut off mid-write
+        return False
+    return True
+
+
 def _set_incomplete_aside(incomplete: list[Path]) -> None:
-    """Rename half-written checkpoints out of the Trainer's sight (kept, not deleted), warning by name."""
+    """Rename half-written checkpoints out of the Trainer's sight (kept, not deleted), warning by name; a
+    name already taken by an earlier interruption at the same step gets a number."""
     for entry in incomplete:
         target = entry.with_name(f"incomplete-{entry.name}")
-        logger.warning("%s was not finished (no trainer_state.json): set aside as %s", entry, target.name)
+        number = 2
+        while target.exists():
+            target = entry.with_name(f"incomplete-{entry.name}-{number}")
+            number += 1
+        logger.warning(
+            "%s was not finished (no complete trainer_state.json): set aside as %s", entry, target.name
+        )
         entry.rename(target)
 
 
@@ -148,7 +166,7 @@ def _run_entries(paths: RunPaths) -> list[Path]:
     """What the directory holds but its lock and a run set aside."""
     if not paths.root.is_dir():
         return []
-    return [e for e in paths.root.iterdir() if e.name not in (PREVIOUS_RUN, LOCK_NAME)]
+    return [e for e in paths.root.iterdir() if e.name not in (PREVIOUS_RUN, SETTING_ASIDE, LOCK_NAME)]
 
 
 def set_aside(paths: RunPaths) -> None:
@@ -162,11 +180,13 @@ def set_aside(paths: RunPaths) -> None:
             _remove(entry)
         logger.warning("%s: unfinished run removed; the run it replaced stays in %s", paths.root, previous)
         return
-    if previous.is_dir():
-        shutil.rmtree(previous)  # superseded by the finished run now being set aside
-    previous.mkdir()
+    gathering = paths.root / SETTING_ASIDE
+    gathering.mkdir()  # `tidy` has emptied any earlier one
     for entry in entries:
-        os.replace(entry, previous / entry.name)
+        os.replace(entry, gathering / entry.name)
+    if previous.is_dir():
+        shutil.rmtree(previous)  # superseded by the finished run just gathered
+    os.replace(gathering, previous)
     logger.info("%s: the run being replaced is kept in %s until this one finishes", paths.root, previous)
 
 
@@ -174,6 +194,12 @@ def tidy(paths: RunPaths) -> None:
     """What interrupted writers left: temporary files, and a PREVIOUS_RUN whose replacement finished
     (the process was killed between its last write and removing it)."""
     remove_temporary_files(paths.root)
+    gathering = paths.root / SETTING_ASIDE
+    if gathering.is_dir():  # killed while setting a run aside, before the new run wrote anything
+        for entry in gathering.iterdir():
+            os.replace(entry, paths.root / entry.name)
+        gathering.rmdir()
+        logger.warning("%s: put back the run an interrupted --overwrite was setting aside", paths.root)
     previous = paths.root / PREVIOUS_RUN
     if previous.is_dir() and is_finished(paths):
         logger.info("%s: removing %s, the run this finished one replaced", paths.root, previous)
@@ -197,9 +223,8 @@ def resume_point(paths: RunPaths, config: Any, resume: bool, overwrite: bool) ->
     if resume:
         if last is None:
             unfinished = f" (only unfinished ones: {[e.name for e in incomplete]})" if incomplete else ""
-            raise FileNotFoundError(
-                f"--resume: no checkpoint in {paths.checkpoints}{unfinished}; run without --resume to start"
-            )
+            start = "start again with --overwrite" if incomplete else "run without --resume to start"
+            raise FileNotFoundError(f"--resume: no checkpoint in {paths.checkpoints}{unfinished}; {start}")
         check_same_run(paths, config)
         _set_incomplete_aside(incomplete)
         logger.info("resuming from %s", last)
