@@ -85,3 +85,14 @@ def test_a_renamed_trainer_sampler_is_named(monkeypatch) -> None:
 
     monkeypatch.delattr(Trainer, "_get_train_sampler")
     assert hooks.trainer_contract_problems() == ["Trainer._get_train_sampler no longer exists"]
+
+
+def test_a_changed_compute_loss_or_loss_scaling_is_named(monkeypatch) -> None:
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "compute_loss", lambda self, model, inputs: None)
+    monkeypatch.setattr(Trainer, "training_step", lambda self, model, inputs: None)
+    assert hooks.trainer_contract_problems() == [
+        "Trainer.compute_loss no longer takes (model, inputs, return_outputs, num_items_in_batch)",
+        "Trainer.training_step no longer reads model_accepts_loss_kwargs",
+    ]

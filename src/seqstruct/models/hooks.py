@@ -87,6 +87,15 @@ def trainer_contract_problems() -> list[str]:
         problems.append("Trainer._get_train_sampler no longer exists")
     elif list(inspect.signature(sampler).parameters)[1:2] != ["train_dataset"]:
         problems.append("Trainer._get_train_sampler no longer takes train_dataset first")
+    loss = getattr(transformers.Trainer, "compute_loss", None)
+    expected = ["self", "model", "inputs", "return_outputs", "num_items_in_batch"]
+    if loss is None or list(inspect.signature(loss).parameters) != expected:
+        problems.append(f"Trainer.compute_loss no longer takes ({', '.join(expected[1:])})")
+    # MaskedLMTrainer sets this attribute so that the Trainer neither skips dividing the loss by the
+    # accumulation steps nor multiplies it by the world size: a Trainer that stops reading it would
+    # silently scale the loss.
+    if "model_accepts_loss_kwargs" not in inspect.getsource(transformers.Trainer.training_step):
+        problems.append("Trainer.training_step no longer reads model_accepts_loss_kwargs")
     return problems
 
 
