@@ -280,3 +280,32 @@ def test_clear_errors(go_text: Prepared, wordnet: Prepared, tmp_path: Path) -> N
         resolve_kind(bare, "auto")
     with pytest.raises(ValueError, match="graph pairs need a graph"):
         build_pairs(bare, "train", "graph")
+
+
+def test_edge_weights_draw_capped_graph_pairs_or_are_refused(tmp_path: Path) -> None:
+    """Ring edges weigh 1 and chords 50: a capped sample is mostly chords; without a cap every edge gives
+    one pair, where weights could not act, so the weighted graph is refused by name."""
+    records = sample_records(60, max_residues=40)
+    write_fasta(records, tmp_path / "proteins.fasta")
+    ids = [r.id for r in records]
+    ring = [(ids[i], ids[(i + 1) % 60], 1) for i in range(60)]
+    chords = [(ids[i], ids[(i + 7) % 60], 50) for i in range(0, 60, 3)]
+    lines = "".join(f"{a}\t{b}\t{w}\n" for a, b, w in ring + chords)
+    (tmp_path / "graph.tsv").write_text(lines, encoding="utf-8")
+    weighted = prepare(
+        "files",
+        tmp_path / "prepared",
+        fasta=str(tmp_path / "proteins.fasta"),
+        graph=str(tmp_path / "graph.tsv"),
+    )
+    chord_pairs = {frozenset((a, b)) for a, b, _ in chords}
+    with pytest.raises(ValueError, match="edge weights differ, and graph pairs take every edge once"):
+        build_pairs(weighted, "train", "graph")
+    assert len(build_pairs(weighted, "valid", "graph").dataset) > 0  # held-out pairs: every edge once
+    pairs = _records(build_pairs(weighted, "train", "graph", max_pairs=20))
+    drawn = [frozenset((r["anchor_id"], r["positive_id"])) in chord_pairs for r in pairs]
+    train = set(_rows(weighted, "train"))
+    in_train = [c for c in chord_pairs if c <= train]  # the chords with both ends in train
+    # A uniform draw of 20 would take chords in proportion (about a quarter); by weight the train chords
+    # (each 50 times a ring edge) are nearly all drawn first.
+    assert len(drawn) == 20 and len(in_train) >= 10 and sum(drawn) >= len(in_train) - 1

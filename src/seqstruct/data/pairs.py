@@ -13,7 +13,11 @@ Kinds (`build_pairs(prepared, split, kind, ...)`):
                    the term's.
     wordnet-lemma  wordnet: each lemma of a synset -> the synset's gloss. Both ids are the synset's.
     graph          any dataset with a graph (proteins: swissprot-go's shared-GO graph): each edge (u, v)
-                   -> (text of u, text of v), its orientation drawn per edge.
+                   -> (text of u, text of v), its orientation drawn per edge. Edge weights act through
+                   `max_pairs`: the kept pairs are drawn in proportion to their edges' weights. Without a
+                   cap every edge gives one pair and weights cannot act, so training pairs from a graph
+                   whose weights differ are refused rather than read as unweighted (held-out pairs, a
+                   measurement, take every edge once).
     unsupervised   each record's text twice, (x, x): SimCSE's unsupervised setting, in which the two dropout
                    masks of the two forward passes are the only difference between anchor and positive.
 
@@ -262,8 +266,17 @@ def build_pairs(
     else:
         candidates = [_Candidate(i, i, t, t, "text") for i, t in enumerate(rows["text"])]
     available = len(candidates)
+    weighted = kind == "graph" and graph is not None and bool(np.ptp(graph.weights) > 0)
+    # Training pairs only: held-out pairs are a measurement, every edge once.
+    if weighted and split == TRAIN and not (max_pairs and available > max_pairs):
+        raise ValueError(
+            f"{where}: the graph's edge weights differ, and graph pairs take every edge once, so they could "
+            f"not act; give max_pairs < {available} to draw pairs in proportion to weight, or drop the "
+            "weight column"
+        )
     if max_pairs and available > max_pairs:
-        keep = np.sort(rng.choice(available, max_pairs, replace=False))
+        chance = graph.weights / graph.weights.sum() if weighted else None  # [E], candidates in edge order
+        keep = np.sort(rng.choice(available, max_pairs, replace=False, p=chance))
         candidates = [candidates[i] for i in keep]
 
     ids = list(rows["id"])
