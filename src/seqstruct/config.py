@@ -173,13 +173,25 @@ class StructureConfig:
     graph: str = ""  # edge list (TSV id_a id_b [weight]) over the FASTA ids; "" with weight 0 = plain MLM
     directed: bool = False  # read `a b` as a -> b (positives are successors); in-batch losses symmetrise
     weight: float = 0.0  # lambda in [0, 1]; 0 is masked-LM alone, exactly (no graph batches are built)
-    loss: str = "margin"  # margin (contrastive on Euclidean distance) | info_nce | multi_similarity
+    # lambda ramps linearly from 0 over these optimiser steps, so an untrained encoder's first gradients are
+    # not the structure loss's alone; None = train.warmup_steps, 0 = full weight from the first step.
+    weight_warmup_steps: Count | None = None
+    # info_nce (cosine, the default) | margin (cosine distance) | multi_similarity (cosine) |
+    # margin_euclidean (the paper's contrastive loss on Euclidean distance: not scale-free)
+    loss: str = "info_nce"
     pooling: str = "cls"  # sequence vector the loss acts on: cls (the paper's) | mean | max (over residues)
-    margin: NonNegative = 1.0  # margin loss: negatives are pushed beyond this Euclidean distance
+    # Margin losses push negatives beyond this distance: 1 - cos for `margin` (at most 2; 1.0 = at least
+    # orthogonal), Euclidean for `margin_euclidean`.
+    margin: NonNegative = 1.0
     temperature: Positive = 0.05  # info_nce: softmax temperature on cosine similarities
+    projection_dim: Count = 0  # the loss reads a trained projection head's output of this width; 0 = none
     negatives: int = 1  # non-neighbours sampled per anchor into the batch; 0: margin uses the batch's rows
     groups: str = ""  # optional TSV `id<TAB>group...` (e.g. species): negatives only from the anchor's group
     group_column: str = ""  # which column of `groups` to use; "" = the first after id
+    # Held-out proteins with graph edges that query at every evaluation (eval_link_mrr), a seeded sample;
+    # 0 = no link evaluation during training.
+    link_queries: Count = 200
+    link_candidates: PositiveInt = 2000  # most nodes they rank: their neighbours, then a seeded sample
 
 
 @dataclass

@@ -69,6 +69,46 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _structure_lines(structure: dict[str, Any] | None) -> list[str]:
+    """The summary's structure section: the structure loss against its chance value (what an embedding
+    that ignores the graph scores), in plain words when the run never left it, and held-out link MRR."""
+    if not structure or not structure.get("weight"):
+        return []
+    lines = [f"## Structure-inducing loss ({structure['loss']}, λ = {structure['weight']})", ""]
+    loss, chance, best = (structure.get(key) for key in ("final_loss", "chance", "best_loss_to_chance"))
+    cannot = (
+        "the encoder did not learn the graph, so this run cannot show whether structure-inducing "
+        "pretraining helps or hurts; it shows only that this loss did not train."
+    )
+    if loss is None or chance is None:
+        lines.append("No structure loss was logged (fewer steps than `train.logging_steps`).")
+    elif structure.get("left_chance"):
+        lines.append(
+            f"The structure loss left its chance value: {_fmt(loss)} at the last logged step against "
+            f"{_fmt(chance)} for an embedding that ignores the graph ({_fmt(loss / chance, 2)} of it)."
+        )
+    elif best is not None and best < structure["left_chance_threshold"]:
+        lines.append(
+            f"**The structure loss fell back to chance.** It reached {_fmt(best, 2)} of its chance value "
+            f"at step {structure.get('best_step')}, but at the last logged step it is {_fmt(loss)}, "
+            f"{_fmt(loss / chance, 2)} of the {_fmt(chance)} that an embedding ignoring the graph scores: "
+            + cannot
+        )
+    else:
+        lines.append(
+            f"**The structure loss never left chance.** At the last logged step it is {_fmt(loss)}, "
+            f"{_fmt(loss / chance, 2)} of the {_fmt(chance)} that an embedding ignoring the graph scores "
+            f"(at best {_fmt(best, 2)}): " + cannot
+        )
+    if structure.get("link_mrr") is not None:
+        lines += [
+            "",
+            f"Held-out link retrieval at the last step (`eval_link_mrr`, {structure.get('link_queries')} "
+            f"held-out proteins querying by cosine): MRR {_fmt(structure['link_mrr'])}.",
+        ]
+    return [*lines, ""]
+
+
 def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write `summary.md` and `loss_curve.png` into a pretraining run directory; returns the summary path."""
     run = Path(run_dir)
@@ -102,6 +142,7 @@ def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -
         "",
         "![training and held-out loss](loss_curve.png)",
         "",
+        *_structure_lines(metrics.get("structure")),
         "## Files",
         "",
         "- `config.json`, `model.safetensors`, `tokenizer*.json`: the model in the Hugging Face layout "

@@ -2,48 +2,52 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from seqstruct.evaluation.structure import link_retrieval
 from seqstruct.objectives.structure import (
     StructureObjective,
+    cosine_distance,
     graph_info_nce_loss,
-    margin_contrastive_in_batch_loss,
-    margin_contrastive_loss,
+    link_mrr,
+    margin_euclidean_in_batch_loss,
+    margin_euclidean_loss,
+    margin_in_batch_loss,
+    margin_loss,
     multi_similarity_loss,
 )
 
 
-def test_margin_loss_zero_when_positives_coincide_and_negatives_are_far() -> None:
+def test_margin_euclidean_loss_zero_when_positives_coincide_and_negatives_are_far() -> None:
     anchor = torch.zeros(2, 3)
     negatives = torch.full((2, 4, 3), 2.0)  # distance 2√3 > margin 1
-    assert margin_contrastive_loss(anchor, anchor.clone(), negatives, margin=1.0).item() == 0.0
+    assert margin_euclidean_loss(anchor, anchor.clone(), negatives, margin=1.0).item() == 0.0
 
 
-def test_margin_loss_matches_formula() -> None:
+def test_margin_euclidean_loss_matches_formula() -> None:
     anchor = torch.tensor([[0.0, 0.0]])
     positive = torch.tensor([[3.0, 4.0]])  # squared distance 25
     negatives = torch.tensor([[[0.3, 0.4], [6.0, 8.0]]])  # distances 0.5 and 10
     expected = 25.0 + ((2.0 - 0.5) ** 2 + 0.0) / 2
-    loss = margin_contrastive_loss(anchor, positive, negatives, margin=2.0)
+    loss = margin_euclidean_loss(anchor, positive, negatives, margin=2.0)
     assert loss.item() == pytest.approx(expected)
 
 
-def test_in_batch_margin_loss_matches_formula() -> None:
+def test_in_batch_margin_euclidean_loss_matches_formula() -> None:
     # rows: 0 anchor, 1 its positive (linked), 2 linked to 0 too, 3 unlinked
     embeddings = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.1, 0.0], [0.6, 0.8]])
     linked = torch.zeros(4, 4, dtype=torch.bool)
     for a, b in ((0, 1), (0, 2)):
         linked[a, b] = linked[b, a] = True
-    loss = margin_contrastive_in_batch_loss(
+    loss = margin_euclidean_in_batch_loss(
         embeddings, torch.tensor([0]), torch.tensor([1]), linked, margin=2.0
     )
     # pull 1.0; the one negative of row 0 is row 3 at distance 1: (2 - 1)^2; row 2 is linked, no push
     assert loss.item() == pytest.approx(1.0 + 1.0)
-    far = margin_contrastive_in_batch_loss(
-        embeddings, torch.tensor([0]), torch.tensor([1]), linked, margin=0.5
-    )
+    far = margin_euclidean_in_batch_loss(embeddings, torch.tensor([0]), torch.tensor([1]), linked, margin=0.5)
     assert far.item() == pytest.approx(1.0)  # every negative already beyond the margin
 
 
@@ -56,15 +60,16 @@ def test_objective_combines_and_picks_in_batch_negatives_when_none_sampled() -> 
         "negative": torch.zeros(1, 0, dtype=torch.long),
         "adjacency": linked,
     }
-    objective = StructureObjective("margin", weight=0.25, margin=2.0)
+    objective = StructureObjective("margin_euclidean", weight=0.25, margin=2.0)
     structure = objective.structure_loss(embeddings, rows)
     assert structure.item() == pytest.approx(1.0 + 1.0)
     sampled = rows | {"negative": torch.tensor([[2]])}
     assert objective.structure_loss(embeddings, sampled).item() == pytest.approx(2.0)
-    total = objective.combine(torch.tensor(4.0), structure)
+    total = objective.combine(torch.tensor(4.0), structure, step=0)
     assert total.item() == pytest.approx(0.75 * 4.0 + 0.25 * 2.0)
     assert (
-        StructureObjective("margin", weight=0.0).combine(torch.tensor(3.0), torch.tensor(100.0)).item() == 3.0
+        StructureObjective("margin", weight=0.0).combine(torch.tensor(3.0), torch.tensor(100.0), 0).item()
+        == 3.0
     )
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         StructureObjective("margin", weight=-0.1)
@@ -117,3 +122,146 @@ def test_batch_without_edges_gives_zero_with_gradient_graph(loss) -> None:
 def test_positive_mask_shape_checked() -> None:
     with pytest.raises(ValueError, match=r"\[B, B\]"):
         graph_info_nce_loss(torch.randn(3, 4), torch.zeros(2, 2, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cosine geometry, chance values, λ warm-up, link MRR (issue 21)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cosine_margin_loss_matches_formula() -> None:
+    anchor = torch.tensor([[1.0, 0.0]])
+    positive = torch.tensor([[3.0, 3.0]])  # 45 degrees: d = 1 - 1/sqrt(2)
+    negatives = torch.tensor([[[2.0, 0.1], [-5.0, 0.0]]])  # nearly parallel, and opposite (d = 2)
+    margin = 0.5
+    d_pos = 1 - 1 / math.sqrt(2)
+    d_near = 1 - 2.0 / math.hypot(2.0, 0.1)
+    expected = d_pos + (max(0.0, margin - d_near) + 0.0) / 2
+    assert margin_loss(anchor, positive, negatives, margin).item() == pytest.approx(expected, rel=1e-5)
+    assert cosine_distance(anchor, -anchor).item() == pytest.approx(2.0)
+
+
+def test_in_batch_cosine_margin_loss_matches_formula() -> None:
+    # rows: 0 anchor, 1 its positive, 2 linked to 0 too (no push), 3 unlinked and orthogonal, 4 opposite
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, -3.0], [-1.0, 0.0]])
+    linked = torch.zeros(5, 5, dtype=torch.bool)
+    for a, b in ((0, 1), (0, 2)):
+        linked[a, b] = linked[b, a] = True
+    loss = margin_in_batch_loss(embeddings, torch.tensor([0]), torch.tensor([1]), linked, margin=1.5)
+    # pull d(0, 1) = 1; negatives 3 (d = 1: hinge 0.5) and 4 (d = 2: beyond the margin)
+    assert loss.item() == pytest.approx(1.0 + (0.5 + 0.0) / 2, rel=1e-6)
+
+
+def _layout(rows: int = 6, sampled: bool = False) -> dict[str, torch.Tensor]:
+    """A batch layout: rows 0-2 anchors, 3-4 their positives (anchor 2 has none), row 5 a negative."""
+    adjacency = torch.zeros(rows, rows, dtype=torch.bool)
+    for a, b in ((0, 3), (1, 4), (0, 1)):
+        adjacency[a, b] = adjacency[b, a] = True
+    negative = torch.tensor([[5], [5]]) if sampled else torch.zeros(2, 0, dtype=torch.long)
+    return {
+        "anchor": torch.tensor([0, 1]),
+        "positive": torch.tensor([3, 4]),
+        "negative": negative,
+        "adjacency": adjacency,
+    }
+
+
+LOSS_CASES = [
+    ("info_nce", False),
+    ("multi_similarity", False),
+    ("margin", False),
+    ("margin", True),
+    ("margin_euclidean", False),
+    ("margin_euclidean", True),
+]
+
+
+@pytest.mark.parametrize(("loss", "sampled"), LOSS_CASES)
+def test_cosine_losses_ignore_the_scale_of_the_pooled_vectors(loss, sampled) -> None:
+    """The pooled vectors of a fresh encoder have norms near 17: a loss read off their directions is the
+    same at any norm; the paper's Euclidean margin loss is not, which is why it is no longer the default."""
+    torch.manual_seed(0)
+    e = torch.randn(6, 8)
+    objective = StructureObjective(loss, margin=0.8)
+    rows = _layout(sampled=sampled)
+    small, large = objective.structure_loss(e, rows), objective.structure_loss(10 * e, rows)
+    if loss == "margin_euclidean":
+        assert large.item() > 10 * small.item()
+    else:
+        assert large.item() == pytest.approx(small.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_cosine_losses_stay_within_their_bounds(scale) -> None:
+    torch.manual_seed(1)
+    rows = _layout()
+    for _ in range(5):
+        e = scale * torch.randn(6, 4)
+        info_nce = StructureObjective("info_nce", temperature=0.1).structure_loss(e, rows).item()
+        assert 0.0 <= info_nce <= math.log(5) + 2 / 0.1
+        margin = StructureObjective("margin", margin=1.0).structure_loss(e, rows).item()
+        assert 0.0 <= margin <= 2.0 + 1.0
+
+
+@pytest.mark.parametrize(("loss", "sampled"), LOSS_CASES)
+def test_chance_is_the_loss_of_an_embedding_that_ignores_the_graph(loss, sampled) -> None:
+    """All rows alike (or, for the Euclidean margin, all at the one distance margin/2 apart) is an
+    embedding that knows nothing of the graph; the chance value is what every loss scores there."""
+    rows = _layout(sampled=sampled)
+    objective = StructureObjective(loss, margin=0.8, temperature=0.07)
+    chance = objective.chance(rows).item()
+    identical = torch.ones(6, 5)
+    if loss == "info_nce":
+        assert objective.structure_loss(identical, rows).item() == pytest.approx(math.log(5), abs=1e-6)
+        assert chance == pytest.approx(math.log(5), abs=1e-6)  # ln C, C = 5 candidates per row
+    elif loss == "margin":
+        assert chance == pytest.approx(0.8)
+        assert objective.structure_loss(identical, rows).item() == pytest.approx(chance, abs=1e-6)
+    elif loss == "margin_euclidean":
+        simplex = torch.eye(6) * (0.8 / 2) / math.sqrt(2)  # every pair at distance margin / 2
+        assert chance == pytest.approx(0.8**2 / 2)
+        assert objective.structure_loss(simplex, rows).item() == pytest.approx(chance, rel=1e-5)
+    else:  # multi-similarity: the least loss over one similarity s shared by every pair
+        u, basis = torch.ones(6) / math.sqrt(6), torch.eye(6)
+        values = [
+            objective.structure_loss(math.sqrt(s) * u + math.sqrt(1 - s) * basis, rows).item()
+            for s in np.linspace(0.0, 0.999, 400)  # every pair at cosine s (s >= 0)
+        ]
+        assert min(values) >= chance - 1e-4
+        assert min(values) == pytest.approx(chance, abs=1e-3)
+
+
+def test_chance_is_zero_where_the_batch_has_nothing_to_learn() -> None:
+    rows = _layout() | {"adjacency": torch.zeros(6, 6, dtype=torch.bool)}
+    assert StructureObjective("info_nce").chance(rows).item() == 0.0
+    assert StructureObjective("multi_similarity").chance(rows).item() == 0.0
+    no_anchor = _layout() | {
+        "anchor": torch.zeros(0, dtype=torch.long),
+        "positive": torch.zeros(0, dtype=torch.long),
+    }
+    assert StructureObjective("margin").chance(no_anchor).item() == 0.0
+
+
+def test_structure_weight_ramps_linearly_from_zero() -> None:
+    objective = StructureObjective("info_nce", weight=0.5, weight_warmup_steps=10)
+    assert [objective.weight_at(step) for step in (0, 1, 5, 10, 11, 1000)] == [0.0, 0.05, 0.25, 0.5, 0.5, 0.5]
+    assert objective.combine(torch.tensor(2.0), torch.tensor(4.0), step=5).item() == pytest.approx(
+        0.75 * 2.0 + 0.25 * 4.0
+    )
+    assert objective.combine(torch.tensor(2.0), torch.tensor(4.0), step=0).item() == 2.0  # MLM alone
+    assert StructureObjective("info_nce", weight=0.5).weight_at(0) == 0.5  # no warm-up: full weight
+    with pytest.raises(ValueError, match="warm-up"):
+        StructureObjective("info_nce", weight_warmup_steps=-1)
+
+
+def test_link_mrr_equals_the_link_task_retrieval() -> None:
+    """The training-time link MRR is the evaluation's (cosine, nothing excluded), ties included: vectors
+    on a coarse integer grid make many similarities equal."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-1, 2, size=(60, 3)).astype(np.float64)  # [N, D], ties and a zero row or two
+    queries = np.array([0, 3, 7, 11, 20, 42])
+    relevant = [rng.choice(60, size=int(rng.integers(1, 6)), replace=False) for _ in queries]
+    relevant[2] = np.array([7])  # only itself: skipped by both
+    expected = link_retrieval(x, queries, relevant)["mrr"]
+    assert link_mrr(x, queries, relevant) == pytest.approx(expected, abs=1e-12)
+    assert link_mrr(x, queries[:1], [np.array([0])]) is None

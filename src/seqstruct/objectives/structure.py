@@ -1,7 +1,27 @@
-"""Metric-learning losses over a graph of sequences (structure-inducing pretraining, McDermott et al.).
+"""Metric-learning losses over a graph of sequences (structure-inducing pretraining, McDermott et al.),
+each with its "knows nothing" value, and the held-out link MRR that says whether the embedding learned
+the graph.
 
 Each loss takes pooled sequence embeddings and which of them the graph links; the combined objective
 (1 − λ)·MLM + λ·structure is assembled by the training model. Shapes: B embeddings of width D.
+
+Geometry. Every loss but `margin_euclidean` compares directions only (cosine), so it is invariant to the
+scale of the pooled vectors and bounded: a fresh encoder's pooled vectors have norms near 17 and sit
+about 5 apart, and the paper's Euclidean margin loss (kept as `margin_euclidean`) then starts at ~30 against
+a masked-LM loss of ~3, dominates warm-up under gradient clipping and collapses the pooled spread
+(issue 21). The cosine `margin` loss has a fixed margin on the cosine distance 1 − cos ∈ [0, 2] rather
+than one relative to the first batch's distances: it is scale-free already, and a fixed number needs no
+state saved for a resumed run or agreed between DDP ranks (a fresh encoder's vectors are nearly parallel,
+so a margin relative to their distances would be near 0). Its pull is linear in the distance, not
+squared, so the least similar positives are not the ones pulled hardest.
+
+Chance. `chance` is each loss's value for an embedding that ignores the graph, a pure function of the
+batch layout: InfoNCE with C candidates per anchor, ln C (all similarities equal; by Jensen no embedding
+blind to the graph expects less, a positive being exchangeable with any other candidate); a margin loss,
+its least value at one distance d shared by every pair, min_d f(d) (positives and negatives then share one
+distance distribution, so E f(d) ≥ min f); multi-similarity, its least value at one shared similarity.
+A training loss that stays at its chance value has learned nothing of the graph. A node drawn twice into
+a batch is its own positive, which an embedding can find without the graph; on large graphs that is rare.
 
 Edge weights enter through sampling only (seqstruct.data.graph.sample_contrast draws each anchor's
 positive in proportion to them), for every loss here. The in-batch losses read a boolean adjacency on
@@ -12,23 +32,68 @@ common scale to weigh one anchor's pairs against another's.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.preprocessing import normalize
 from torch import Tensor
 
+# ---------------------------------------------------------------------------------------------------
+# Margin losses: cosine (the default geometry) and the paper's Euclidean form
+# ---------------------------------------------------------------------------------------------------
 
-def margin_contrastive_loss(
-    anchor: Tensor, positive: Tensor, negatives: Tensor, margin: float = 1.0
+
+def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
+    """1 − cos(a, b) along the last dimension (broadcast), in [0, 2]; [..., D] x [..., D] -> [...]."""
+    return 1.0 - (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1)
+
+
+def margin_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, margin: float = 1.0) -> Tensor:
+    """Contrastive margin loss on cosine distance d = 1 − cos: positives pulled to d = 0, negatives pushed
+    beyond d = `margin` (1.0: at least orthogonal), both terms linear in d.
+
+        L = mean_a d(e_a, e_p)  +  mean_{a,k} max(0, margin − d(e_a, e_{n_k}))
+
+    anchor, positive [A, D]; negatives [A, K, D] -> scalar in [0, 2 + margin], the same for any scale of
+    the embeddings. Chance: at one shared distance d, d + max(0, margin − d) ≥ margin (margin ≤ 2).
+    """
+    pull = cosine_distance(anchor, positive).mean()
+    push = F.relu(margin - cosine_distance(anchor.unsqueeze(1), negatives)).mean()  # [A, K] -> scalar
+    return pull + push
+
+
+def margin_in_batch_loss(
+    embeddings: Tensor, anchor: Tensor, positive: Tensor, linked: Tensor, margin: float = 1.0
 ) -> Tensor:
+    """`margin_loss` with the batch as negatives: every row not linked to the anchor.
+
+    embeddings [R, D]; anchor, positive [A] row indices; linked [R, R] boolean (the graph restricted to
+    the batch; the diagonal is ignored) -> scalar.
+    """
+    linked = _check_positives(embeddings, linked)
+    pull = cosine_distance(embeddings[anchor], embeddings[positive]).mean()
+    negatives = _unlinked(linked)[anchor]  # [A, R]
+    if not negatives.any():
+        return pull
+    z = F.normalize(embeddings, dim=-1)
+    distance = 1.0 - z[anchor] @ z.T  # [A, R]
+    return pull + F.relu(margin - distance)[negatives].mean()
+
+
+def margin_euclidean_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, margin: float = 1.0) -> Tensor:
     """Contrastive loss on Euclidean distance (Hadsell, Chopra & LeCun 2006; the structure-inducing
     paper's choice): positives are pulled to distance 0, negatives pushed beyond `margin`.
 
         L = mean_a ‖e_a − e_p‖²  +  mean_{a,k} max(0, margin − ‖e_a − e_{n_k}‖)²
 
-    anchor, positive [A, D]; negatives [A, K, D] -> scalar.
-    Example: margin_contrastive_loss(z[anchors], z[positives], z[negatives]) with z = pooled embeddings.
+    anchor, positive [A, D]; negatives [A, K, D] -> scalar. Not scale-free: on unnormalised pooled
+    vectors its value is set by their norms as much as by the graph. Chance: at one shared distance d,
+    d² + max(0, margin − d)² ≥ margin²/2 (at d = margin/2).
+    Example: margin_euclidean_loss(z[anchors], z[positives], z[negatives]) with z = pooled embeddings.
     """
     pull = (anchor - positive).pow(2).sum(-1).mean()
     distance = (anchor.unsqueeze(1) - negatives).pow(2).sum(-1).clamp_min(1e-12).sqrt()  # [A, K]
@@ -36,21 +101,19 @@ def margin_contrastive_loss(
     return pull + push
 
 
-def margin_contrastive_in_batch_loss(
+def margin_euclidean_in_batch_loss(
     embeddings: Tensor, anchor: Tensor, positive: Tensor, linked: Tensor, margin: float = 1.0
 ) -> Tensor:
-    """The contrastive margin loss with the batch as negatives: every row not linked to the anchor.
+    """`margin_euclidean_loss` with the batch as negatives: every row not linked to the anchor.
 
         L = mean_a ‖e_a − e_p(a)‖²  +  mean_{a, j ∉ N(a) ∪ {a}} max(0, margin − ‖e_a − e_j‖)²
 
-    embeddings [R, D]; anchor, positive [A] row indices; linked [R, R] boolean (the graph restricted to
-    the batch; the diagonal is ignored) -> scalar. The same fixed point as `margin_contrastive_loss`
-    without paying a forward pass per sampled negative.
+    embeddings [R, D]; anchor, positive [A] row indices; linked [R, R] boolean -> scalar. The same fixed
+    point as `margin_euclidean_loss` without paying a forward pass per sampled negative.
     """
     linked = _check_positives(embeddings, linked)
     pull = (embeddings[anchor] - embeddings[positive]).pow(2).sum(-1).mean()
-    eye = torch.eye(len(embeddings), dtype=torch.bool, device=embeddings.device)
-    negatives = (~linked & ~eye)[anchor]  # [A, R]
+    negatives = _unlinked(linked)[anchor]  # [A, R]
     if not negatives.any():
         return pull
     distance = (embeddings[anchor].unsqueeze(1) - embeddings.unsqueeze(0)).pow(2).sum(-1)  # [A, R]
@@ -66,6 +129,17 @@ def _check_positives(embeddings: Tensor, positives: Tensor) -> Tensor:
     return positives.to(torch.bool) & ~eye
 
 
+def _unlinked(linked: Tensor) -> Tensor:
+    """[R, R] boolean: the pairs that are neither linked nor a row with itself."""
+    eye = torch.eye(len(linked), dtype=torch.bool, device=linked.device)
+    return ~linked & ~eye
+
+
+# ---------------------------------------------------------------------------------------------------
+# In-batch losses on cosine similarity
+# ---------------------------------------------------------------------------------------------------
+
+
 def graph_info_nce_loss(embeddings: Tensor, positives: Tensor, temperature: float = 0.05) -> Tensor:
     """InfoNCE with graph positives: every in-batch neighbour is a positive, every other sequence a
     negative (the multi-positive form of Khosla et al. 2020, "Supervised Contrastive Learning").
@@ -73,7 +147,8 @@ def graph_info_nce_loss(embeddings: Tensor, positives: Tensor, temperature: floa
         s_ij = cos(e_i, e_j) / τ,   L_i = −1/|P_i| Σ_{p ∈ P_i} log( exp s_ip / Σ_{j ≠ i} exp s_ij )
 
     averaged over anchors with at least one positive in the batch. embeddings [B, D]; positives [B, B]
-    boolean (the graph restricted to the batch; the diagonal is ignored) -> scalar.
+    boolean (the graph restricted to the batch; the diagonal is ignored) -> scalar in
+    [0, ln(B − 1) + 2/τ]. Chance: ln(B − 1), the B − 1 candidates of each row.
     """
     positives = _check_positives(embeddings, positives)
     z = F.normalize(embeddings, dim=-1)
@@ -88,13 +163,17 @@ def graph_info_nce_loss(embeddings: Tensor, positives: Tensor, temperature: floa
     return per_anchor.mean()
 
 
+# The multi-similarity loss's hyperparameters: the paper's α, β and pytorch-metric-learning's base and ε.
+MS_ALPHA, MS_BETA, MS_BASE, MS_EPSILON = 2.0, 50.0, 0.5, 0.1
+
+
 def multi_similarity_loss(
     embeddings: Tensor,
     positives: Tensor,
-    alpha: float = 2.0,
-    beta: float = 50.0,
-    base: float = 0.5,
-    epsilon: float = 0.1,
+    alpha: float = MS_ALPHA,
+    beta: float = MS_BETA,
+    base: float = MS_BASE,
+    epsilon: float = MS_EPSILON,
 ) -> Tensor:
     """Multi-similarity loss with graph positives (Wang et al. 2019), with its pair mining.
 
@@ -104,13 +183,12 @@ def multi_similarity_loss(
         L_i = 1/α log(1 + Σ_p exp(−α (S_ip − base))) + 1/β log(1 + Σ_n exp(β (S_in − base)))
 
     averaged over anchors with at least one positive and one negative. embeddings [B, D]; positives
-    [B, B] boolean -> scalar. Defaults are the paper's α, β and pytorch-metric-learning's base and ε.
+    [B, B] boolean -> scalar.
     """
     positives = _check_positives(embeddings, positives)
     z = F.normalize(embeddings, dim=-1)
     sim = z @ z.T  # [B, B]
-    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
-    negatives = ~positives & ~eye
+    negatives = _unlinked(positives)
     inf = torch.tensor(float("inf"), device=z.device, dtype=sim.dtype)
     hardest_positive = torch.where(positives, sim, inf).amin(-1, keepdim=True)  # [B, 1]
     hardest_negative = torch.where(negatives, sim, -inf).amax(-1, keepdim=True)
@@ -126,9 +204,78 @@ def multi_similarity_loss(
     return per_anchor[valid].mean()
 
 
+# ---------------------------------------------------------------------------------------------------
+# Chance: each loss at an embedding that ignores the graph
+# ---------------------------------------------------------------------------------------------------
+
+
+def info_nce_chance(positives: Tensor) -> Tensor:
+    """ln(R − 1) for a batch of R rows with at least one linked pair (positives [R, R]), else 0 (the loss
+    is then 0 too): the loss when every similarity is the same."""
+    rows = len(positives)
+    if rows < 2:
+        return positives.new_zeros((), dtype=torch.float32)
+    has = _check_positives(positives, positives).any()
+    return torch.where(has, math.log(rows - 1), 0.0).float()
+
+
+def multi_similarity_chance(positives: Tensor, points: int = 401) -> Tensor:
+    """The least multi-similarity loss over one similarity s ∈ [−1, 1] shared by every pair, on a grid of
+    `points` values. At a shared similarity the mining keeps every pair, so anchor i with P_i positives and
+    N_i negatives scores 1/α log(1 + P_i e^{−α(s − base)}) + 1/β log(1 + N_i e^{β(s − base)}). positives
+    [R, R] boolean -> scalar."""
+    positives = _check_positives(positives, positives)
+    negatives = _unlinked(positives)
+    p, n = positives.sum(-1).float(), negatives.sum(-1).float()  # [R]
+    valid = (p > 0) & (n > 0)
+    s = torch.linspace(-1.0, 1.0, points, device=positives.device)  # [S]
+    per_anchor = (
+        torch.log1p(p[:, None] * torch.exp(-MS_ALPHA * (s - MS_BASE))) / MS_ALPHA
+        + torch.log1p(n[:, None] * torch.exp(MS_BETA * (s - MS_BASE))) / MS_BETA
+    )  # [R, S]
+    mean = (per_anchor * valid[:, None]).sum(0) / valid.sum().clamp_min(1)  # [S]
+    return mean.min()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Held-out link retrieval during training
+# ---------------------------------------------------------------------------------------------------
+
+
+def link_mrr(embeddings: np.ndarray, queries: np.ndarray, relevant: Sequence[np.ndarray]) -> float | None:
+    """Mean reciprocal rank of each query's first relevant node, every other row a candidate by cosine.
+
+    embeddings [N, D]; queries [Q] row indices; relevant[i] the rows relevant to queries[i]. Equal
+    similarities rank by row index, lower first; queries with no relevant row but themselves are skipped;
+    None when none is left. This is the `mrr` of seqstruct.evaluation.structure.link_retrieval with
+    nothing excluded (the tests hold the two equal), here because training, which logs it at every
+    evaluation, sits below evaluation in the house.
+    """
+    x = normalize(np.asarray(embeddings, dtype=np.float64))  # as the search does: a zero row stays zero
+    queries = np.asarray(queries, dtype=np.int64)
+    sims = x[queries] @ x.T  # [Q, N]
+    reciprocal = []
+    for scores, query, targets in zip(sims, queries, relevant, strict=True):
+        targets = np.setdiff1d(np.asarray(targets, dtype=np.int64), [query])
+        if not len(targets):
+            continue
+        scores[query] = -np.inf  # never its own hit
+        values = scores[targets]
+        best = np.lexsort((targets, -values))[0]  # most similar relevant row, then lowest index
+        value, index = values[best], targets[best]
+        ahead = (scores > value).sum() + (scores[:index] == value).sum()
+        reciprocal.append(1.0 / (ahead + 1))
+    return float(np.mean(reciprocal)) if reciprocal else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The objective
+# ---------------------------------------------------------------------------------------------------
+
 STRUCTURE_LOSSES = {
-    "margin": margin_contrastive_loss,  # margin_contrastive_in_batch_loss when no negatives are sampled
     "info_nce": graph_info_nce_loss,
+    "margin": margin_loss,  # margin_in_batch_loss when no negatives are sampled
+    "margin_euclidean": margin_euclidean_loss,  # margin_euclidean_in_batch_loss likewise
     "multi_similarity": multi_similarity_loss,
 }
 
@@ -137,19 +284,22 @@ STRUCTURE_LOSSES = {
 class StructureObjective:
     """The structure term of structure-inducing pretraining and its combination with masked-LM.
 
-        loss = (1 − λ)·L_MLM + λ·L_structure(pool(h))
+        loss = (1 − λ_t)·L_MLM + λ_t·L_structure(pool(h)),   λ_t = λ · min(1, t / weight_warmup_steps)
 
+    at optimiser step t: the structure term enters from 0, as the learning rate does under a linear
+    warm-up, so the untrained encoder's first gradients are not the metric loss's alone.
     `pooled` [R, D] are the pooled final hidden states of a batch built by
     `seqstruct.data.structure.GraphContrastCollator`; `rows` its `structure_*` entries (prefix removed).
-    The margin loss reads the sampled anchor/positive/negative rows (or, with no sampled negatives, takes
+    The margin losses read the sampled anchor/positive/negative rows (or, with no sampled negatives, take
     every unlinked row of the batch as one); the in-batch losses read the batch's adjacency, where every
     linked pair is a positive and every other pair a negative.
     """
 
-    loss: str = "margin"
-    weight: float = 0.5  # λ
-    margin: float = 1.0
+    loss: str = "info_nce"
+    weight: float = 0.5  # λ after the warm-up
+    margin: float = 1.0  # cosine distance for `margin`, Euclidean for `margin_euclidean`
     temperature: float = 0.05
+    weight_warmup_steps: int = 0  # optimiser steps over which λ ramps from 0; 0: λ from the first step
 
     def __post_init__(self) -> None:
         if self.loss not in STRUCTURE_LOSSES:
@@ -158,22 +308,48 @@ class StructureObjective:
             )
         if not 0.0 <= self.weight <= 1.0:
             raise ValueError(f"structure weight (lambda) must be in [0, 1]; got {self.weight}")
+        if self.weight_warmup_steps < 0:
+            raise ValueError(f"structure weight warm-up must be >= 0 steps; got {self.weight_warmup_steps}")
 
     def structure_loss(self, pooled: Tensor, rows: dict[str, Tensor]) -> Tensor:
         pooled = pooled.float()  # distances and exponentials of similarities lose too much in bf16
-        if self.loss == "margin":
+        if self.loss in ("margin", "margin_euclidean"):
             if rows["anchor"].numel() == 0:
                 return pooled.sum() * 0.0  # no anchor in this batch has a neighbour
             if rows["negative"].shape[1] == 0:  # structure.negatives = 0: the batch supplies them
-                return margin_contrastive_in_batch_loss(
-                    pooled, rows["anchor"], rows["positive"], rows["adjacency"], self.margin
-                )
-            return margin_contrastive_loss(
+                in_batch = margin_in_batch_loss if self.loss == "margin" else margin_euclidean_in_batch_loss
+                return in_batch(pooled, rows["anchor"], rows["positive"], rows["adjacency"], self.margin)
+            sampled = margin_loss if self.loss == "margin" else margin_euclidean_loss
+            return sampled(
                 pooled[rows["anchor"]], pooled[rows["positive"]], pooled[rows["negative"]], self.margin
             )
         if self.loss == "info_nce":
             return graph_info_nce_loss(pooled, rows["adjacency"], self.temperature)
         return multi_similarity_loss(pooled, rows["adjacency"])
 
-    def combine(self, mlm_loss: Tensor, structure_loss: Tensor) -> Tensor:
-        return (1.0 - self.weight) * mlm_loss + self.weight * structure_loss
+    def chance(self, rows: dict[str, Tensor]) -> Tensor:
+        """The structure loss of an embedding that ignores the graph, for this batch layout (`rows` as
+        for `structure_loss`, over R = len(rows["adjacency"]) rows) -> scalar (module docstring)."""
+        adjacency = rows["adjacency"]
+        if self.loss == "info_nce":
+            return info_nce_chance(adjacency)
+        if self.loss == "multi_similarity":
+            return multi_similarity_chance(adjacency)
+        floor = self.margin if self.loss == "margin" else self.margin**2 / 2  # min_d f(d)
+        anchor = rows["anchor"]
+        if anchor.numel() == 0:
+            return adjacency.new_zeros((), dtype=torch.float32)
+        if rows["negative"].shape[1] > 0:
+            return adjacency.new_full((), floor, dtype=torch.float32)
+        has_negative = _unlinked(_check_positives(adjacency, adjacency))[anchor].any()
+        return torch.where(has_negative, floor, 0.0).float()  # pull alone: 0 at d = 0
+
+    def weight_at(self, step: int) -> float:
+        """λ at optimiser step `step` (0 at the first)."""
+        if self.weight_warmup_steps == 0:
+            return self.weight
+        return self.weight * min(1.0, step / self.weight_warmup_steps)
+
+    def combine(self, mlm_loss: Tensor, structure_loss: Tensor, step: int) -> Tensor:
+        weight = self.weight_at(step)
+        return (1.0 - weight) * mlm_loss + weight * structure_loss

@@ -17,6 +17,7 @@ from datasets import Dataset
 from transformers import (
     AutoModelForMaskedLM,
     AutoTokenizer,
+    EvalPrediction,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -40,7 +41,9 @@ from seqstruct.training.run import Run, RunPaths, final_evaluation
 from seqstruct.training.structure import (
     StructureData,
     StructureTrainer,
+    chance_summary,
     check_structure,
+    drop_projection,
     load_structure,
     structure_objective,
 )
@@ -72,8 +75,9 @@ def build_trainer(
 ) -> Trainer:
     """The masked-LM Trainer: length-grouped batches (or token-budget ones, `data.max_tokens`), per-batch
     seeded crops and masks, token-level held-out metrics (against `unigram` on the same positions when
-    given), CSV and TensorBoard logs, a wall-clock stop (`train.max_minutes`); with `structure` and a
-    positive `structure.weight`, the structure-inducing Trainer on graph batches. Without `run` (a
+    given) and, with a `structure` graph whose held-out proteins have edges, held-out link MRR
+    (`eval_link_mrr`), CSV and TensorBoard logs, a wall-clock stop (`train.max_minutes`); with `structure`
+    and a positive `structure.weight`, the structure-inducing Trainer on graph batches. Without `run` (a
     benchmark), one in `config.output_dir` that deletes nothing."""
     run = run or Run(config, overwrite=True, lock=False)
     collator: MaskedLMCollator | GraphContrastCollator = MaskedLMCollator(
@@ -86,7 +90,20 @@ def build_trainer(
             collator, structure.graph, structure.sequences, config.structure.negatives, structure.groups
         )
         trainer_class = StructureTrainer
-        extra |= {"objective": structure_objective(config.structure), "pooling": config.structure.pooling}
+        extra |= {
+            "objective": structure_objective(config.structure, config.train.warmup_steps),
+            "pooling": config.structure.pooling,
+            "projection_dim": config.structure.projection_dim,
+        }
+    links = structure.links if structure is not None else None
+
+    def heldout_metrics(predictions: EvalPrediction) -> dict[str, float]:
+        scores = masked_lm_metrics(predictions.predictions, predictions.label_ids, unigram)
+        if links is not None:  # the model trained so far, as `encode` embeds it (every rank alike)
+            mrr = links.mrr(model, tokenizer, config.structure.pooling, config.data.max_length)
+            scores |= {} if mrr is None else {"link_mrr": mrr}
+        return scores
+
     return trainer_class(
         model=keep_module_weight_names(model),
         args=training_arguments(run, evaluate=eval_set is not None),
@@ -94,7 +111,7 @@ def build_trainer(
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=lambda p: masked_lm_metrics(p.predictions, p.label_ids, unigram),
+        compute_metrics=heldout_metrics,
         preprocess_logits_for_metrics=token_predictions,
         callbacks=run.callbacks(CollatorEpochCallback(collator), FavorRedrawCallback()),
         **extra,
@@ -213,7 +230,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
         unigram = Unigram.fit(train_set["sequence"], tokenizer)
         # Read (and so checked) whenever given; at weight 0 it is not used, and the run is plain masked-LM.
         structure = (
-            load_structure(config.structure, records, train_set["id"]) if config.structure.graph else None
+            load_structure(config.structure, records, train_set["id"], config.train.seed)
+            if config.structure.graph
+            else None
         )
         run.clear_stale()
         trainer = build_trainer(config, model, tokenizer, train_set, eval_set, unigram, structure, run)
@@ -222,6 +241,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
             _write_heldout(run.paths, heldout_records, set(eval_set["id"]), kind)
 
         train_loss, runtime = run.train(trainer)
+        drop_projection(trainer.model)  # the structure loss's head, if any, is not part of the encoder
         scores = final_evaluation(trainer)
         sampler = trainer.batch_sampler
         tokens = trainer.state.num_input_tokens_seen
@@ -253,6 +273,10 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
                 "graph_edges": structure.report.edges,
                 "training_edges": int(len(structure.graph.edges)),
                 "graph": structure.report.summary(),
+                # the last logged structure loss against its chance value: did it learn the graph at all?
+                **chance_summary(trainer.state.log_history),
+                "link_mrr": scores.get("link_mrr"),  # held-out link retrieval at the last step
+                "link_queries": None if structure.links is None else len(structure.links.queries),
             },
             "bf16": trainer.args.bf16,
             "torch_threads": torch.get_num_threads(),
