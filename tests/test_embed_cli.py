@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +110,38 @@ def test_embed_a_saved_sentence_model_uses_its_pooling(protein_model, tmp_path) 
     body, tokenizer = load_encoder(protein_model)
     assert pooling == "mean"
     np.testing.assert_allclose(means, encode(body, tokenizer, proteins, pooling="mean"), atol=1e-5)
+
+
+@pytest.mark.parametrize(("output", "message"), [("out.npz", "is a directory"), ("out.csv", "*.npz")])
+def test_the_output_is_refused_before_the_model_or_input_is_opened(tmp_path, capsys, output, message) -> None:
+    (tmp_path / "out.npz").mkdir()
+    missing = tmp_path / "missing"
+    args = ["embed", str(missing / "model"), str(missing / "in.fasta"), "-o", str(tmp_path / output)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    # About the output alone: neither the model directory nor the input file was looked at.
+    assert f"error: {tmp_path / output}: " in err and message in err and str(missing) not in err
+
+
+def test_sigterm_mid_embedding_leaves_no_output_and_no_temporary_files(protein_model, tmp_path) -> None:
+    records = sample_records(120, max_residues=150)
+    fasta = tmp_path / "many.fasta"
+    with fasta.open("w") as handle:  # enough proteins that embedding outlasts the signal's journey
+        for copy in range(20):
+            handle.writelines(f">{r.id}-{copy}\n{r.sequence}\n" for r in records)
+    out = tmp_path / "out" / "emb.npz"
+    command = [sys.executable, "-m", "seqstruct.cli", "embed", str(protein_model), str(fasta), "-o", str(out)]
+    with (tmp_path / "stderr").open("w") as stderr:
+        child = subprocess.Popen([*command, "--batch-size", "4"], stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300  # imports alone take half a minute on a busy machine
+        # Two: the output's temporary file and the ids' scratch file (the path check's probe is one).
+        while len(list(out.parent.glob(".emb.npz.*.tmp"))) < 2 and child.poll() is None:
+            assert time.monotonic() < deadline, "embed never started writing"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=60)
+    finally:
+        child.kill()
+    assert code == 128 + signal.SIGTERM, (tmp_path / "stderr").read_text()[-2000:]
+    assert list(out.parent.iterdir()) == []

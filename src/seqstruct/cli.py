@@ -77,18 +77,31 @@ def _embed(args: argparse.Namespace) -> None:
             f"--max-length {args.max_length}: must be at least {MIN_MAX_LENGTH} (one residue or word "
             "piece plus the two special tokens), or left out for no truncation"
         )
+    import signal
+    import threading
+
     from seqstruct.models.embed import embed_file
 
-    count = embed_file(
-        args.model_dir,
-        args.inputs,
-        args.output,
-        pooling=args.pooling,
-        batch_size=args.batch_size,
-        max_tokens=args.max_tokens,
-        max_length=args.max_length,
-        normalize_embeddings=args.normalize,
-    )
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # A scheduler's SIGTERM unwinds like Ctrl-C, so the temporary files beside the output are removed.
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal() may be called
+    previous = signal.signal(signal.SIGTERM, terminated) if in_main_thread else None
+    try:
+        count = embed_file(
+            args.model_dir,
+            args.inputs,
+            args.output,
+            pooling=args.pooling,
+            batch_size=args.batch_size,
+            max_tokens=args.max_tokens,
+            max_length=args.max_length,
+            normalize_embeddings=args.normalize,
+        )
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(f"wrote {count} embeddings to {args.output}")
 
 
@@ -258,7 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         help='FASTA (ids from headers), .txt (one text per line; ids = line numbers) or .jsonl ({"id", "text"})',
     )
-    p.add_argument("-o", "--output", required=True, help=".npz with `ids` and `embeddings`")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=".npz with `ids` and `embeddings`, checked before the model loads, written in chunks as they "
+        "are embedded and renamed into place at the end",
+    )
     p.add_argument(
         "--pooling",
         choices=POOLINGS,

@@ -65,6 +65,16 @@ def _bench_attention(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(path) for path in result["files"].values()))
 
 
+def _bench_embed_memory(args: argparse.Namespace) -> None:
+    from seqstruct.bench.embed_memory import EmbedMemoryConfig, embed_memory_report
+
+    # 0: no truncation, torch's default threads
+    config = settings(
+        EmbedMemoryConfig, args, max_length=args.max_length or None, threads=args.threads or None
+    )
+    print(embed_memory_report(config, args.output))
+
+
 def add_bench_commands(commands: Any) -> None:
     """Add `bench` and its subcommands to the `seqstruct` subparsers `commands`."""
     bench = commands.add_parser("bench", help="benchmarks (results belong in docs/benchmarks.md)")
@@ -153,3 +163,19 @@ def add_bench_commands(commands: Any) -> None:
     )
     p.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
     p.set_defaults(func=_bench_attention)
+
+    p = kinds.add_parser("embed-memory", help="peak RSS of `seqstruct embed` over the number of proteins")
+    p.add_argument("--sizes", type=int, nargs="+", default=[5000, 500000], help="proteins per run, ascending")
+    p.add_argument("--min-residues", type=int, default=50, help="length of the shortest random protein")
+    p.add_argument("--max-residues", type=int, default=1000, help="of the longest")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--max-length", type=int, default=64, help="`embed --max-length` (0: no truncation)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-tokens", type=int, default=16384)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of embed (0: torch's default)")
+    p.add_argument(
+        "--workdir", default=None, help="keep the model and outputs here (default: a temporary dir)"
+    )
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_embed_memory)
