@@ -71,6 +71,34 @@ def test_plot_learning_curve_writes_a_png(tmp_path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["learning_curve.png"]  # no temporary left behind
 
 
+def test_learning_curve_draws_fits_dashed_beyond_the_data_and_marks_n_star() -> None:
+    fits = [
+        {"arm": arm, "split": split, "a": 0.8, "b": b, "c": 0.3, "n_min": 12.0, "n_max": 400.0}
+        for split in ("test_close", "test_remote")
+        for arm, b in (("lstm", 2.0), ("finetune", 0.6))
+    ] + [{"arm": "probe", "split": "test_close", "a": None, "b": None, "c": None}]  # no fit: not drawn
+    crossing = {"arm": "finetune", "split": "test_close", "fitted": True, "draws": 200, "n_star": 7000.0}
+    crossings = [crossing | {"median": 8000.0, "low": 3000.0, "high": None}]
+    fig = learning_curve_figure(_grid(), "fmax", fits=fits, crossings=crossings)
+    try:
+        close, remote = fig.get_axes()
+        lines = {line.get_label(): line for line in close.get_lines()}
+        dashed = lines["_finetune extrapolated"]
+        assert dashed.get_linestyle() == "--" and dashed.get_xdata()[0] == 400.0
+        # out to 100× the largest budget, past the n* (× 1.5 would be 12,000)
+        assert dashed.get_xdata()[-1] == pytest.approx(40000.0)
+        assert lines["_lstm fit"].get_linestyle() == "-" and lines["_lstm fit"].get_xdata()[-1] == 400.0
+        assert lines["_n* finetune"].get_xdata()[0] == 8000.0  # the bootstrap median
+        assert lines["_interval"].get_xdata()[-1] == pytest.approx(40000.0)  # an open upper end: to the edge
+        assert "_probe fit" not in lines and "_n* finetune" not in {x.get_label() for x in remote.get_lines()}
+        # the legend keeps the arms and names the shaded region beyond 10× the data
+        legend = [t.get_text() for t in remote.get_legend().get_texts()]
+        assert legend == ["lstm", "finetune", "probe", "beyond 10× the largest budget: unsupported"]
+        assert close.get_xlim()[1] >= 40000.0
+    finally:
+        plt.close(fig)
+
+
 def test_learning_curve_refuses_what_a_log_axis_would_drop() -> None:
     points = _grid()
     points[0]["examples"] = 0.0

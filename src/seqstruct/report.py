@@ -29,8 +29,9 @@ from markdown.treeprocessors import Treeprocessor
 matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
 
+from seqstruct.evaluation.extrapolation import CAP, HORIZON, PowerLaw  # noqa: E402
 from seqstruct.io import atomic_open, atomic_path  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -163,13 +164,21 @@ def pretrain_summary(run_dir: str | Path, extra: dict[str, str] | None = None) -
 # ---------------------------------------------------------------------------------------------------------
 
 
-def learning_curve_figure(points: list[dict[str, Any]], metric: str, title: str = "") -> Figure:
+def learning_curve_figure(
+    points: list[dict[str, Any]],
+    metric: str,
+    title: str = "",
+    fits: Sequence[dict[str, Any]] = (),
+    crossings: Sequence[dict[str, Any]] = (),
+) -> Figure:
     """The learning-curve figure, unsaved (the caller closes it).
 
     `points` rows: {"arm", "split", "examples" (mean labelled training examples at that fraction), "mean",
     "std" (nan for one seed), "n" (seeds)}. One panel per split, side by side with a shared y axis; x is
     log-scaled, so the small fractions where pretraining should matter most are not crushed into a corner.
     Arms keep their first-seen order and one colour in every panel; bands are mean ± std where std is finite.
+    `fits` and `crossings` (`seqstruct.evaluation.extrapolation.extrapolate`), where given, add each arm's
+    fitted law and each n* (`_draw_extrapolation`).
     """
     if not points:
         raise ValueError("no learning-curve points to plot")
@@ -197,9 +206,13 @@ def learning_curve_figure(points: list[dict[str, Any]], metric: str, title: str 
                 ax.fill_between(
                     x, y - spread, y + spread, where=finite, color=colours[arm], alpha=0.2, linewidth=0
                 )
+        n_max = max(p["examples"] for p in points if p["split"] == split)
+        own = [f for f in fits if f["split"] == split], [c for c in crossings if c["split"] == split]
+        _draw_extrapolation(ax, *own, colours, n_max)
         ax.set_xscale("log")
-        # Plain counts (20, 50, 100) rather than 2x10^1-style labels, which run into one another.
-        ax.xaxis.set_major_formatter(LogFormatter())
+        # Plain counts (20, 50, 100, 10,000) rather than 2x10^1-style labels, which run into one another;
+        # powers of ten from 10^5 on, where an extrapolation reaches.
+        ax.xaxis.set_major_formatter(FuncFormatter(_count_label))
         ax.xaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
         ax.set_title(split)
         ax.set_xlabel("labelled training examples")
@@ -212,9 +225,60 @@ def learning_curve_figure(points: list[dict[str, Any]], metric: str, title: str 
     return fig
 
 
-def plot_learning_curve(points: list[dict[str, Any]], path: Path, metric: str, title: str = "") -> None:
+def _count_label(x: float, position: int | None = None) -> str:
+    """A major tick of the examples axis (a power of ten): 100, 10,000, then $10^5$ and up."""
+    return f"{x:,.0f}" if x < 1e5 else f"$10^{{{math.log10(x):.0f}}}$"
+
+
+def _draw_extrapolation(
+    ax: Any,
+    fits: Sequence[dict[str, Any]],
+    crossings: Sequence[dict[str, Any]],
+    colours: dict[str, str],
+    n_max: float,
+) -> None:
+    """One panel's fitted laws and n*s. Each arm's law is thin and solid over its budgets, dashed beyond them
+    out to the panel's furthest n* (× 1.5) or 100× the largest budget, whichever is further (at most 10^7);
+    each finite n* (the bootstrap median, or the one fit's) is a dotted line in its arm's colour, its 95%
+    interval a bar at the panel's foot. The region beyond 10× the largest budget is shaded: the lines there
+    are extrapolations the data do not support."""
+    laws = [f for f in fits if f["a"] is not None]
+    if not laws:
+        return
+    stars = [(c, c["median"] if c["draws"] else c["n_star"]) for c in crossings if c["fitted"]]
+    stars = [(c, star) for c, star in stars if star is not None]
+    right = min(CAP, max([100.0 * n_max] + [1.5 * star for _, star in stars]))
+    for fit in laws:
+        law, colour = PowerLaw(fit["a"], fit["b"], fit["c"]), colours.get(fit["arm"], "grey")
+        inside = np.geomspace(fit["n_min"], fit["n_max"], 50)  # [50]
+        beyond = np.geomspace(fit["n_max"], right, 100)  # [100]
+        # labels starting with "_" stay out of the legend: the arm is already named by its points
+        ax.plot(inside, law(inside), "-", linewidth=0.8, color=colour, label=f"_{fit['arm']} fit")
+        ax.plot(beyond, law(beyond), "--", linewidth=1.0, color=colour, label=f"_{fit['arm']} extrapolated")
+    if right > HORIZON * n_max:
+        label = f"beyond {HORIZON:g}× the largest budget: unsupported"
+        ax.axvspan(HORIZON * n_max, right, color="grey", alpha=0.12, linewidth=0, label=label)
+    foot = ax.get_xaxis_transform()  # x in data, y in axes fractions
+    for i, (crossing, star) in enumerate(stars):
+        colour, height = colours.get(crossing["arm"], "grey"), 0.04 + 0.05 * i
+        ax.axvline(star, color=colour, linestyle=":", linewidth=1.0, label=f"_n* {crossing['arm']}")
+        if crossing["draws"] and crossing["low"] is not None:
+            high = min(right, crossing["high"] if crossing["high"] is not None else right)
+            bar = {"linewidth": 3, "alpha": 0.5, "solid_capstyle": "butt", "transform": foot}
+            ax.plot([crossing["low"], high], [height] * 2, color=colour, label="_interval", **bar)
+        ax.annotate(f"n* {crossing['arm']}", (star, height + 0.015), xycoords=foot, fontsize=7, color=colour)
+
+
+def plot_learning_curve(
+    points: list[dict[str, Any]],
+    path: Path,
+    metric: str,
+    title: str = "",
+    fits: Sequence[dict[str, Any]] = (),
+    crossings: Sequence[dict[str, Any]] = (),
+) -> None:
     """Write `learning_curve_figure` as a PNG, atomically."""
-    fig = learning_curve_figure(points, metric, title)
+    fig = learning_curve_figure(points, metric, title, fits, crossings)
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=120)

@@ -9,10 +9,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from seqstruct.cli import main
 from seqstruct.config import PACKAGED_CONFIGS, load_config
+from seqstruct.evaluation.extrapolation import PowerLaw
 from seqstruct.evaluation.tasks import get_task
 from seqstruct.experiments import curve as curve_module
 from seqstruct.experiments.curve import (
@@ -23,6 +25,7 @@ from seqstruct.experiments.curve import (
     parse_arms,
     unfinished_fits,
     unfinished_note,
+    write_outputs,
 )
 from seqstruct.io import DirectoryLock
 from tests.evaluation.test_tasks import text_dataset
@@ -106,6 +109,8 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     ]
     assert set(spent) == {"lstm", "probe"} and spent["lstm"] == pytest.approx(sum(walls))
     assert "Cell time (the sum of the cells' wall times): " in markdown
+    # two fractions: three parameters cannot be fitted, and curve.md says so rather than extrapolating
+    assert "## Where pretraining stops paying\n\nNo n*: fewer than 3 budgets measured" in markdown
     majority = cell["counts"]["majority_accuracy"]["test"]
     assert (
         f"Majority class (the most frequent train class for every row), accuracy: test {majority:.3f}."
@@ -128,6 +133,36 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     changed = _config(tmp_path / "curve", texts.path, text_model, train_size=10)
     with pytest.raises(ValueError, match="was run with other settings"):
         curve(changed)
+
+
+def test_outputs_fit_each_arm_and_say_where_its_lead_over_the_reference_ends(tmp_path) -> None:
+    """write_outputs on synthetic rows from known laws (no training): the n* block in curve.md, the fits in
+    curve.json, the extrapolated lines in curve.png."""
+    laws = {"lstm": PowerLaw(0.8, 2.0, 0.4), "finetune": PowerLaw(0.8, 0.6, 0.3)}  # lead ends near 13,400
+    fractions = [0.001, 0.01, 0.1, 0.3, 1.0]
+    rng = np.random.default_rng(0)
+    rows = [
+        {"arm": arm, "fraction": f, "seed": seed, "examples": round(50000 * f), "split": "test"}
+        | {"metric": "accuracy", "value": float(law(round(50000 * f)) + rng.normal(0.0, 0.003))}
+        for arm, law in laws.items()
+        for seed in range(4)
+        for f in fractions
+    ]
+    arms = {"lstm": ["model=lstm:minilm", "mode=finetune"], "finetune": ["model=minilm", "mode=finetune"]}
+    config = CurveConfig(output_dir=str(tmp_path), arms=arms, fractions=fractions, seeds=[0, 1, 2, 3])
+    write_outputs(config, rows, "lstm", 1.0)
+    markdown = (tmp_path / "curve.md").read_text(encoding="utf-8")
+    assert "## Where pretraining stops paying" in markdown
+    assert "from which the arm's fitted lead over lstm stays below 1 point (0.01)" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| test | finetune |"))
+    assert row.endswith("| 0% | within the budgets measured: an interpolation |")
+    fitted = json.loads((tmp_path / "curve.json").read_text(encoding="utf-8"))["extrapolation"]
+    assert [(f["arm"], f["split"]) for f in fitted["fits"]] == [("lstm", "test"), ("finetune", "test")]
+    assert fitted["fits"][0]["a"] == pytest.approx(0.8, abs=0.02)
+    (found,) = fitted["crossings"]
+    assert found["against"] == "lstm" and found["low"] <= found["median"] <= found["high"]
+    assert found["median"] == pytest.approx(13422, rel=0.3)  # the true n*
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fits_that_ended_still_improving_are_named_per_fraction() -> None:

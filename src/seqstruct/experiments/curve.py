@@ -14,7 +14,9 @@ writing command takes: `seqstruct.io.DirectoryLock`) before it runs, so a second
 core) skips the cells another one holds, a killed process's cells are taken over, and the tables are
 written by the run that finds every cell finished.
 Outputs: curve.csv (every metric of every cell), curve.md (mean ± std of `metric` per arm and fraction,
-with each arm's gap to the reference arm), curve.json and curve.png.
+with each arm's gap to the reference arm, and where that gap falls below a point by a fitted power law:
+`seqstruct.evaluation.extrapolation`), curve.json (the points, the fits and n*) and curve.png (the points,
+and each arm's fitted law dashed where it is extrapolated).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 
 from seqstruct.config import config_dict, save_config
 from seqstruct.evaluation.curves import curve_points, curve_table, nested_subsets
+from seqstruct.evaluation.extrapolation import extrapolate, extrapolation_note
 from seqstruct.evaluation.run import json_value
 from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.report import plot_learning_curve
@@ -400,10 +403,12 @@ def write_outputs(
     cell_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """curve.csv, curve.md, curve.json and curve.png in the output directory, from the cells' rows;
-    `note` goes above the table. `seconds` is this run's time, `cell_seconds` each arm's cell time."""
+    `note` goes above the table. `seconds` is this run's time, `cell_seconds` each arm's cell time. Each arm
+    other than `reference` gets the n* from which its fitted lead over the reference stays below a point."""
     root = Path(config.output_dir)
     points = curve_points(rows, config.metric)
     table = curve_table(rows, config.metric, reference)
+    fitted = extrapolate(rows, config.metric, reference)
     with atomic_open(root / "curve.csv", "w") as handle:
         writer = csv.DictWriter(
             handle, fieldnames=["arm", "fraction", "seed", "examples", "split", "metric", "value"]
@@ -412,18 +417,21 @@ def write_outputs(
         writer.writerows(rows)
     title = f"{config.task}: {config.metric} against labelled training examples"
     arms = ", ".join(f"{a.name} ({a.model}, {a.mode})" for a in parse_arms(config))
+    block = extrapolation_note(fitted, config.metric, reference)
+    block = f"\n{block}" if block else ""
     with atomic_open(root / "curve.md", "w") as handle:
         handle.write(
             f"# Learning curve: {config.task}\n\n"
             f"Arms: {arms}. Seeds {config.seeds}: mean ± std over seeds; a gap is paired by seed (the same "
             f"training rows). Fractions of {config.train_size or 'all'} train rows, nested and stratified.\n\n"
-            f"{note}{table}\n![{title}](curve.png)\n"
+            f"{note}{table}\n![{title}](curve.png)\n{block}"
         )
-    plot_learning_curve(points, root / "curve.png", config.metric, title)
+    plot_learning_curve(points, root / "curve.png", config.metric, title, fitted["fits"], fitted["crossings"])
     result = {
         "config": config_dict(config),
         "reference": reference,
         "points": points,
+        "extrapolation": fitted,
         "seconds": seconds,
         "cell_seconds": cell_seconds or {},
     }
