@@ -15,6 +15,7 @@ import torch
 from transformers import AutoTokenizer, BertForMaskedLM
 
 from seqstruct.cli import main
+from seqstruct.models import extract as extract_module
 from seqstruct.models.embed import encode, load_encoder
 from seqstruct.models.io import resolve_model_path, save_model_dir
 from seqstruct.models.sentence import load_sentence_model, sentence_model
@@ -135,13 +136,62 @@ def test_sigterm_mid_embedding_leaves_no_output_and_no_temporary_files(protein_m
         child = subprocess.Popen([*command, "--batch-size", "4"], stderr=stderr)
     try:
         deadline = time.monotonic() + 300  # imports alone take half a minute on a busy machine
-        # Two: the output's temporary file and the ids' scratch file (the path check's probe is one).
-        while len(list(out.parent.glob(".emb.npz.*.tmp"))) < 2 and child.poll() is None:
+        # The parts directory's manifest: written once the input is counted, before the model loads.
+        while not (out.parent / "emb.npz.parts" / "manifest.json").exists() and child.poll() is None:
             assert time.monotonic() < deadline, "embed never started writing"
             time.sleep(0.01)
+        time.sleep(0.5)  # into loading the model or embedding
         child.send_signal(signal.SIGTERM)
         code = child.wait(timeout=60)
     finally:
         child.kill()
     assert code == 128 + signal.SIGTERM, (tmp_path / "stderr").read_text()[-2000:]
-    assert list(out.parent.iterdir()) == []
+    assert list(out.parent.iterdir()) == []  # no chunk finished: nothing to resume is kept
+
+
+def test_embed_per_residue_and_layers_resumed_after_an_interruption(
+    protein_model, tmp_path, monkeypatch, capsys
+) -> None:
+    fasta = tmp_path / "p.fasta"
+    records = sample_records(20, max_residues=40)
+    fasta.write_text("".join(f">{r.id}\n{r.sequence}\n" for r in records))
+    flags = ["--include", "mean", "bos", "--per-residue", "--layers", "-1", "0", "--chunk-size", "5"]
+    whole = tmp_path / "whole.npz"
+    assert main(["embed", str(protein_model), str(fasta), "-o", str(whole), *flags]) == 0
+
+    out = tmp_path / "out.npz"
+    represent, calls = extract_module.represent, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory")  # as a GPU run might, two chunks in
+        return represent(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "represent", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["embed", str(protein_model), str(fasta), "-o", str(out), *flags])
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["embed", str(protein_model), str(fasta), "-o", str(out), *flags[:-2], "--resume"]) == 2
+    assert (
+        "other settings than the interrupted run's: chunk_size (5 then, 4096 now)" in capsys.readouterr().err
+    )
+    assert main(["embed", str(protein_model), str(fasta), "-o", str(out), *flags, "--resume"]) == 0
+
+    with np.load(out, allow_pickle=False) as data, np.load(whole, allow_pickle=False) as reference:
+        assert sorted(data.files) == sorted(reference.files)
+        assert "embeddings" not in data.files and data["layers"].tolist() == [2, 0]
+        for name in reference.files:
+            np.testing.assert_array_equal(data[name], reference[name])  # the same batches: bit for bit
+        assert data["ids"].tolist() == [r.id for r in records]
+        assert data["offsets"][-1] == sum(len(r.sequence) for r in records)
+
+
+def test_layers_without_a_representation_that_has_layers_are_refused(
+    protein_model, protein_fasta, tmp_path, capsys
+) -> None:
+    out = tmp_path / "x.npz"
+    assert main(["embed", str(protein_model), str(protein_fasta), "-o", str(out), "--layers", "0"]) == 2
+    assert "layers [0] apply to mean, per_residue and bos" in capsys.readouterr().err
+    assert not out.exists()

@@ -80,7 +80,9 @@ def _embed(args: argparse.Namespace) -> None:
     import signal
     import threading
 
-    from seqstruct.models.embed import embed_file
+    from seqstruct.models.extract import embed_file
+
+    include = list(args.include or ["pooled"]) + (["per_residue"] if args.per_residue else [])
 
     def terminated(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -98,6 +100,11 @@ def _embed(args: argparse.Namespace) -> None:
             max_tokens=args.max_tokens,
             max_length=args.max_length,
             normalize_embeddings=args.normalize,
+            include=include,
+            layers=args.layers or [-1],
+            residue_dtype=args.residue_dtype,
+            resume=args.resume,
+            chunk_size=args.chunk_size,
         )
     finally:
         if in_main_thread:
@@ -275,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help=".npz with `ids` and `embeddings`, checked before the model loads, written in chunks as they "
-        "are embedded and renamed into place at the end",
+        help=".npz with `ids` and `embeddings` (and what --include adds), checked before the model loads; "
+        "chunks are written to OUTPUT.parts/ as they are embedded and the file assembled from them at the end",
     )
     p.add_argument(
         "--pooling",
@@ -293,7 +300,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="truncate longer inputs (default: a sentence-transformers model's max_seq_length, else none)",
     )
-    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the pooled embeddings")
+    p.add_argument(
+        "--include",
+        nargs="+",
+        choices=["pooled", "mean", "per_residue", "bos"],
+        default=None,
+        help="what to write (default pooled: `embeddings` by --pooling, today's file); mean, per_residue "
+        "and bos (ESM's extract: residue mean, every residue with ids kept and special tokens dropped, "
+        "the <cls> state) for each of --layers, as mean_L<l>, per_residue_L<l> (rows offsets[i]:offsets[i+1]) "
+        "and bos_L<l>",
+    )
+    p.add_argument(
+        "--per-residue", action="store_true", help="add per_residue to --include (pooled, unless given)"
+    )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        type=int,
+        default=None,
+        help="layers of mean, per_residue and bos, as ESM's repr_layers: 0 the embedding output, -1 the "
+        "last (default -1); written resolved (-1 of 6 layers: _L6)",
+    )
+    p.add_argument(
+        "--residue-dtype",
+        choices=["float32", "float16"],
+        default="float32",
+        help="of per_residue vectors (float16 halves the largest array)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the chunks it finished (OUTPUT.parts/), every setting the "
+        "same but --batch-size and --max-tokens; refused, naming the difference, otherwise",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=4096,
+        help="records embedded and written at a time: bounds memory (per_residue chunks also end at 2^27 "
+        "values) and what an interruption loses",
+    )
     p.set_defaults(func=_embed)
 
     p = commands.add_parser(

@@ -6,9 +6,11 @@ import torch
 
 from seqstruct.data.fasta import FastaError
 from seqstruct.data.tokenizers import build_protein_tokenizer
-from seqstruct.models import embed as embed_module
-from seqstruct.models.embed import check_output, embed_file, encode, load_encoder, save_embeddings
+from seqstruct.models import extract as extract_module
+from seqstruct.models.embed import encode, encode_representations, load_encoder, save_embeddings
+from seqstruct.models.embed_outputs import check_output
 from seqstruct.models.encoders import build_encoder
+from seqstruct.models.extract import embed_file
 from seqstruct.models.io import save_model_dir
 from seqstruct.models.pooling import POOLINGS, pooling_module
 from tests.helpers import sample_records
@@ -187,24 +189,39 @@ def test_a_bad_record_fails_before_the_model_loads_and_writes_nothing(protein_fa
     assert not out.exists() and _leftovers(out.parent) == []
 
 
-def test_an_interrupted_write_leaves_the_old_output_and_no_temporary_files(
+def test_an_interrupted_run_leaves_the_old_output_its_finished_chunks_and_no_temporary_files(
     model_dir, protein_fasta, tmp_path, monkeypatch
 ) -> None:
     out = tmp_path / "emb.npz"
     out.write_bytes(b"the previous output")
     calls = []
-    encode_tokens = embed_module._encode_tokens
+    represent = extract_module.represent
 
     def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:  # two chunks written, then Ctrl-C
             raise KeyboardInterrupt
-        return encode_tokens(*args, **kwargs)
+        return represent(*args, **kwargs)
 
-    monkeypatch.setattr(embed_module, "_encode_tokens", interrupted)
+    monkeypatch.setattr(extract_module, "represent", interrupted)
     with pytest.raises(KeyboardInterrupt):
         embed_file(model_dir, protein_fasta, out, chunk_size=16)
     assert out.read_bytes() == b"the previous output" and _leftovers(tmp_path) == []
+    parts = tmp_path / "emb.npz.parts"  # kept for --resume (tests/models/test_embed_outputs.py)
+    assert sorted(p.name for p in parts.glob("*.npz")) == ["part-000000.npz", "part-000001.npz"]
+    assert _leftovers(parts) == []
+
+
+def test_an_interruption_before_any_chunk_finished_leaves_nothing(
+    model_dir, protein_fasta, tmp_path, monkeypatch
+) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract_module, "represent", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(model_dir, protein_fasta, tmp_path / "emb.npz")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -222,3 +239,69 @@ def test_check_output_refuses_what_cannot_be_written(tmp_path, name: str, messag
         check_output(tmp_path / name)
     assert check_output(tmp_path / "new" / "emb.npz") == tmp_path / "new" / "emb.npz"
     assert _leftovers(tmp_path / "new") == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-layer and per-residue representations (ESM's repr_layers)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_representations_are_the_hidden_states_of_residues_in_a_padded_batch(model_dir) -> None:
+    model, tokenizer = load_encoder(model_dir)
+    sequences = [r.sequence[: 20 + 7 * i] for i, r in enumerate(sample_records(6, max_residues=80))]
+    assert len({len(s) for s in sequences}) > 1  # the batch really is padded
+    reps = encode_representations(
+        model, tokenizer, sequences, layers=[0, -1, 1], include=["mean", "per_residue", "bos"], batch_size=6
+    )
+    assert reps.layers == (0, 2, 1)  # -1 of 2 layers is hidden_states[2]
+    assert reps.lengths.tolist() == [len(s) for s in sequences] and not reps.truncated.any()
+    for i, sequence in enumerate(sequences):
+        with torch.no_grad():
+            out = model(**tokenizer([sequence], return_tensors="pt"), output_hidden_states=True)
+        torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state)
+        for layer in reps.layers:
+            hidden = out.hidden_states[layer][0].numpy()  # (L + 2, D): <cls> residues <eos>
+            residues = hidden[1:-1]
+            assert reps.per_residue[layer][i].shape == (len(sequence), 32)
+            np.testing.assert_allclose(reps.per_residue[layer][i], residues, atol=1e-5)
+            np.testing.assert_allclose(reps.mean[layer][i], residues.mean(0), atol=1e-5)
+            np.testing.assert_allclose(reps.bos[layer][i], hidden[0], atol=1e-5)
+
+
+def test_token_embeddings_are_the_last_layers_residues(model_dir) -> None:
+    model, tokenizer = load_encoder(model_dir)
+    sequences = ["MKTAYIAKQRQ", "MK", "ACDEFGHIKLMNPQRSTVWY"]
+    rows = encode(model, tokenizer, sequences, output_value="token_embeddings", batch_size=2)
+    assert [r.shape for r in rows] == [(11, 32), (2, 32), (20, 32)]
+    means = encode(model, tokenizer, sequences, pooling="mean")
+    np.testing.assert_allclose(np.stack([r.mean(0) for r in rows]), means, atol=1e-5)
+    tensors = encode(model, tokenizer, sequences, output_value="token_embeddings", convert_to_numpy=False)
+    assert isinstance(tensors[0], torch.Tensor)
+    with pytest.raises(ValueError, match="output_value 'tokens'"):
+        encode(model, tokenizer, sequences, output_value="tokens")
+
+
+def test_representations_record_truncation(model_dir) -> None:
+    model, tokenizer = load_encoder(model_dir)
+    reps = encode_representations(
+        model, tokenizer, ["ACDEFGHIKL" * 3, "MKT"], include=["per_residue"], max_length=12
+    )
+    assert reps.lengths.tolist() == [10, 3] and reps.truncated.tolist() == [True, False]
+    assert [r.shape[0] for r in reps.per_residue[2]] == [10, 3]
+    assert encode_representations(model, tokenizer, [], include=["per_residue"]).per_residue == {2: []}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layers": [3]}, "layer 3: the model has hidden states 0 \\(embedding output\\) to 2"),
+        ({"layers": [-4]}, "layer -4"),
+        ({"include": ["pooled"]}, "pooled embeddings are encode"),
+        ({"include": ["cls"]}, "include \\['cls'\\]"),
+        ({"residue_dtype": "int8"}, "residue_dtype 'int8'"),
+    ],
+)
+def test_representations_refuse_what_the_model_has_not(model_dir, kwargs, message) -> None:
+    model, tokenizer = load_encoder(model_dir)
+    with pytest.raises(ValueError, match=message):
+        encode_representations(model, tokenizer, ["MKT"], **kwargs)

@@ -1,29 +1,27 @@
-"""Embeddings from a saved encoder: `encode()` in Python, `embed_file()` behind `seqstruct embed`.
+"""Embeddings from a saved encoder in Python: `encode()`, `encode_representations()`, `load_embedder()`.
 
 Inference always runs in eval mode, in length-sorted batches bounded by a token budget (ESM's recipe), and
 returns vectors in the caller's order; a sequence gets the same vector alone or inside a padded batch.
 Every pooling of `seqstruct.models.pooling` is accepted by name, or as a module (a trained
 layer-attention pooling, or a saved model's pooling and the modules after it); every layer's hidden
-states are computed only when the pooling reads them.
+states are computed only when the pooling, or a layer asked for, reads them.
 
-`embed_file` streams: the output path is checked first, the input is read once to check every record and
-count them (before the model loads), then read again in chunks, each tokenised, embedded and written at
-once into the `.npz` (`_write_npz`), so memory stays that of one chunk however many records there are.
-Inputs are read by `seqstruct.data.inputs.iter_inputs` (FASTA, .txt, .jsonl).
+Per-residue and per-layer outputs follow ESM's `extract`: `encode_representations` (layers as
+`repr_layers`; residue means, <cls> states, residue vectors with the special tokens dropped) and
+`encode(..., output_value="token_embeddings")` (sentence-transformers' name: one (L_i, D) array per
+sequence, the last layer's residues).
+
+`seqstruct embed` is `seqstruct.models.extract.embed_file`, over `load_embedder`, `tokenize` and
+`represent`; the file it writes is `seqstruct.models.embed_outputs`'s.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import shutil
-import tempfile
-import zipfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,15 +37,18 @@ from transformers import (
 )
 
 from seqstruct.data.collate import token_budget_batches
-from seqstruct.data.inputs import iter_inputs
-from seqstruct.io import atomic_path
+from seqstruct.models.embed_outputs import OutputSpec, member_name, resolve_layers
+from seqstruct.models.embed_outputs import save_embeddings as save_embeddings  # callers import it from here
 from seqstruct.models.io import resolve_model_path, st_modules
 from seqstruct.models.pooling import (
     LAYER_ATTENTION,
+    first_token,
+    mean_pool,
     needs_hidden_states,
     pooling_module,
     pooling_name,
     special_token_ids,
+    token_mask,
 )
 
 logger = logging.getLogger(__name__)
@@ -79,14 +80,14 @@ def load_encoder(
 _TOKENIZE_AT_ONCE = 256
 
 
-def _tokenize(
+def tokenize(
     tokenizer: PreTrainedTokenizerBase, sequences: Sequence[str], max_length: int | None
-) -> tuple[list[list[int]], int]:
-    """Token ids of every sequence, and how many were cut: with max_length, the longer ones are cut to it
-    (their end token kept: the tokenizer truncates before adding specials)."""
+) -> tuple[list[list[int]], list[int]]:
+    """Token ids of every sequence, and the positions of those cut: with max_length, the longer ones are
+    cut to it (their end token kept: the tokenizer truncates before adding specials)."""
     plain = dict(return_attention_mask=False, return_token_type_ids=False)
     ids: list[list[int]] = []
-    cut = 0
+    cut: list[int] = []
     for start in range(0, len(sequences), _TOKENIZE_AT_ONCE):
         part = list(sequences[start : start + _TOKENIZE_AT_ONCE])
         rows = tokenizer(part, **plain)["input_ids"]
@@ -96,11 +97,11 @@ def _tokenize(
             for i, row in zip(over, short["input_ids"], strict=True):
                 rows[i] = row
         ids.extend(rows)
-        cut += len(over)
+        cut.extend(start + i for i in over)
     return ids, cut
 
 
-def _log_truncated(max_length: int | None, cut: int, total: int) -> None:
+def log_truncated(max_length: int | None, cut: int, total: int) -> None:
     if cut:
         logger.warning("max_length=%d truncated %d of %d sequences", max_length, cut, total)
 
@@ -132,6 +133,9 @@ def _pooling(
     )
 
 
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")  # sentence-transformers' names
+
+
 @torch.inference_mode()
 def encode(
     model: PreTrainedModel,
@@ -146,7 +150,8 @@ def encode(
     show_progress_bar: bool = False,
     include_special_tokens: bool = False,
     seed: int = 0,
-) -> np.ndarray | torch.Tensor:
+    output_value: str = "sentence_embedding",
+) -> np.ndarray | torch.Tensor | list[np.ndarray] | list[torch.Tensor]:
     """Embed `sequences` into a (N, D) float32 array, in input order.
 
     pooling: a name from POOLINGS, or a sentence-transformers module (or nn.Sequential of them) that
@@ -157,14 +162,65 @@ def encode(
     batch_size bounds the sequences in a batch and max_tokens its padded size (rows x longest); an
     over-long sequence is embedded alone. max_length truncates (keeping the end token) and logs how many
     sequences it cut; None embeds every sequence whole, which rotary positions allow.
+    output_value "token_embeddings" (sentence-transformers' name): a list of (L_i, D) float32 arrays, the
+    last layer's state of every residue, the special tokens dropped (as ESM's extract; sentence-
+    transformers keeps them); pooling and normalize_embeddings do not apply. Other layers, residue means
+    and <cls> states: `encode_representations`.
     """
+    if output_value not in OUTPUT_VALUES:
+        raise ValueError(f"output_value {output_value!r}: expected one of {list(OUTPUT_VALUES)}")
+    if output_value == "token_embeddings":
+        if normalize_embeddings or include_special_tokens:
+            raise ValueError("token_embeddings are residue states as computed, special tokens dropped")
+        last = model.config.num_hidden_layers
+        rows = encode_representations(
+            model,
+            tokenizer,
+            sequences,
+            (last,),
+            ("per_residue",),
+            batch_size,
+            max_tokens,
+            max_length,
+            show_progress_bar=show_progress_bar,
+        ).per_residue[last]
+        return rows if convert_to_numpy else [torch.from_numpy(row) for row in rows]
     pool = _pooling(pooling, model, tokenizer, include_special_tokens, seed)
-    input_ids, cut = _tokenize(tokenizer, sequences, max_length)
-    _log_truncated(max_length, cut, len(sequences))
+    input_ids, cut = tokenize(tokenizer, sequences, max_length)
+    log_truncated(max_length, len(cut), len(sequences))
     out = _encode_tokens(model, tokenizer, pool, input_ids, batch_size, max_tokens, show_progress_bar)
     if normalize_embeddings:
         out = torch.nn.functional.normalize(out, dim=-1)
     return out.numpy() if convert_to_numpy else out
+
+
+def _forward(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    input_ids: list[list[int]],
+    batch_size: int,
+    max_tokens: int,
+    hidden_states: bool,
+    show_progress_bar: bool,
+) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """(positions in `input_ids`, features) of each length-sorted token-budget batch: the features dict
+    sentence-transformers modules read, every layer's states ("all_layer_embeddings") if `hidden_states`."""
+    model.eval()  # also when a caller hands over a model left in training mode
+    device = next(model.parameters()).device
+    batches = token_budget_batches([len(ids) for ids in input_ids], max_tokens, batch_size)
+    for batch in tqdm(batches, desc="embedding", unit="batch", disable=not show_progress_bar):
+        padded = tokenizer.pad([{"input_ids": input_ids[i]} for i in batch], return_tensors="pt")
+        ids, attention_mask = padded["input_ids"].to(device), padded["attention_mask"].to(device)
+        output = model(input_ids=ids, attention_mask=attention_mask, output_hidden_states=hidden_states)
+        # Pool in float32 whatever precision the encoder ran in (bf16 autocast).
+        features = {
+            "input_ids": ids,
+            "attention_mask": attention_mask,
+            "token_embeddings": output.last_hidden_state.float(),
+        }
+        if hidden_states:
+            features["all_layer_embeddings"] = tuple(h.float() for h in output.hidden_states)
+        yield batch, features
 
 
 @torch.inference_mode()
@@ -178,24 +234,12 @@ def _encode_tokens(
     show_progress_bar: bool,
 ) -> torch.Tensor:
     """(N, D) float32 on the CPU: `input_ids` in length-sorted token-budget batches, in their order."""
-    model.eval()  # also when a caller hands over a model left in training mode
-    device = next(model.parameters()).device
-    pool.to(device).eval()
+    pool.to(next(model.parameters()).device).eval()
     hidden_states = needs_hidden_states(pool)
-    batches = token_budget_batches([len(ids) for ids in input_ids], max_tokens, batch_size)
     out: torch.Tensor | None = None
-    for batch in tqdm(batches, desc="embedding", unit="batch", disable=not show_progress_bar):
-        padded = tokenizer.pad([{"input_ids": input_ids[i]} for i in batch], return_tensors="pt")
-        ids, attention_mask = padded["input_ids"].to(device), padded["attention_mask"].to(device)
-        output = model(input_ids=ids, attention_mask=attention_mask, output_hidden_states=hidden_states)
-        # Pool in float32 whatever precision the encoder ran in (bf16 autocast).
-        features = {
-            "input_ids": ids,
-            "attention_mask": attention_mask,
-            "token_embeddings": output.last_hidden_state.float(),
-        }
-        if hidden_states:
-            features["all_layer_embeddings"] = tuple(h.float() for h in output.hidden_states)
+    for batch, features in _forward(
+        model, tokenizer, input_ids, batch_size, max_tokens, hidden_states, show_progress_bar
+    ):
         pooled = pool(features)["sentence_embedding"].float().cpu()  # (B, D)
         if out is None:
             out = torch.empty((len(input_ids), pooled.shape[-1]), dtype=torch.float32)
@@ -203,6 +247,152 @@ def _encode_tokens(
     if out is None:  # no sequences
         out = torch.empty((0, model.config.hidden_size), dtype=torch.float32)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-layer and per-residue representations (ESM's repr_layers)
+# ---------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def represent(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pool: nn.Module | None,
+    input_ids: list[list[int]],
+    cut: list[int],
+    kinds: tuple[str, ...],
+    layers: tuple[int, ...],
+    residue_dtype: str,
+    batch_size: int,
+    max_tokens: int,
+    show_progress_bar: bool = False,
+) -> dict[str, np.ndarray]:
+    """The arrays of `input_ids` in the file's layout (`embed_outputs`), in their order, from one pass:
+    `embeddings` (N, D') pooled by `pool` if given; for each of `kinds` and resolved `layers`, mean_L and
+    bos_L (N, D), per_residue_L (R, D) records one after another; `lengths` (N,) residues, `truncated`."""
+    specials = special_token_ids(tokenizer)
+    special = set(specials)
+    lengths = np.array([sum(t not in special for t in row) for row in input_ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # (N+1,)
+    n, dim = len(input_ids), model.config.hidden_size
+    truncated = np.zeros(n, dtype=bool)
+    truncated[cut] = True
+    arrays: dict[str, np.ndarray] = {"lengths": lengths, "truncated": truncated}
+    for kind in kinds:
+        for layer in layers:
+            rows, dtype = (int(offsets[-1]), residue_dtype) if kind == "per_residue" else (n, "float32")
+            arrays[member_name(kind, layer)] = np.zeros((rows, dim), dtype=dtype)
+    # Every layer's states only when read: the pooling's, or a layer other than the last.
+    last = model.config.num_hidden_layers
+    hidden_states = (pool is not None and needs_hidden_states(pool)) or (bool(kinds) and layers != (last,))
+    if pool is not None:
+        pool.to(next(model.parameters()).device).eval()
+    pooled: np.ndarray | None = None
+    for batch, features in _forward(
+        model, tokenizer, input_ids, batch_size, max_tokens, hidden_states, show_progress_bar
+    ):
+        if pool is not None:
+            vectors = pool(features)["sentence_embedding"].float().cpu().numpy()  # (B, D')
+            if pooled is None:
+                pooled = np.empty((n, vectors.shape[-1]), dtype=np.float32)
+            pooled[batch] = vectors
+        if kinds:
+            _scatter_layers(arrays, batch, features, specials, kinds, layers, offsets)
+    if pool is not None:
+        arrays["embeddings"] = pooled if pooled is not None else np.empty((0, dim), dtype=np.float32)
+    return arrays
+
+
+def _scatter_layers(
+    arrays: dict[str, np.ndarray],
+    batch: list[int],
+    features: dict[str, Any],
+    specials: list[int],
+    kinds: tuple[str, ...],
+    layers: tuple[int, ...],
+    offsets: np.ndarray,
+) -> None:
+    """Write one batch's representations into `arrays` at its records' rows."""
+    attention_mask = features["attention_mask"]
+    residues = token_mask(features["input_ids"], attention_mask, specials, include_special_tokens=False)
+    states = features.get("all_layer_embeddings")  # None: only the last layer was asked for
+    for layer in layers:
+        hidden = features["token_embeddings"] if states is None else states[layer]  # (B, T, D)
+        if "mean" in kinds:
+            arrays[member_name("mean", layer)][batch] = mean_pool(hidden, residues).cpu().numpy()
+        if "bos" in kinds:
+            arrays[member_name("bos", layer)][batch] = first_token(hidden, attention_mask).cpu().numpy()
+        if "per_residue" in kinds:
+            rows = hidden[residues].cpu().numpy()  # (residues of the batch, D), row after row
+            target, start = arrays[member_name("per_residue", layer)], 0
+            for i in batch:
+                stop = start + int(offsets[i + 1] - offsets[i])
+                target[offsets[i] : offsets[i + 1]] = rows[start:stop]
+                start = stop
+
+
+@dataclass
+class Representations:
+    """What `encode_representations` returns, keyed by layer as ESM's model returns `representations`:
+    indices of hidden_states (0 the embedding output, num_hidden_layers the last)."""
+
+    layers: tuple[int, ...]
+    mean: dict[int, np.ndarray]  # (N, D) residue means
+    bos: dict[int, np.ndarray]  # (N, D) the first token's (<cls>) states
+    per_residue: dict[int, list[np.ndarray]]  # N arrays (L_i, D), special tokens dropped
+    lengths: np.ndarray  # (N,) residues embedded per sequence
+    truncated: np.ndarray  # (N,) bool: cut by max_length
+
+
+@torch.inference_mode()
+def encode_representations(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sequences: Sequence[str],
+    layers: Sequence[int] = (-1,),
+    include: Sequence[str] = ("mean",),
+    batch_size: int = 64,
+    max_tokens: int = 16384,
+    max_length: int | None = None,
+    residue_dtype: str = "float32",
+    show_progress_bar: bool = False,
+) -> Representations:
+    """ESM's `extract` in Python: for each of `layers` (ESM's repr_layers: 0 the embedding output, -1
+    the last), what `include` names of mean, per_residue and bos, batched as `encode` batches (the same
+    vectors alone or in a padded batch). Pooled sentence embeddings are `encode`'s."""
+    spec = OutputSpec(tuple(include), tuple(layers), residue_dtype)
+    if "pooled" in spec.include:
+        raise ValueError("include: pooled embeddings are encode()'s; here mean, per_residue or bos")
+    resolved = resolve_layers(spec.layers, model.config.num_hidden_layers)
+    input_ids, cut = tokenize(tokenizer, sequences, max_length)
+    log_truncated(max_length, len(cut), len(sequences))
+    arrays = represent(
+        model,
+        tokenizer,
+        None,
+        input_ids,
+        cut,
+        spec.per_layer,
+        resolved,
+        residue_dtype,
+        batch_size,
+        max_tokens,
+        show_progress_bar,
+    )
+    bounds = np.cumsum(arrays["lengths"])[:-1]  # where each record's rows end, but the last
+    return Representations(
+        layers=resolved,
+        mean={layer: arrays[member_name("mean", layer)] for layer in resolved if "mean" in spec.include},
+        bos={layer: arrays[member_name("bos", layer)] for layer in resolved if "bos" in spec.include},
+        per_residue={
+            layer: np.split(arrays[member_name("per_residue", layer)], bounds) if len(sequences) else []
+            for layer in resolved
+            if "per_residue" in spec.include
+        },
+        lengths=arrays["lengths"],
+        truncated=arrays["truncated"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -281,192 +471,3 @@ def load_pooling(
     if saved is not None and pooling in (None, pooling_name(saved)):
         return saved
     return _pooling(pooling or "mean", model, tokenizer, includes_special_tokens(saved), seed)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The .npz of `seqstruct embed`, written as it is computed
-# ---------------------------------------------------------------------------------------------------
-
-CHUNK_SIZE = 4096  # records read, tokenised and embedded at a time: what bounds embed_file's memory
-
-
-@contextmanager
-def _scratch_file(beside: Path) -> Iterator[Path]:
-    """An empty temporary file beside `beside`, named as `atomic_path` names its own (`.NAME.*.tmp`, so a
-    leftover of a killed run is recognisable), removed however the block ends."""
-    fd, name = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-
-def check_output(path: str | Path) -> Path:
-    """`path` if embed_file can write its .npz there, else a ValueError saying why: called before anything
-    is read or computed, so a typo costs seconds, not the hours of a large input. The parent directory is
-    created if missing (as the atomic write would) and a scratch file is made and removed in it."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        # np.savez would add the suffix behind the caller's back; `evaluate` knows stored embeddings by it.
-        raise ValueError(
-            f"{path}: the output must be named *.npz (ids and embeddings, as np.load reads them)"
-        )
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory; expected the path of a .npz file to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _scratch_file(path):
-            pass
-    except OSError as err:
-        raise ValueError(f"{path}: cannot write the output there ({err.strerror or err})") from err
-    return path
-
-
-def _npy_header(handle: zipfile.ZipExtFile, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-    """The header np.save writes before an array's bytes (format 1.0, C order)."""
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    np.lib.format.write_array_header_1_0(handle, header)
-
-
-def _write_npz(
-    path: Path,
-    count: int,
-    id_width: int,
-    chunks: Iterable[tuple[Sequence[str], np.ndarray]],
-    empty_dim: int,
-    **metadata: str,
-) -> None:
-    """Write `count` ids (none longer than `id_width`) and their vectors, arriving in order in `chunks`
-    (`empty_dim` wide when there are none), as the .npz `np.savez(ids=..., embeddings=float32,
-    **metadata)` writes (uncompressed zip, one .npy member each), holding one chunk at a time; atomically.
-
-    The counts go in the .npy headers before the data, hence given up front (the width comes with the first
-    chunk): the vectors stream into their member, the ids (a zip takes one member at a time) into a scratch
-    file beside `path`, copied in after. The temporary files exist from the start, so an interrupted run
-    leaves nothing but what its name says is a leftover.
-    """
-    id_dtype = np.dtype(f"<U{max(id_width, 1)}")  # what np.array(ids, dtype=str) gives
-    vector_dtype = np.dtype("<f4")
-    rows = 0
-    with (
-        atomic_path(path) as tmp,
-        _scratch_file(path) as ids_tmp,
-        zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
-    ):
-        stream = iter(chunks)
-        first = next(stream, None)
-        dim = empty_dim if first is None else first[1].shape[1]
-        with archive.open("embeddings.npy", "w", force_zip64=True) as member, open(ids_tmp, "wb") as id_file:
-            _npy_header(member, vector_dtype, (count, dim))
-            for ids, vectors in itertools.chain([] if first is None else [first], stream):
-                rows += len(ids)
-                if vectors.shape != (len(ids), dim) or rows > count:
-                    raise _unlike_counted(path, f"{vectors.shape} vectors for {len(ids)} ids", count, dim)
-                if any(len(record_id) > id_width for record_id in ids):
-                    raise _unlike_counted(path, "an id longer than any counted", count, dim)
-                member.write(np.ascontiguousarray(vectors, dtype=vector_dtype).tobytes())
-                id_file.write(np.array(ids, dtype=id_dtype).tobytes())
-        if rows != count:
-            raise _unlike_counted(path, f"{rows} rows", count, dim)
-        with archive.open("ids.npy", "w", force_zip64=True) as member, open(ids_tmp, "rb") as id_file:
-            _npy_header(member, id_dtype, (count,))
-            shutil.copyfileobj(id_file, member, 1 << 20)
-        for key, value in metadata.items():
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.array(value), allow_pickle=False)
-
-
-def _unlike_counted(path: Path, got: str, count: int, dim: int) -> ValueError:
-    # Counted by a first reading of the input; a file that grew or changed since then would be written
-    # wrongly under the headers already out, so nothing is written.
-    return ValueError(
-        f"{path}: {got}, unlike the {count} x {dim} counted first (did the input change while it was read?)"
-    )
-
-
-def save_embeddings(path: str | Path, ids: Sequence[str], embeddings: np.ndarray, **metadata: str) -> None:
-    """Write ids and (N, D) vectors to a .npz readable with `np.load(path)` (no pickle: ids are a unicode
-    array), the same file embed_file streams, atomically."""
-    ids = [str(record_id) for record_id in ids]
-    if embeddings.ndim != 2 or len(ids) != len(embeddings):
-        raise ValueError(f"{len(ids)} ids for embeddings of shape {embeddings.shape} (expected (N, D))")
-    width = max(map(len, ids), default=0)
-    _write_npz(Path(path), len(ids), width, [(ids, embeddings)], embeddings.shape[1], **metadata)
-
-
-def _scan(inputs: str | Path) -> tuple[int, int]:
-    """(records, longest id) of an input file, every record read and checked: a bad one fails here, before
-    the model loads, rather than hours into embedding; the counts are what the .npz headers need first."""
-    count = width = 0
-    for record_id, _ in iter_inputs(inputs):
-        count += 1
-        width = max(width, len(record_id))
-    return count, width
-
-
-def _chunks(records: Iterator[tuple[str, str]], size: int) -> Iterator[tuple[list[str], list[str]]]:
-    """(ids, sequences) of `size` records at a time (the last chunk may be shorter)."""
-    while chunk := list(itertools.islice(records, size)):
-        ids, sequences = zip(*chunk, strict=True)
-        yield list(ids), list(sequences)
-
-
-def _embedded_chunks(
-    embedder: Embedder,
-    inputs: str | Path,
-    chunk_size: int,
-    batch_size: int,
-    max_tokens: int,
-    max_length: int | None,
-    normalize_embeddings: bool,
-    progress: tqdm,
-) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(ids, vectors) of each chunk of `inputs`, in input order: within a chunk, encode()'s length-sorted
-    token-budget batches. Truncation is logged once, for the whole file."""
-    cut = total = 0
-    for ids, sequences in _chunks(iter_inputs(inputs), chunk_size):
-        input_ids, chunk_cut = _tokenize(embedder.tokenizer, sequences, max_length)
-        vectors = _encode_tokens(
-            embedder.model, embedder.tokenizer, embedder.head, input_ids, batch_size, max_tokens, False
-        )
-        if normalize_embeddings:
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        cut, total = cut + chunk_cut, total + len(ids)
-        progress.update(len(ids))
-        yield ids, vectors.numpy()
-    _log_truncated(max_length, cut, total)
-
-
-def embed_file(
-    model_dir: str | Path,
-    inputs: str | Path,
-    output: str | Path,
-    pooling: str | None = None,
-    batch_size: int = 64,
-    max_tokens: int = 16384,
-    max_length: int | None = None,
-    normalize_embeddings: bool = False,
-    chunk_size: int = CHUNK_SIZE,
-) -> int:
-    """Embed every record of an input file into `output` (.npz with `ids`, `embeddings`, and the
-    `pooling` and `model` used), written atomically; returns N.
-
-    In bounded memory: `output` is checked, then `inputs` read through once (checked and counted) before
-    the model loads, then read again `chunk_size` records at a time, each chunk embedded as `encode()`
-    would and written at once. The vectors equal encode()'s on the whole file to float tolerance (batches
-    form within a chunk). max_length None: a sentence-transformers model's max_seq_length, else none.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size {chunk_size}: must be at least 1")
-    output = check_output(output)
-    count, id_width = _scan(inputs)
-    embedder = load_embedder(model_dir, pooling)
-    limit = embedder.max_length if max_length is None else max_length
-    with tqdm(total=count, desc="embedding", unit="record") as progress:
-        chunks = _embedded_chunks(
-            embedder, inputs, chunk_size, batch_size, max_tokens, limit, normalize_embeddings, progress
-        )
-        empty_dim = embedder.model.config.hidden_size  # what encode() gives for no sequences
-        _write_npz(output, count, id_width, chunks, empty_dim, pooling=embedder.pooling, model=str(model_dir))
-    return count
