@@ -181,6 +181,12 @@ def test_resuming_with_other_settings_is_refused_by_name(protein_model, fasta, t
     with pytest.raises(ValueError, match=r"other settings than the interrupted run's: input_mtime_ns"):
         embed_file(protein_model, fasta, out, resume=True, **SETTINGS)
     assert len(list((tmp_path / "emb.npz.parts").glob("part-*.npz"))) == 1  # refusals keep the parts
+    manifest = next(p for p in (tmp_path / "emb.npz.parts").iterdir() if p.suffix == ".json")
+    manifest.write_text(manifest.read_text()[:20], encoding="utf-8")  # cut off
+    with pytest.raises(
+        ValueError, match=r"not a readable manifest .*; remove .*emb.npz.parts to start again"
+    ):
+        embed_file(protein_model, fasta, out, resume=True, **SETTINGS)
 
 
 def test_a_second_writer_of_the_same_output_is_refused(protein_model, fasta, tmp_path) -> None:

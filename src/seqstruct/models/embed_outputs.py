@@ -347,7 +347,12 @@ class Parts:
         try:
             manifest = directory / MANIFEST
             if manifest.is_file():
-                before = json.loads(manifest.read_text(encoding="utf-8"))
+                try:
+                    before = json.loads(manifest.read_text(encoding="utf-8"))
+                except ValueError as err:  # cut off or edited: its parts cannot be trusted to match
+                    raise ValueError(
+                        f"{manifest}: not a readable manifest ({err}); remove {directory} to start again"
+                    ) from None
                 done = parts.count()
                 if not resume:
                     raise ValueError(
