@@ -546,24 +546,9 @@ def test_twenty_random_kill_points(
 @pytest.fixture(scope="module")
 def graph_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """60 real proteins in a ring with chords (FASTA, graph, prepared dataset) and a tiny seeded encoder."""
-    import torch
+    from tests.training.test_contrastive import contrastive_inputs
 
-    from seqstruct.data.tokenizers import build_protein_tokenizer
-    from seqstruct.models.encoders import build_encoder
-    from seqstruct.models.io import save_model_dir
-    from tests.data.test_pairs import protein_dataset
-
-    root = tmp_path_factory.mktemp("graph-inputs")
-    tokenizer = build_protein_tokenizer()
-    torch.manual_seed(0)
-    save_model_dir(build_encoder("tiny", tokenizer, dropout=0.1), tokenizer, root / "model")
-    dataset = protein_dataset(root).path
-    return {
-        "fasta": root / "proteins.fasta",
-        "graph": root / "graph.tsv",
-        "model": root / "model",
-        "dataset": dataset,
-    }
+    return contrastive_inputs(tmp_path_factory.mktemp("graph-inputs"))
 
 
 def structure_argv(inputs: dict[str, Path], out: Path) -> list[str]:
@@ -598,31 +583,32 @@ def references(
 
 
 @pytest.mark.parametrize(
-    "fault", [Fault(STEP, 7), pytest.param(Fault("before_rng", 6), marks=pytest.mark.slow)], ids=str
+    ("kind", "fault"),
+    [
+        ("structure", Fault(STEP, 7)),
+        pytest.param("structure", Fault("before_rng", 6), marks=pytest.mark.slow),
+        ("contrastive", Fault(STEP, 3)),
+        pytest.param("contrastive", Fault("before_state", 4), marks=pytest.mark.slow),
+    ],
+    ids=str,
 )
-def test_a_structure_inducing_run_killed_and_resumed_equals_the_uninterrupted_one(
-    runner: Runner, graph_inputs: dict[str, Path], references: dict[str, Path], tmp_path: Path, fault: Fault
+def test_a_structure_inducing_or_contrastive_run_killed_and_resumed_equals_the_uninterrupted_one(
+    runner: Runner,
+    graph_inputs: dict[str, Path],
+    references: dict[str, Path],
+    tmp_path: Path,
+    kind: str,
+    fault: Fault,
 ) -> None:
     out = tmp_path / "run"
-    argv = structure_argv(graph_inputs, out)
+    argv = structure_argv(graph_inputs, out) if kind == "structure" else contrastive_argv(graph_inputs, out)
     runner.kill(argv, tmp_path / "killed.txt", fault)
-    assert_struck(out, references["structure"], fault)
+    assert_struck(out, references[kind], fault)
     _recover(runner, argv, tmp_path, fault)
-    assert_same_run(references["structure"], out)
-
-
-@pytest.mark.parametrize(
-    "fault", [Fault(STEP, 3), pytest.param(Fault("before_state", 4), marks=pytest.mark.slow)], ids=str
-)
-def test_a_contrastive_run_killed_and_resumed_equals_the_uninterrupted_one(
-    runner: Runner, graph_inputs: dict[str, Path], references: dict[str, Path], tmp_path: Path, fault: Fault
-) -> None:
-    out = tmp_path / "run"
-    argv = contrastive_argv(graph_inputs, out)
-    runner.kill(argv, tmp_path / "killed.txt", fault)
-    assert_struck(out, references["contrastive"], fault)
-    _recover(runner, argv, tmp_path, fault)
-    assert_same_run(references["contrastive"], out, CONTRASTIVE_WEIGHTS, CONTRASTIVE_STEPS)
+    if kind == "structure":
+        assert_same_run(references[kind], out)
+    else:
+        assert_same_run(references[kind], out, CONTRASTIVE_WEIGHTS, CONTRASTIVE_STEPS)
 
 
 # ---------------------------------------------------------------------------------------------------------

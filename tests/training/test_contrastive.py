@@ -28,13 +28,23 @@ CONFIG = Path(__file__).parents[2] / "src" / "seqstruct" / "configs" / "contrast
 PROBES = ["MKTAYIAKQRQISFVKSHFSRQ", "MSDNELIKAVE", "MGLSDGEWQLVLNVWGKVEAD"]
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("contrastive")
+def contrastive_inputs(root: Path) -> dict[str, Path]:
+    """A tiny seeded encoder and 60 real proteins in a ring with chords (FASTA, graph, prepared dataset)."""
     tokenizer = build_protein_tokenizer()
     torch.manual_seed(0)
     save_model_dir(build_encoder("tiny", tokenizer, dropout=0.1), tokenizer, root / "model")
-    return {"model": root / "model", "dataset": protein_dataset(root).path}
+    dataset = protein_dataset(root).path  # writes root/proteins.fasta and root/graph.tsv too
+    return {
+        "model": root / "model",
+        "dataset": dataset,
+        "fasta": root / "proteins.fasta",
+        "graph": root / "graph.tsv",
+    }
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return contrastive_inputs(tmp_path_factory.mktemp("contrastive"))
 
 
 def overrides(inputs: dict[str, Path], out: Path, **extra: object) -> list[str]:
