@@ -214,5 +214,5 @@ def test_contrastive_arms_are_evaluated_with_their_own_pooling(tmp_path) -> None
 def test_packaged_comparisons_are_consistent(path) -> None:
     """Every packaged comparison loads and passes the checks a run starts with (arms, seeds, references)."""
     config = load_config(CompareConfig, path)
-    compare_module._check(config)
+    compare_module.check_compare(config)
     assert config.output_dir.startswith("runs/compare/")

@@ -86,7 +86,8 @@ def _pretrain_path(name: str) -> Path:
     return path if path.exists() else PACKAGED_CONFIGS / name
 
 
-def _check(config: CompareConfig) -> None:
+def check_compare(config: CompareConfig) -> None:
+    """Refuse a comparison that cannot run, before anything is written."""
     if sum(map(bool, (config.synth, config.data_dir, config.dataset))) != 1:
         raise ValueError(
             "give exactly one of synth (a generator name), data_dir (a synthetic-layout dataset directory) "
@@ -289,14 +290,14 @@ def summarise(
 def compare(config: CompareConfig) -> dict[str, Any]:
     """Run every (seed, arm) cell not yet finished, then write results.csv, results.md, results.json;
     the output directory is locked meanwhile (a second process on it is refused, by name)."""
-    _check(config)
+    check_compare(config)
     with DirectoryLock(config.output_dir):
         return compare_cells(config)
 
 
 def compare_cells(config: CompareConfig) -> dict[str, Any]:
-    """`compare` for a caller that already holds the output directory's lock (the demo)."""
-    _check(config)
+    """`compare` for a caller that has checked `config` (check_compare) and holds the output directory's
+    lock (the demo)."""
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     save_config(config, root / "compare.yaml")

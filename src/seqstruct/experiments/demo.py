@@ -26,7 +26,7 @@ import yaml
 
 from seqstruct.config import PACKAGED_CONFIGS, config_dict, load_config
 from seqstruct.data.prepared import load_prepared, prepare
-from seqstruct.experiments.compare import CompareConfig, compare_cells
+from seqstruct.experiments.compare import CompareConfig, check_compare, compare_cells
 from seqstruct.io import LOCK_NAME, DirectoryLock, atomic_open
 from seqstruct.report import pretrain_summary, write_report
 
@@ -82,6 +82,7 @@ def run_demo(
     preparing the embedded sample. Returns the comparison's result with the summary's and the report's
     paths."""
     config = demo_config(output_dir, overrides, dataset)
+    check_compare(config)  # before the lock creates the directory
     root = Path(config.output_dir)
     with DirectoryLock(root):  # held from before --fresh deletes anything to the report's last byte
         if fresh:
