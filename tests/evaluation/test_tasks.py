@@ -200,10 +200,13 @@ def test_builtin_tasks_are_registered() -> None:
         "wordnet-lemma-search",
         "knn",
         "link",
+        "go-link",
+        "wordnet-link",
     }
     assert builtin <= set(TASKS)
     assert get_task("knn").options() == {"columns": (), "neighbours": 3, "metric": "cosine"}
-    assert get_task("link").options() == get_task("protein-link").options()  # one class, two datasets
+    assert get_task("link").options() == get_task("protein-link").options()  # one class, four datasets
+    assert get_task("go-link").kind == "text" and get_task("wordnet-link").dataset == "wordnet"
     assert get_task("go-similarity").dataset == "go-text" and get_task("go-similarity").kind == "text"
     assert get_task("go-similarity").options() == {
         "split": "test",
@@ -426,6 +429,28 @@ def test_protein_link_with_chain_vectors(proteins) -> None:
     assert small.counts["candidate_pool"] == "heldout"
     assert small.counts["queries"] + small.counts["skipped"] == 27
     assert small.metrics["heldout"]["mrr"] == pytest.approx(1.0)  # nearest held-out chain neighbours
+
+    # candidates=both: one embedding of every record, scored as "all" and as "heldout"
+    seen.clear()
+    noisy = np.random.default_rng(0).normal(size=(len(ids), 6))  # not a perfect space: the pools differ
+    row_of = {text: i for i, text in enumerate(t for s in proteins.splits for t in proteins.split(s)["text"])}
+
+    def noisy_chain(texts: Sequence[str]) -> np.ndarray:
+        seen.extend(texts)
+        return along_chain(texts) + 0.4 * noisy[[row_of[t] for t in texts]]
+
+    both = get_task("protein-link").run(proteins, StandIn(vectors=noisy_chain), 0, candidates="both")
+    assert len(seen) == len(ids)  # embedded once
+    alone = {
+        pool: get_task("protein-link").run(proteins, StandIn(vectors=noisy_chain), 0, candidates=pool)
+        for pool in ("all", "heldout")
+    }
+    assert both.metrics["heldout"] == pytest.approx(alone["all"].metrics["heldout"])
+    assert both.metrics["heldout-pool"] == pytest.approx(alone["heldout"].metrics["heldout"])
+    assert both.metrics["heldout"]["mrr"] != pytest.approx(both.metrics["heldout-pool"]["mrr"])
+    assert both.counts["heldout"]["candidates"] == 56
+    assert both.counts["heldout-pool"]["candidates"] == len(outside) - 1
+    assert both.counts["candidate_pool"] == "both"
     with pytest.raises(ValueError, match="candidates must be"):
         get_task("protein-link").run(proteins, StandIn(vectors=recorded), 0, candidates="some")
 

@@ -17,8 +17,10 @@ TASK_LINES: dict[str, tuple[str, str, str]] = {
     "go-category": ("go-text", "text", "a GO definition's top-level category: accuracy, macro-F1"),
     "go-synonym-search": ("go-text", "text", "a GO synonym retrieves its term's name: MRR@10, recall@k"),
     "go-similarity": ("go-text", "text", "cosine of GO definitions against Lin similarity: Spearman"),
+    "go-link": ("go-text", "text", "held-out is_a links among GO definitions by cosine: MRR, nDCG@10"),
     "wordnet-supersense": ("wordnet", "text", "a WordNet gloss's supersense: accuracy, macro-F1"),
     "wordnet-lemma-search": ("wordnet", "text", "a word retrieves its synsets' glosses: MRR@10, recall@k"),
+    "wordnet-link": ("wordnet", "text", "held-out hypernym links among glosses by cosine: MRR, nDCG@10"),
 }
 
 # MODEL as `seqstruct evaluate MODEL` takes it -> what it is

@@ -1,7 +1,7 @@
 """Evaluation tasks: the registry (`registry`) and the built-in task families, which register on import.
 
 classification  go-mf, go-mf-class, go-category, wordnet-supersense
-structure       knn, link, protein-link
+structure       knn, link, protein-link, go-link, wordnet-link
 search          go-synonym-search, wordnet-lemma-search
 similarity      go-similarity
 """

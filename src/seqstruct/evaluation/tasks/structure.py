@@ -92,10 +92,16 @@ class KnnTask:
 
 @register_task("link", dataset="manifold", kind="protein")
 @register_task("protein-link", dataset="swissprot-go", kind="protein")
+@register_task("go-link", dataset="go-text", kind="text")
+@register_task("wordnet-link", dataset="wordnet", kind="text")
 class LinkTask:
     """Held-out link retrieval: each node of heldout_nodes.txt ranks every other record of the dataset (all
     splits) by similarity; its relevant ones are its neighbours in graph_heldout.tsv. Training-graph
-    neighbours of a query, if any, are left out of its ranking (neither hit nor miss)."""
+    neighbours of a query, if any, are left out of its ranking (neither hit nor miss).
+
+    candidates: "all" (every record, the synthetic protocol), "heldout" (only records outside train: cheaper,
+    and easier, since no training record can crowd the answers out), or "both": one embedding of every
+    record scored both ways, under the metric keys "heldout" (all candidates) and "heldout-pool"."""
 
     def __init__(
         self,
@@ -104,13 +110,11 @@ class LinkTask:
         candidates: str = "all",
         metric: str = "cosine",
     ) -> None:
-        if candidates not in ("all", "heldout"):
-            raise ValueError(f"candidates must be 'all' or 'heldout'; got {candidates!r}")
+        if candidates not in ("all", "heldout", "both"):
+            raise ValueError(f"candidates must be 'all', 'heldout' or 'both'; got {candidates!r}")
         self.ndcg_k, self.ks, self.candidates, self.metric = ndcg_k, tuple(ks), candidates, _metric(metric)
 
     def run(self, data: Prepared, method: Method, seed: int) -> TaskResult:
-        """With candidates=heldout only records outside train are ranked (and are relevant): a cheaper
-        variant on large datasets, where embedding every training record would dominate the cost."""
         if not data.heldout_graph_path.is_file():
             raise FileNotFoundError(f"{data.path}: no graph_heldout.tsv, so no held-out links to retrieve")
         ids, texts = records(data)
@@ -119,15 +123,34 @@ class LinkTask:
             train, _ = read_edge_list(data.graph_path, ids)
         else:
             train = Graph(tuple(ids), np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32))
-        if self.candidates == "heldout":
-            outside = set(ids) - set(data.split(TRAIN)["id"])
-            keep = np.array([i for i, node in enumerate(ids) if node in outside], dtype=np.int64)
-            heldout, train = heldout.subgraph(keep), train.subgraph(keep)
-            ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
+        outside = set(ids) - set(data.split(TRAIN)["id"])
+        pool = np.array([i for i, node in enumerate(ids) if node in outside], dtype=np.int64)  # [P]
+        if self.candidates == "heldout":  # embed only the pool: the point of the cheaper variant
+            heldout, train = heldout.subgraph(pool), train.subgraph(pool)
+            ids, texts = [ids[i] for i in pool], [texts[i] for i in pool]
+        x = method.embed(texts, data.info.kind, ids=ids)  # [N, D]
+        metrics, counts = {}, {"heldout_nodes": 0}
+        pools = {"heldout": None} if self.candidates != "both" else {"heldout": None, "heldout-pool": pool}
+        for key, keep in pools.items():
+            found, n_queries, rule = self._rank(data, x, heldout, train, keep)
+            metrics[key] = {k: v for k, v in found.items() if isinstance(v, float)}
+            counts[key] = {"queries": found["queries"], "skipped": found["skipped"]}
+            counts[key]["candidates"] = (len(ids) if keep is None else len(keep)) - 1
+            counts["heldout_nodes"] = max(counts["heldout_nodes"], n_queries)
+        if len(pools) == 1:  # one pool: its counts at the top level, as before "both" existed
+            counts |= counts.pop("heldout")
+        counts |= {"candidate_pool": self.candidates, "metric": self.metric, "heldout_rule": rule}
+        return TaskResult(metrics, counts)
+
+    def _rank(
+        self, data: Prepared, x: np.ndarray, heldout: Graph, train: Graph, keep: np.ndarray | None
+    ) -> tuple[dict, int, str]:
+        """Link retrieval among the rows `keep` of x (None: all), the graphs restricted alike."""
+        if keep is not None:
+            x, heldout, train = x[keep], heldout.subgraph(keep), train.subgraph(keep)
         queries, rule = heldout_nodes(data.path, train, heldout)
         if not len(queries):
             raise ValueError(f"{data.path}: no held-out nodes (by rule {rule!r}) to query")
-        x = method.embed(texts, data.info.kind, ids=ids)  # [N, D]
         true, known = heldout.neighbours(), train.neighbours()
         found = link_retrieval(
             x,
@@ -138,7 +161,4 @@ class LinkTask:
             metric=self.metric,
             ndcg_k=self.ndcg_k,
         )
-        metrics = {k: v for k, v in found.items() if isinstance(v, float)}
-        counts = {"queries": found["queries"], "skipped": found["skipped"], "candidates": len(ids) - 1}
-        counts |= {"candidate_pool": self.candidates, "heldout_nodes": len(queries), "metric": self.metric}
-        return TaskResult({"heldout": metrics}, counts | {"heldout_rule": rule})
+        return found, len(queries), rule
