@@ -176,11 +176,11 @@ class StructureConfig:
     # lambda ramps linearly from 0 over these optimiser steps, so an untrained encoder's first gradients are
     # not the structure loss's alone; None = train.warmup_steps, 0 = full weight from the first step.
     weight_warmup_steps: Count | None = None
-    # info_nce (cosine, the default) | margin (cosine distance) | multi_similarity (cosine) |
+    # info_nce (cosine, the default) | margin_cosine (cosine distance) | multi_similarity (cosine) |
     # margin_euclidean (the paper's contrastive loss on Euclidean distance: not scale-free)
     loss: str = "info_nce"
     pooling: str = "cls"  # sequence vector the loss acts on: cls (the paper's) | mean | max (over residues)
-    # Margin losses push negatives beyond this distance: 1 - cos for `margin` (at most 2; 1.0 = at least
+    # Margin losses push negatives beyond this distance: 1 - cos for `margin_cosine` (at most 2; 1.0 = at least
     # orthogonal), Euclidean for `margin_euclidean`.
     margin: NonNegative = 1.0
     temperature: Positive = 0.05  # info_nce: softmax temperature on cosine similarities

@@ -68,11 +68,15 @@ def test_objective_combines_and_picks_in_batch_negatives_when_none_sampled() -> 
     total = objective.combine(torch.tensor(4.0), structure, step=0)
     assert total.item() == pytest.approx(0.75 * 4.0 + 0.25 * 2.0)
     assert (
-        StructureObjective("margin", weight=0.0).combine(torch.tensor(3.0), torch.tensor(100.0), 0).item()
+        StructureObjective("margin_cosine", weight=0.0)
+        .combine(torch.tensor(3.0), torch.tensor(100.0), 0)
+        .item()
         == 3.0
     )
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        StructureObjective("margin", weight=-0.1)
+        StructureObjective("margin_cosine", weight=-0.1)
+    with pytest.raises(ValueError, match="was the paper's Euclidean margin loss"):
+        StructureObjective("margin")  # renamed: an old config must not train another loss silently
 
 
 def test_info_nce_matches_manual_and_skips_anchors_without_positives() -> None:
@@ -169,8 +173,8 @@ def _layout(rows: int = 6, sampled: bool = False) -> dict[str, torch.Tensor]:
 LOSS_CASES = [
     ("info_nce", False),
     ("multi_similarity", False),
-    ("margin", False),
-    ("margin", True),
+    ("margin_cosine", False),
+    ("margin_cosine", True),
     ("margin_euclidean", False),
     ("margin_euclidean", True),
 ]
@@ -199,7 +203,7 @@ def test_cosine_losses_stay_within_their_bounds(scale) -> None:
         e = scale * torch.randn(6, 4)
         info_nce = StructureObjective("info_nce", temperature=0.1).structure_loss(e, rows).item()
         assert 0.0 <= info_nce <= math.log(5) + 2 / 0.1
-        margin = StructureObjective("margin", margin=1.0).structure_loss(e, rows).item()
+        margin = StructureObjective("margin_cosine", margin=1.0).structure_loss(e, rows).item()
         assert 0.0 <= margin <= 2.0 + 1.0
 
 
@@ -214,7 +218,7 @@ def test_chance_is_the_loss_of_an_embedding_that_ignores_the_graph(loss, sampled
     if loss == "info_nce":
         assert objective.structure_loss(identical, rows).item() == pytest.approx(math.log(5), abs=1e-6)
         assert chance == pytest.approx(math.log(5), abs=1e-6)  # ln C, C = 5 candidates per row
-    elif loss == "margin":
+    elif loss == "margin_cosine":
         assert chance == pytest.approx(0.8)
         assert objective.structure_loss(identical, rows).item() == pytest.approx(chance, abs=1e-6)
     elif loss == "margin_euclidean":
@@ -239,7 +243,7 @@ def test_chance_is_zero_where_the_batch_has_nothing_to_learn() -> None:
         "anchor": torch.zeros(0, dtype=torch.long),
         "positive": torch.zeros(0, dtype=torch.long),
     }
-    assert StructureObjective("margin").chance(no_anchor).item() == 0.0
+    assert StructureObjective("margin_cosine").chance(no_anchor).item() == 0.0
 
 
 def test_structure_weight_ramps_linearly_from_zero() -> None:

@@ -20,7 +20,7 @@ from seqstruct.data.graph import Graph
 from seqstruct.models.embed import encode, load_encoder
 from seqstruct.report import pretrain_summary
 from seqstruct.training.mlm import pretrain
-from seqstruct.training.structure import LEFT_CHANCE, chance_summary, heldout_links
+from seqstruct.training.structure import LEFT_CHANCE, chance_summary, check_structure, heldout_links
 from tests.helpers import tiny_overrides
 
 HALF_A, HALF_B = "ACDEFGHIKL", "MNPQRSTVWY"
@@ -158,7 +158,7 @@ def _log(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("loss", ["info_nce", "margin", "margin_euclidean", "multi_similarity"])
+@pytest.mark.parametrize("loss", ["info_nce", "margin_cosine", "margin_euclidean", "multi_similarity"])
 def test_every_loss_trains_and_is_logged_beside_its_chance_value(two_components, tmp_path, loss) -> None:
     fasta, graph = two_components
     metrics = _run(
@@ -280,6 +280,10 @@ def test_a_saved_config_without_the_new_structure_keys_still_loads(tmp_path) -> 
     config = load_config(PretrainConfig, saved)
     assert config.structure.loss == "margin" and config.structure.weight_warmup_steps is None
     assert config.structure.projection_dim == 0 and config.structure.link_queries > 0
+    # 'margin' meant the Euclidean loss then and is no name now: such a run is refused before it resumes
+    # under another loss, the message naming both successors.
+    with pytest.raises(ValueError, match="margin_euclidean for it, or margin_cosine"):
+        check_structure(config.structure)
 
 
 @pytest.mark.parametrize(

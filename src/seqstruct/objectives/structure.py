@@ -9,7 +9,7 @@ Geometry. Every loss but `margin_euclidean` compares directions only (cosine), s
 scale of the pooled vectors and bounded: a fresh encoder's pooled vectors have norms near 17 and sit
 about 5 apart, and the paper's Euclidean margin loss (kept as `margin_euclidean`) then starts at ~30 against
 a masked-LM loss of ~3, dominates warm-up under gradient clipping and collapses the pooled spread
-(issue 21). The cosine `margin` loss has a fixed margin on the cosine distance 1 − cos ∈ [0, 2] rather
+(issue 21). The cosine `margin_cosine` loss has a fixed margin on the cosine distance 1 − cos ∈ [0, 2] rather
 than one relative to the first batch's distances: it is scale-free already, and a fixed number needs no
 state saved for a resumed run or agreed between DDP ranks (a fresh encoder's vectors are nearly parallel,
 so a margin relative to their distances would be near 0). Its pull is linear in the distance, not
@@ -272,9 +272,16 @@ def link_mrr(embeddings: np.ndarray, queries: np.ndarray, relevant: Sequence[np.
 # The objective
 # ---------------------------------------------------------------------------------------------------
 
+# Loss names whose meaning changed: refused by name, so that a config or a run written before the change
+# fails loudly instead of resuming under another loss.
+RENAMED_LOSSES = {
+    "margin": "'margin' was the paper's Euclidean margin loss until issue 21; say margin_euclidean for it, or "
+    "margin_cosine for the scale-free cosine version",
+}
+
 STRUCTURE_LOSSES = {
     "info_nce": graph_info_nce_loss,
-    "margin": margin_loss,  # margin_in_batch_loss when no negatives are sampled
+    "margin_cosine": margin_loss,  # margin_in_batch_loss when no negatives are sampled
     "margin_euclidean": margin_euclidean_loss,  # margin_euclidean_in_batch_loss likewise
     "multi_similarity": multi_similarity_loss,
 }
@@ -297,11 +304,13 @@ class StructureObjective:
 
     loss: str = "info_nce"
     weight: float = 0.5  # λ after the warm-up
-    margin: float = 1.0  # cosine distance for `margin`, Euclidean for `margin_euclidean`
+    margin: float = 1.0  # cosine distance for `margin_cosine`, Euclidean for `margin_euclidean`
     temperature: float = 0.05
     weight_warmup_steps: int = 0  # optimiser steps over which λ ramps from 0; 0: λ from the first step
 
     def __post_init__(self) -> None:
+        if self.loss in RENAMED_LOSSES:
+            raise ValueError(f"structure loss: {RENAMED_LOSSES[self.loss]}")
         if self.loss not in STRUCTURE_LOSSES:
             raise ValueError(
                 f"unknown structure loss {self.loss!r}; expected one of {sorted(STRUCTURE_LOSSES)}"
@@ -313,13 +322,15 @@ class StructureObjective:
 
     def structure_loss(self, pooled: Tensor, rows: dict[str, Tensor]) -> Tensor:
         pooled = pooled.float()  # distances and exponentials of similarities lose too much in bf16
-        if self.loss in ("margin", "margin_euclidean"):
+        if self.loss in ("margin_cosine", "margin_euclidean"):
             if rows["anchor"].numel() == 0:
                 return pooled.sum() * 0.0  # no anchor in this batch has a neighbour
             if rows["negative"].shape[1] == 0:  # structure.negatives = 0: the batch supplies them
-                in_batch = margin_in_batch_loss if self.loss == "margin" else margin_euclidean_in_batch_loss
+                in_batch = (
+                    margin_in_batch_loss if self.loss == "margin_cosine" else margin_euclidean_in_batch_loss
+                )
                 return in_batch(pooled, rows["anchor"], rows["positive"], rows["adjacency"], self.margin)
-            sampled = margin_loss if self.loss == "margin" else margin_euclidean_loss
+            sampled = margin_loss if self.loss == "margin_cosine" else margin_euclidean_loss
             return sampled(
                 pooled[rows["anchor"]], pooled[rows["positive"]], pooled[rows["negative"]], self.margin
             )
@@ -335,7 +346,7 @@ class StructureObjective:
             return info_nce_chance(adjacency)
         if self.loss == "multi_similarity":
             return multi_similarity_chance(adjacency)
-        floor = self.margin if self.loss == "margin" else self.margin**2 / 2  # min_d f(d)
+        floor = self.margin if self.loss == "margin_cosine" else self.margin**2 / 2  # min_d f(d)
         anchor = rows["anchor"]
         if anchor.numel() == 0:
             return adjacency.new_zeros((), dtype=torch.float32)

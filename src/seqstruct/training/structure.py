@@ -142,9 +142,9 @@ def check_structure(settings: StructureConfig) -> None:
         raise ValueError(f"structure.negatives must be >= 0; got {settings.negatives}")
     if settings.margin <= 0 or settings.temperature <= 0:
         raise ValueError("structure.margin and structure.temperature must be positive")
-    if settings.loss == "margin" and settings.margin > 2:
+    if settings.loss == "margin_cosine" and settings.margin > 2:
         raise ValueError(
-            f"structure.margin {settings.margin} is a cosine distance for loss=margin, at most 2 "
+            f"structure.margin {settings.margin} is a cosine distance for loss=margin_cosine, at most 2 "
             "(opposite directions); margin_euclidean takes Euclidean ones"
         )
     if settings.group_column and not settings.groups:
