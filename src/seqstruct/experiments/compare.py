@@ -39,6 +39,7 @@ import numpy as np
 from seqstruct.config import PACKAGED_CONFIGS, PretrainConfig, load_config, save_config
 from seqstruct.data.synthetic import generator, write_synthetic
 from seqstruct.evaluation.run import evaluate
+from seqstruct.evaluation.tables import comparison_table
 from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.training.mlm import pretrain
 
@@ -247,32 +248,23 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else math.nan
 
 
-def _cell(mean: float, std: float, n: int, sign: str = "") -> str:
-    """mean ± std; a single value alone (a spread of one seed is not a number); — for none."""
-    if n == 0:
-        return "—"
-    return f"{mean:{sign}.3f}" if n == 1 else f"{mean:{sign}.3f} ± {std:.3f}"
-
-
 def summarise(
     rows: list[dict[str, Any]], arms: list[str], references: dict[str, str] | None = None
 ) -> tuple[dict[str, Any], str]:
     """Mean ± std over seeds per (figure, arm), and paired differences: each arm named in `references`
-    against its reference arm, or (no references) every arm against the first."""
+    against its reference arm, or (no references) every arm against the first. The table is
+    `seqstruct.evaluation.tables.comparison_table`'s."""
     figures = list(dict.fromkeys(row["figure"] for row in rows))
     value = {(row["figure"], row["arm"], row["seed"]): row["value"] for row in rows}
     seeds = sorted({row["seed"] for row in rows})
     pairs = list((references or {arm: arms[0] for arm in arms[1:]}).items())  # (arm, its reference)
     summary: dict[str, Any] = {}
-    header = ["figure", *arms, *[f"{arm} − {reference}" for arm, reference in pairs]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in figures:
-        cells, entry = [figure], {}
+        entry = {}
         for arm in arms:
             values = [value[(figure, arm, s)] for s in seeds if (figure, arm, s) in value]
-            mean, std = _mean_std(values)
+            mean, std = _mean_std(values) if values else (math.nan, math.nan)
             entry[arm] = {"mean": mean, "std": std, "n": len(values)}
-            cells.append(_cell(mean, std, len(values)))
         for arm, reference in pairs:
             paired = [
                 value[(figure, arm, s)] - value[(figure, reference, s)]
@@ -281,10 +273,8 @@ def summarise(
             ]
             mean, std = _mean_std(paired) if paired else (math.nan, math.nan)
             entry[f"{arm} - {reference}"] = {"mean": mean, "std": std, "n": len(paired)}
-            cells.append(_cell(mean, std, len(paired), sign="+"))
         summary[figure] = entry
-        lines.append("| " + " | ".join(cells) + " |")
-    return summary, "\n".join(lines) + "\n"
+    return summary, comparison_table(summary, arms, pairs)
 
 
 def compare(config: CompareConfig) -> dict[str, Any]:
@@ -318,9 +308,15 @@ def compare_cells(config: CompareConfig) -> dict[str, Any]:
                 result = _cached(cell, partial(_run_arm, config, arm, seed, data, cell))
             for figure, number in headline_metrics(result).items():
                 rows.append({"seed": seed, "arm": arm, "figure": figure, "value": number})
-            rows.append(
-                {"seed": seed, "arm": arm, "figure": "pretrain seconds", "value": result["pretrain_seconds"]}
-            )
+            if arm not in config.models:  # a model that is not pretrained has no pretraining time ("—")
+                rows.append(
+                    {
+                        "seed": seed,
+                        "arm": arm,
+                        "figure": "pretrain seconds",
+                        "value": result["pretrain_seconds"],
+                    }
+                )
     summary, table = summarise(rows, arms, config.references or None)
     fewer = [f"{arm} at seeds {config.arm_seeds[arm]}" for arm in arms if arm in config.arm_seeds]
     header = f"Mean ± std over seeds {config.seeds}" + (f" ({'; '.join(fewer)})" if fewer else "")
