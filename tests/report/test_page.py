@@ -1,9 +1,7 @@
-"""Learning-curve plots and the HTML report, on tiny trees of run outputs made here."""
+"""The HTML report, on tiny trees of run outputs made here."""
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from pathlib import Path
 
@@ -11,102 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from seqstruct.cli import main
-from seqstruct.report import (
-    find_sections,
-    learning_curve_figure,
-    plot_learning_curve,
-    pretrain_summary,
-    write_report,
-)
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-# ---------------------------------------------------------------------------------------------------------
-# Learning curves
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _grid() -> list[dict]:
-    """Three arms x two splits x three fractions; one arm ran one seed (std nan)."""
-    points = []
-    for split in ("test_close", "test_remote"):
-        for arm, seeds in (("lstm", 3), ("finetune", 3), ("probe", 1)):
-            for examples in (12.0, 40.0, 400.0):
-                points.append(
-                    {
-                        "arm": arm,
-                        "split": split,
-                        "examples": examples,
-                        "mean": 0.3 + 0.1 * math.log10(examples),
-                        "std": 0.02 if seeds > 1 else math.nan,
-                        "n": seeds,
-                    }
-                )
-    return points
-
-
-def test_learning_curve_has_a_log_panel_per_split_and_a_line_per_arm() -> None:
-    fig = learning_curve_figure(_grid(), "fmax", title="go-mf")
-    try:
-        axes = fig.get_axes()
-        assert [ax.get_title() for ax in axes] == ["test_close", "test_remote"]
-        for ax in axes:
-            assert ax.get_xscale() == "log"
-            assert [line.get_label() for line in ax.get_lines()] == ["lstm", "finetune", "probe"]
-        # One colour per arm in every panel; bands only for the arms with several seeds.
-        colours = [[line.get_color() for line in ax.get_lines()] for ax in axes]
-        assert colours[0] == colours[1] and len(set(colours[0])) == 3
-        assert all(len(ax.collections) == 2 for ax in axes)
-        assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])
-        assert axes[0].get_ylabel() == "fmax" and fig.get_suptitle() == "go-mf"
-        assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == ["lstm", "finetune", "probe"]
-    finally:
-        plt.close(fig)
-
-
-def test_plot_learning_curve_writes_a_png(tmp_path) -> None:
-    path = tmp_path / "curve" / "learning_curve.png"
-    plot_learning_curve(_grid(), path, "fmax")
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
-    assert [p.name for p in path.parent.iterdir()] == ["learning_curve.png"]  # no temporary left behind
-
-
-def test_learning_curve_draws_fits_dashed_beyond_the_data_and_marks_n_star() -> None:
-    fits = [
-        {"arm": arm, "split": split, "a": 0.8, "b": b, "c": 0.3, "n_min": 12.0, "n_max": 400.0}
-        for split in ("test_close", "test_remote")
-        for arm, b in (("lstm", 2.0), ("finetune", 0.6))
-    ] + [{"arm": "probe", "split": "test_close", "a": None, "b": None, "c": None}]  # no fit: not drawn
-    crossing = {"arm": "finetune", "split": "test_close", "fitted": True, "draws": 200, "n_star": 7000.0}
-    crossings = [crossing | {"median": 8000.0, "low": 3000.0, "high": None}]
-    fig = learning_curve_figure(_grid(), "fmax", fits=fits, crossings=crossings)
-    try:
-        close, remote = fig.get_axes()
-        lines = {line.get_label(): line for line in close.get_lines()}
-        dashed = lines["_finetune extrapolated"]
-        assert dashed.get_linestyle() == "--" and dashed.get_xdata()[0] == 400.0
-        # out to 100× the largest budget, past the n* (× 1.5 would be 12,000)
-        assert dashed.get_xdata()[-1] == pytest.approx(40000.0)
-        assert lines["_lstm fit"].get_linestyle() == "-" and lines["_lstm fit"].get_xdata()[-1] == 400.0
-        assert lines["_n* finetune"].get_xdata()[0] == 8000.0  # the bootstrap median
-        assert lines["_interval"].get_xdata()[-1] == pytest.approx(40000.0)  # an open upper end: to the edge
-        assert "_probe fit" not in lines and "_n* finetune" not in {x.get_label() for x in remote.get_lines()}
-        # the legend keeps the arms and names the shaded region beyond 10× the data
-        legend = [t.get_text() for t in remote.get_legend().get_texts()]
-        assert legend == ["lstm", "finetune", "probe", "beyond 10× the largest budget: unsupported"]
-        assert close.get_xlim()[1] >= 40000.0
-    finally:
-        plt.close(fig)
-
-
-def test_learning_curve_refuses_what_a_log_axis_would_drop() -> None:
-    points = _grid()
-    points[0]["examples"] = 0.0
-    with pytest.raises(ValueError, match="examples > 0"):
-        learning_curve_figure(points, "fmax")
-    with pytest.raises(ValueError, match="no learning-curve points"):
-        learning_curve_figure([], "fmax")
-
+from seqstruct.report import find_sections, write_report
 
 # ---------------------------------------------------------------------------------------------------------
 # The HTML report
@@ -266,73 +169,3 @@ def test_only_images_inside_the_given_directories_are_inlined(tmp_path, caplog) 
             ),
         ]
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Pretraining summary: the structure loss against its chance value (issue 21)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _pretraining_run(root: Path, structure: dict | None) -> Path:
-    """A run directory with the metrics.json and log.csv `pretrain_summary` reads."""
-    root.mkdir()
-    metrics = {
-        "parameters": 1000,
-        "steps": 8,
-        "train_proteins": 36,
-        "heldout_proteins": 4,
-        "train_tokens": 8640,
-        "train_runtime_s": 6.0,
-        "heldout": {
-            "masked_accuracy": 0.1,
-            "perplexity": 18.0,
-            "masked_tokens": 39,
-            "accuracy_gain": 0.05,
-            "accuracy_gain_se": 0.01,
-            "nll_gain": 0.1,
-            "nll_gain_se": 0.02,
-        },
-        "unigram_baseline": {"masked_accuracy": 0.05, "perplexity": 20.0, "most_frequent": "L"},
-        "structure": structure,
-    }
-    (root / "metrics.json").write_text(json.dumps(metrics))
-    (root / "log.csv").write_text("step,loss,eval_loss\n4,3.0,\n8,,2.9\n")
-    return root
-
-
-def _structure(final: float, chance: float, best: float, link_mrr: float | None = 0.25) -> dict:
-    return {
-        "weight": 0.5,
-        "loss": "info_nce",
-        "final_loss": final,
-        "chance": chance,
-        "loss_to_chance": final / chance,
-        "left_chance": final / chance < 0.9,
-        "best_loss_to_chance": best,
-        "best_step": 4,
-        "left_chance_threshold": 0.9,
-        "link_mrr": link_mrr,
-        "link_queries": 4,
-    }
-
-
-@pytest.mark.parametrize(
-    ("structure", "says", "never_says"),
-    [
-        (_structure(3.1, 3.135, 0.98), "never left chance", "left its chance value"),
-        (_structure(3.1, 3.135, 0.5), "fell back to chance", "never left"),
-        (_structure(1.2, 3.135, 0.38), "left its chance value", "cannot show"),
-        (None, None, "Structure-inducing loss"),  # no graph: no section
-        (_structure(3.1, 3.135, 0.98) | {"weight": 0.0}, None, "chance"),  # masked-LM alone on the graph
-    ],
-)
-def test_pretrain_summary_flags_a_structure_loss_that_never_left_chance(
-    tmp_path, structure, says, never_says
-) -> None:
-    text = pretrain_summary(_pretraining_run(tmp_path / "run", structure)).read_text(encoding="utf-8")
-    if says is not None:
-        assert says in text
-        assert "MRR 0.250" in text
-    assert never_says not in text
-    if says == "never left chance":
-        assert "cannot show whether structure-inducing pretraining helps or hurts" in text
