@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The Triton FAVOR+ kernels (tests/attention/test_kernels.py) run under Triton's interpreter where there
+# is no GPU. Triton reads this once, when it is first imported, and transformers imports it (through
+# torch._dynamo) long before that test module loads, so it is set here, before anything else.
+if os.environ.get("SEQSTRUCT_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 

@@ -87,6 +87,9 @@ Dropout = Annotated[float, Range(0, 1, high_open=True)]  # 1 would drop everythi
 MaxLength = Annotated[int, Range(MIN_MAX_LENGTH, why="one residue or word piece plus <cls> and <eos>")]
 
 
+FavorKernel = Annotated[str, OneOf(lambda: ("auto", "torch", "triton"))]
+
+
 @dataclass
 class FavorConfig:
     """FAVOR+ settings; saved in a Performer's config.json under `favor`, so it reloads as one."""
@@ -97,6 +100,10 @@ class FavorConfig:
     redraw_interval: Count = 1000  # optimiser steps between redraws in training; 0 never redraws
     causal_chunk: PositiveInt = 128  # tokens per block of the causal prefix sums
     seed: Count = 0  # draws depend only on (seed, layer, step): identical on every DDP rank
+    # torch (the PyTorch path, fp32, any device) | triton (fused kernels, CUDA, the inputs' dtype, packed
+    # sequences) | auto (triton on CUDA when it is installed, torch otherwise). Opt-in until the kernels'
+    # GPU check (scripts/gpu/bench-attention.sh) has passed on the GPU machine.
+    kernel: FavorKernel = "torch"
 
 
 @dataclass

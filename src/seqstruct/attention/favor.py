@@ -411,6 +411,8 @@ def favor_attention(
     scaling: float | None = None,
     chunk_size: int = 128,
     balance: float = 1.0,
+    kernel: str = "torch",
+    cu_seqlens: Tensor | None = None,
 ) -> Tensor:
     """FAVOR+ attention approximating softmax(scaling · q kᵀ) v.
 
@@ -421,7 +423,23 @@ def favor_attention(
     |q|² + |k|², so a model that folds the whole 1/√d into q (ESM) is evened out with balance = d^(1/4).
     Computed in float32 whatever the input dtype (the exponentials need it); returns q's dtype,
     [B, H, L, d_v].
+
+    `kernel` "triton" (or "auto" on CUDA) hands the call to the fused kernels of
+    seqstruct.attention.kernels, which compute in the inputs' dtype with fp32 accumulators and also take
+    packed sequences (`cu_seqlens` [S+1], q/k/v [1, H, T, d]); "torch" (the default) is this module.
     """
+    if kernel != "torch":
+        from seqstruct.attention.kernels import choose_kernel
+
+        if choose_kernel(kernel, q, k) == "triton":
+            from seqstruct.attention.kernels.favor import favor_triton
+
+            return favor_triton(
+                q, k, v, projection, key_mask=key_mask, causal=causal, scaling=scaling, balance=balance,
+                cu_seqlens=cu_seqlens,
+            )  # fmt: skip
+    if cu_seqlens is not None:
+        raise ValueError("packed sequences (cu_seqlens) need the Triton kernels: kernel='triton'")
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(
             f"q, k, v must be [B, H, L, d], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
