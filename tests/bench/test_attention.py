@@ -105,3 +105,19 @@ def test_cli_runs_both_benchmarks(tmp_path, capsys) -> None:
     assert len(_csv(speed_dir / "attention.csv")) == 4
     assert main(["bench", "attention", "-o", str(speed_dir), "--lengths", "0", "--in-process"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_cuda_methods_are_refused_on_the_cpu_and_favor_triton_runs_interpreted(monkeypatch, tmp_path) -> None:
+    tiny = {"lengths": [64], "heads": 1, "head_dim": 16, "features": 16, "repeats": 1, "isolate": False}
+    with pytest.raises(ValueError, match="sdpa-flash run on CUDA only"):
+        AttentionBenchConfig(**tiny, methods=["sdpa-flash"])
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="favor-triton run on CUDA only"):
+        AttentionBenchConfig(**tiny, methods=["favor-triton"])
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # tests/conftest.py set it before triton was imported
+    config = AttentionBenchConfig(**tiny, methods=["favor", "favor-triton"], matmul_size=64, copy_mib=1)
+    result = bench.attention_report(config, tmp_path)
+    assert all(r.fwdbwd_s and r.fwdbwd_s > 0 for r in result["results"])
+    table = (tmp_path / "attention.md").read_text()
+    assert "favor-triton GFLOP/s" in table and "Bandwidth of forward+backward" in table
+    assert result["config"]["copy_peak_gbps"] > 0

@@ -1,7 +1,10 @@
 """Attention speed and memory over sequence length (never run by the fast tests at full size).
 
-`attention_report`: wall time and peak memory of torch SDPA, seqstruct's `favor_attention` and
-performer-pytorch's `FastAttention` for B=1 over doubling lengths, bidirectional and causal. Each
+`attention_report`: time and peak memory of torch SDPA, seqstruct's `favor_attention` and
+performer-pytorch's `FastAttention` for B=1 over doubling lengths, bidirectional and causal; on CUDA
+also SDPA pinned to its flash and memory-efficient backends and the Triton FAVOR+ kernels
+(`attention_case.CUDA_METHODS`), each time against the FLOPs of FAVOR+ and the fewest bytes any
+implementation must move (`min_bytes`), beside the machine's measured matmul and copy rates. Each
 (method, mode, L) runs in a fresh Python process (`python -m seqstruct.bench.attention_case SPEC RESULT`),
 so one case's allocator caches and peak cannot leak into the next. In that process:
   1. a warm-up at L=64 loads kernels and starts thread pools;
@@ -25,6 +28,7 @@ machine fails with an allocation error instead of waking the kernel's OOM killer
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -35,6 +39,8 @@ from typing import Any
 import torch
 
 from seqstruct.bench.attention_case import (
+    ALL_METHODS,
+    CUDA_METHODS,
     DTYPES,
     METHODS,
     MODES,
@@ -62,19 +68,23 @@ class AttentionBenchConfig:
     head_dim: int = 64  # d per head
     features: int = 256  # favor's and performer's random features m
     repeats: int = 3  # timed runs per case (median), after a warm-up
-    methods: Sequence[str] = METHODS  # from METHODS
+    methods: Sequence[str] = METHODS  # from ALL_METHODS (CUDA_METHODS need device cuda)
     modes: Sequence[str] = MODES  # from MODES
     max_seconds: float = 60.0  # longer L of a method and mode are skipped once fwd+bwd exceeds this
     device: str = "cpu"  # cpu or cuda
     dtype: str = "float32"  # a key of DTYPES
     isolate: bool = True  # each case in a fresh process (False: quicker, peaks less trustworthy)
     matmul_size: int = 4096  # the square fp32 matmul that measures the machine's peak
+    copy_mib: int = 256  # MiB copied device to device to measure the memory bandwidth (use >> cache size)
 
     def __post_init__(self) -> None:
         # Checked here, before the report's minutes-long matmul, not after.
         methods, modes = set(self.methods), set(self.modes)
-        if not methods <= set(METHODS) or not modes <= set(MODES) or self.dtype not in DTYPES:
-            raise ValueError(f"methods from {METHODS}, modes from {MODES}, dtype from {tuple(DTYPES)}")
+        if not methods <= set(ALL_METHODS) or not modes <= set(MODES) or self.dtype not in DTYPES:
+            raise ValueError(f"methods from {ALL_METHODS}, modes from {MODES}, dtype from {tuple(DTYPES)}")
+        cuda_only = sorted(methods & set(CUDA_METHODS) - _interpretable())
+        if cuda_only and torch.device(self.device).type != "cuda":
+            raise ValueError(f"{', '.join(cuda_only)} run on CUDA only: add --device cuda")
         sizes = (self.heads, self.head_dim, self.features, self.repeats)
         if not self.lengths or min(self.lengths) < 1 or min(sizes) < 1:
             raise ValueError("lengths, heads, head_dim, features and repeats must be positive")
@@ -83,6 +93,33 @@ class AttentionBenchConfig:
         """The CaseSpec of one (method, mode, L) under these settings."""
         shared = ("heads", "head_dim", "features", "repeats", "max_seconds", "device", "dtype")
         return CaseSpec(method=method, mode=mode, length=length, **{k: getattr(self, k) for k in shared})
+
+
+def _interpretable() -> set[str]:
+    """CUDA methods that a CPU can still run, slowly: the Triton kernels under TRITON_INTERPRET=1."""
+    return {"favor-triton"} if os.environ.get("TRITON_INTERPRET") == "1" else set()
+
+
+def min_bytes(batch: int, heads: int, length: int, head_dim: int, itemsize: int, backward: bool) -> int:
+    """The fewest bytes any attention must move through memory: read q, k, v and write the output
+    (forward, 4 tensors of B·H·L·d), and with the backward pass also read the output gradient and write
+    dq, dk, dv (8 in all). Dividing by the time gives a lower bound on the bandwidth achieved, the
+    figure to hold against the machine's copy rate (the memory roofline)."""
+    return (8 if backward else 4) * batch * heads * length * head_dim * itemsize
+
+
+def copy_peak_gbps(mib: int = 256, repeats: int = 5, device: str = "cpu") -> float:
+    """This machine's memory bandwidth: best of `repeats` copies of `mib` MiB (bytes read + written)."""
+    source = torch.ones(mib << 18, device=device)  # float32: 4 bytes
+    target = torch.empty_like(source)
+    times = []
+    for _ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        target.copy_(source)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * source.numel() * 4 / min(times[1:]) / 1e9
 
 
 def favor_flops(batch: int, heads: int, length: int, features: int, head_dim: int) -> int:
@@ -96,11 +133,13 @@ def favor_flops(batch: int, heads: int, length: int, features: int, head_dim: in
     return 12 * 2 * batch * heads * length * features * head_dim
 
 
-def matmul_peak_gflops(size: int = 4096, repeats: int = 5, device: str = "cpu") -> float:
-    """This machine's fp32 matmul rate: best of `repeats` square size×size products (2·size³ FLOPs)
-    after one warm-up, in GFLOP/s; the ceiling the FAVOR+ matmuls can reach."""
-    a, b = torch.randn(2, size, size, device=device)
-    c = torch.empty(size, size, device=device)
+def matmul_peak_gflops(
+    size: int = 4096, repeats: int = 5, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> float:
+    """This machine's matmul rate in `dtype`: best of `repeats` square size×size products (2·size³
+    FLOPs) after one warm-up, in GFLOP/s; the ceiling the FAVOR+ matmuls can reach."""
+    a, b = torch.randn(2, size, size, device=device, dtype=dtype)
+    c = torch.empty(size, size, device=device, dtype=dtype)
     times = []
     for _ in range(repeats + 1):
         sync(device)
@@ -157,20 +196,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+_FAVORS = ("favor", "favor-triton")  # FAVOR+ implementations, held against the baselines below
+_BASELINES = ("sdpa", "sdpa-flash", "sdpa-efficient", "performer")
+_SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+
+
 def attention_markdown(results: list[CaseResult], config: dict[str, Any]) -> str:
-    """Per mode: a time table (per method forward and forward+backward, favor's analytic GFLOP/s and the
-    favor ÷ sdpa, favor ÷ performer forward+backward time ratios), a peak-memory table, and the notes."""
+    """Per mode: a time table (per method forward and forward+backward, each FAVOR+ method's analytic
+    GFLOP/s, and FAVOR+ ÷ baseline forward+backward time ratios), a bandwidth table (min_bytes over the
+    forward+backward time, and its share of the measured copy rate), a peak-memory table, and the notes."""
     peak = config["matmul_peak_gflops"]
-    methods = [m for m in METHODS if m in config["methods"]]
-    others = [m for m in ("sdpa", "performer") if m in methods and "favor" in methods]
+    copy = config.get("copy_peak_gbps")
+    itemsize = DTYPES[config["dtype"]].itemsize
+    methods = [m for m in ALL_METHODS if m in config["methods"]]
+    favors = [m for m in _FAVORS if m in methods]
+    pairs = [(f, o) for f in favors for o in _BASELINES if o in methods]
     lines = [
         f"# Attention speed and memory (B=1, H={config['heads']}, d={config['head_dim']}, m={config['features']}, "
         f"{config['dtype']} on {config['machine']['device']})",
         "",
         f"Machine: {config['machine'].get('cuda_device', config['machine']['cpu_model'])}, "
         f"{config['machine']['torch_threads']} torch threads, torch {config['machine']['torch']}. "
-        f"Times are medians of {config['repeats']} runs after a warm-up, in seconds; forward under no_grad. "
-        "Peak memory is what one forward+backward added to its inputs, in MiB "
+        f"Times are medians of {config['repeats']} runs after a warm-up, in seconds "
+        f"({'CUDA events' if config['machine']['device'].startswith('cuda') else 'wall clock'}); forward under "
+        "no_grad. Peak memory is what one forward+backward added to its inputs, in MiB "
         f"({'resident set, each case in a fresh process' if config['isolate'] else 'resident set, measured in-process'}"
         " on CPU; allocated tensors on CUDA).",
     ]
@@ -178,45 +227,64 @@ def attention_markdown(results: list[CaseResult], config: dict[str, Any]) -> str
         rows = {(r.method, r.L): r for r in results if r.mode == mode}
         lengths = sorted({r.L for r in results if r.mode == mode})
         time_head = [f"{m} fwd | {m} fwd+bwd" for m in methods]
-        if "favor" in methods:
-            time_head.append("favor GFLOP/s")
-        time_head += [f"favor ÷ {o}" for o in others]
+        time_head += [f"{f} GFLOP/s" for f in favors]
+        time_head += [f"{f} ÷ {o}" for f, o in pairs]
         lines += ["", f"## {mode}", "", "| L | " + " | ".join(time_head) + " |"]
         lines.append("|---|" + "---|" * sum(h.count("|") + 1 for h in time_head))
-        best = longest = None  # (GFLOP/s, L) of favor's forward+backward
+        rates: dict[str, list[tuple[float, int]]] = {f: [] for f in favors}  # (GFLOP/s, L) per FAVOR+ method
         for length in lengths:
             cells = []
             for m in methods:
                 cells += [fmt(rows[m, length].fwd_s), fmt(rows[m, length].fwdbwd_s)]
-            if "favor" in methods:
-                seconds = rows["favor", length].fwdbwd_s
+            for f in favors:
+                seconds = rows[f, length].fwdbwd_s
                 flops = favor_flops(1, config["heads"], length, config["features"], config["head_dim"])
                 rate = flops / seconds / 1e9 if seconds else None
                 cells.append(fmt(rate))
                 if rate is not None:
-                    longest = (rate, length)
-                    best = max(best or longest, longest)
-            cells += [
-                fmt(_ratio(rows["favor", length].fwdbwd_s, rows[o, length].fwdbwd_s), 2) for o in others
-            ]
+                    rates[f].append((rate, length))
+            cells += [fmt(_ratio(rows[f, length].fwdbwd_s, rows[o, length].fwdbwd_s), 2) for f, o in pairs]
             lines.append(f"| {length} | " + " | ".join(cells) + " |")
-        memory_head = [*methods, *(f"favor ÷ {o}" for o in others)]
+        lines += [
+            "",
+            f"Bandwidth of forward+backward, GB/s: the fewest bytes any attention moves (8·B·H·L·d·{itemsize}: "
+            "q, k, v, output gradient read; dq, dk, dv written) over its time"
+            + (f"; in brackets the share of this machine's copy rate, {fmt(copy)} GB/s" if copy else "")
+            + ":",
+            "",
+            "| L | " + " | ".join(methods) + " |",
+            "|---|" + "---|" * len(methods),
+        ]
+        for length in lengths:
+            cells = []
+            for m in methods:
+                seconds = rows[m, length].fwdbwd_s
+                moved = min_bytes(1, config["heads"], length, config["head_dim"], itemsize, backward=True)
+                gbps = moved / seconds / 1e9 if seconds else None
+                share = f" ({fmt(100 * gbps / copy, 2)} %)" if gbps is not None and copy else ""
+                cells.append(fmt(gbps) + share)
+            lines.append(f"| {length} | " + " | ".join(cells) + " |")
+        memory_head = [*methods, *(f"{f} ÷ {o}" for f, o in pairs)]
         lines += ["", "Peak memory (MiB):", "", "| L | " + " | ".join(memory_head) + " |"]
         lines.append("|---|" + "---|" * len(memory_head))
         for length in lengths:
             cells = [fmt(rows[m, length].peak_extra_mib) for m in methods]
             cells += [
-                fmt(_ratio(rows["favor", length].peak_extra_mib, rows[o, length].peak_extra_mib), 2)
-                for o in others
+                fmt(_ratio(rows[f, length].peak_extra_mib, rows[o, length].peak_extra_mib), 2)
+                for f, o in pairs
             ]
             lines.append(f"| {length} | " + " | ".join(cells) + " |")
-        if best is not None:
+        for f in favors:
+            if not rates[f]:
+                continue
+            longest, best = rates[f][-1], max(rates[f])
             lines += [
                 "",
-                f"favor forward+backward (analytic count 12·2·B·H·L·m·d): {fmt(longest[0])} GFLOP/s at the "
-                f"longest L measured ({longest[1]}), {fmt(100 * longest[0] / peak, 2)} % of this machine's fp32 "
-                f"matmul peak of {fmt(peak)} GFLOP/s (square {config['matmul_size']} matmul, best of several); "
-                f"best {fmt(best[0])} GFLOP/s ({fmt(100 * best[0] / peak, 2)} %) at L={best[1]}.",
+                f"{f} forward+backward (analytic count 12·2·B·H·L·m·d): {fmt(longest[0])} GFLOP/s at the "
+                f"longest L measured ({longest[1]}), {fmt(100 * longest[0] / peak, 2)} % of this machine's "
+                f"{_SHORT.get(config['dtype'], config['dtype'])} matmul peak of {fmt(peak)} GFLOP/s (square "
+                f"{config['matmul_size']} matmul, best of several); best {fmt(best[0])} GFLOP/s "
+                f"({fmt(100 * best[0] / peak, 2)} %) at L={best[1]}.",
             ]
         notes: dict[tuple[str, str], list[int]] = {}
         for r in results:
@@ -234,7 +302,7 @@ def plot_attention(results: list[CaseResult], modes: Sequence[str], path: Path) 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False, sharey=True)
     for ax, mode in zip(axes[0], modes, strict=True):
-        for index, method in enumerate(METHODS):
+        for index, method in enumerate(ALL_METHODS):
             ours = sorted((r for r in results if r.mode == mode and r.method == method), key=lambda r: r.L)
             timed = [r for r in ours if r.fwdbwd_s is not None]
             if not timed:
@@ -274,8 +342,12 @@ def attention_report(config: AttentionBenchConfig, output_dir: str | Path) -> di
         "machine": attention_machine(config.device),
         "performer_import_error": performer_import_error() if "performer" in config.methods else None,
     }
-    # Measured before the cases, while nothing else of ours runs; always fp32, the precision favor uses.
-    settings["matmul_peak_gflops"] = matmul_peak_gflops(config.matmul_size, device=config.device)
+    # Measured before the cases, while nothing else of ours runs, in the cases' dtype (favor's PyTorch
+    # path computes in fp32 whatever its inputs, so its share of a bf16 peak understates it).
+    settings["matmul_peak_gflops"] = matmul_peak_gflops(
+        config.matmul_size, device=config.device, dtype=DTYPES[config.dtype]
+    )
+    settings["copy_peak_gbps"] = copy_peak_gbps(config.copy_mib, device=config.device)
     results = attention_benchmark(config)
     files = {name: out / f"attention.{name}" for name in ("csv", "md", "png")} | {
         "config": out / "config.json"

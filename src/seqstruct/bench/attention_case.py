@@ -2,7 +2,10 @@
 
 `measure_case_isolated` runs `python -m seqstruct.bench.attention_case SPEC RESULT`, so that one case's
 allocator caches and peak cannot leak into the next (the steps it takes are in `seqstruct.bench.attention`'s
-docstring). The methods: torch SDPA, seqstruct's `favor_attention` and performer-pytorch's `FastAttention`.
+docstring). The methods: torch SDPA (its own choice of backend, or one named: flash, memory-efficient),
+seqstruct's `favor_attention` (the PyTorch path, fp32 inside), its Triton kernels (`favor-triton`, in the
+inputs' dtype) and performer-pytorch's `FastAttention`. On CUDA each time is read from CUDA events around
+the call; on the CPU from the wall clock.
 """
 
 from __future__ import annotations
@@ -28,10 +31,19 @@ from torch import Tensor
 from seqstruct.attention.favor import favor_attention, gaussian_projection
 from seqstruct.bench.common import sync
 
-METHODS = ("sdpa", "favor", "performer")
+METHODS = ("sdpa", "favor", "performer")  # measured by default, on any device
+# Measured when named: SDPA pinned to one backend (torch.nn.attention.sdpa_kernel) and the Triton kernels.
+# CUDA only, except favor-triton on the CPU under TRITON_INTERPRET=1 (a dry run, not a timing).
+CUDA_METHODS = ("sdpa-flash", "sdpa-efficient", "favor-triton")
+ALL_METHODS = METHODS + CUDA_METHODS
 MODES = ("bidirectional", "causal")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _WARMUP_LENGTH = 64
+# Read when a case runs: torch.nn.attention is imported only by the cases that pin a backend.
+_SDPA_BACKENDS = {
+    "sdpa-flash": lambda: torch.nn.attention.SDPBackend.FLASH_ATTENTION,
+    "sdpa-efficient": lambda: torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION,
+}
 _MIB = 1 << 20
 
 
@@ -79,12 +91,28 @@ def attention_fn(spec: CaseSpec) -> tuple[Callable[[Tensor, Tensor, Tensor], Ten
     causal = spec.mode == "causal"
     if spec.method == "sdpa":
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), ""
-    if spec.method == "favor":
+    if spec.method in _SDPA_BACKENDS:
+        from torch.nn.attention import sdpa_kernel
+
+        backend = _SDPA_BACKENDS[spec.method]()
+
+        def pinned(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            # Only this backend may run (an error, not a fallback, where it cannot); the backward pass
+            # belongs to the forward's op, so it needs no context of its own.
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+        return pinned, ""
+    if spec.method in ("favor", "favor-triton"):
         generator = torch.Generator().manual_seed(spec.seed)
         projection = gaussian_projection(
             spec.features, spec.head_dim, generator=generator, device=spec.device
         )
-        return lambda q, k, v: favor_attention(q, k, v, projection, causal=causal), ""
+        if spec.method == "favor":
+            return lambda q, k, v: favor_attention(q, k, v, projection, causal=causal), ""
+        from seqstruct.attention.kernels.favor import favor_triton
+
+        return lambda q, k, v: favor_triton(q, k, v, projection, causal=causal), ""
     if spec.method == "performer":
         from performer_pytorch import FastAttention
 
@@ -98,7 +126,7 @@ def attention_fn(spec: CaseSpec) -> tuple[Callable[[Tensor, Tensor, Tensor], Ten
             # chunk for autograd: O(L·m·d) memory.
             note = "performer-pytorch non-CUDA causal fallback"
         return module, note
-    raise ValueError(f"unknown method {spec.method!r}; choose from {METHODS}")
+    raise ValueError(f"unknown method {spec.method!r}; choose from {ALL_METHODS}")
 
 
 def _status_kib(field: str) -> int:
@@ -142,18 +170,27 @@ def _inputs(spec: CaseSpec, length: int) -> tuple[Tensor, Tensor, Tensor, Tensor
 
 
 def _timed(fn: Callable, q: Tensor, k: Tensor, v: Tensor, grad: Tensor | None) -> float:
-    """Seconds for one forward (grad None: under no_grad) or forward+backward."""
+    """Seconds for one forward (grad None: under no_grad) or forward+backward: between CUDA events
+    recorded around it on CUDA (GPU time, without the host's launch latency before the first kernel),
+    by the wall clock after a synchronisation elsewhere."""
     device = q.device
     for x in (q, k, v):
         x.grad = None  # no accumulation into earlier gradients
     sync(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        start_event, end_event = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start_event.record()
     start = time.perf_counter()
     if grad is None:
         with torch.no_grad():
             fn(q, k, v)
     else:
         fn(q, k, v).backward(grad)
-    sync(device)
+    if cuda:
+        end_event.record()
+        end_event.synchronize()
+        return start_event.elapsed_time(end_event) / 1000
     return time.perf_counter() - start
 
 

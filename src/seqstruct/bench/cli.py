@@ -142,7 +142,10 @@ def add_bench_commands(commands: Any) -> None:
     p.add_argument("--input-std", type=float, default=1.0, help="standard deviation of q and k entries")
     p.set_defaults(func=_bench_favor_error)
 
-    p = kinds.add_parser("attention", help="time and peak memory: SDPA vs favor vs performer-pytorch over L")
+    p = kinds.add_parser(
+        "attention",
+        help="time, bandwidth and peak memory: SDPA vs favor (PyTorch, Triton) vs performer-pytorch over L",
+    )
     p.add_argument("-o", "--output", required=True, help="directory for attention.{csv,md,png}, config.json")
     p.add_argument("--lengths", type=int, nargs="+", default=[256 * 2**i for i in range(9)])
     p.add_argument("--heads", type=int, default=8)
@@ -150,7 +153,11 @@ def add_bench_commands(commands: Any) -> None:
     p.add_argument("--features", type=int, default=256, help="random features m")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per case (median), after a warm-up")
     p.add_argument(
-        "--methods", nargs="+", choices=["sdpa", "favor", "performer"], default=["sdpa", "favor", "performer"]
+        "--methods",
+        nargs="+",
+        choices=["sdpa", "favor", "performer", "sdpa-flash", "sdpa-efficient", "favor-triton"],
+        default=["sdpa", "favor", "performer"],
+        help="the last three need --device cuda (favor-triton runs on the CPU under TRITON_INTERPRET=1)",
     )
     p.add_argument(
         "--modes", nargs="+", choices=["bidirectional", "causal"], default=["bidirectional", "causal"]
@@ -161,7 +168,10 @@ def add_bench_commands(commands: Any) -> None:
     p.add_argument(
         "--in-process", action="store_true", help="no fresh process per case: quicker, peaks less trustworthy"
     )
-    p.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
+    p.add_argument(
+        "--matmul-size", type=int, default=4096, help="square matmul (in --dtype) that measures the peak"
+    )
+    p.add_argument("--copy-mib", type=int, default=256, help="MiB copied to measure the memory bandwidth")
     p.set_defaults(func=_bench_attention)
 
     p = kinds.add_parser("embed-memory", help="peak RSS of `seqstruct embed` over the number of proteins")
