@@ -62,6 +62,8 @@ def check_settings(settings: FavorConfig) -> FavorConfig:
     """Validate FAVOR+ settings, returning them unchanged."""
     if settings.features not in ("orthogonal", "iid"):
         raise ValueError(f"favor.features must be 'orthogonal' or 'iid', got {settings.features!r}")
+    if settings.kernel not in ("auto", "torch", "triton"):
+        raise ValueError(f"favor.kernel must be 'auto', 'torch' or 'triton', got {settings.kernel!r}")
     if settings.num_features < 1 or settings.causal_chunk < 1 or settings.redraw_interval < 0:
         raise ValueError(f"favor settings out of range: {settings}")
     return settings
@@ -267,6 +269,9 @@ def favor_attention_forward(
         scaling=scaling,
         chunk_size=settings_chunk.get("causal_chunk", FavorConfig.causal_chunk),
         balance=balance,
+        kernel=settings_chunk.get("kernel", FavorConfig.kernel),
+        # Packed rows (transformers' flattening collators pass these): sequences attend within themselves.
+        cu_seqlens=kwargs.get("cu_seq_lens_k"),
     )
     return out.transpose(1, 2).contiguous(), None
 
