@@ -55,7 +55,24 @@ def test_demo_compares_mlm_and_structure_and_resumes(swissprot, tmp_path, capsys
     assert all(0.0 < fmax[arm]["mean"] <= 1.0 for arm in results["arms"])
     summary = (out / "summary.md").read_text()
     assert "## Results" in summary and "seed0/structure/summary.md" in summary
-    assert "go-mf test_close fmax" in summary
+    # One sentence first, then the figure it summarises; the table in words, its splits explained once.
+    answer = summary.split("\n")[2]
+    assert answer.startswith("**This run does not answer whether structure-inducing beats MLM only")
+    assert "one seed, so no spread was measured" in answer
+    assert "![each model per task" in summary and (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| GO-MF Fmax, close homology |" in summary and "*remote homology*: the `test_remote`" in summary
+    assert "± 0.000" not in summary
+    time_row = next(line for line in summary.splitlines() if line.startswith("| pretraining time (s)"))
+    assert time_row.endswith("| — | — | — | — | — |")  # baselines do not pretrain; times are not differenced
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings["models"]) == {"mlm", "structure", "naive", "kmer"} and timings["wall_seconds"] > 0
+    assert (
+        timings["models"]["mlm"]["pretrain_seconds"] > 0
+        and timings["models"]["naive"]["pretrain_seconds"] == 0
+    )
+    assert "| **this run, end to end** |" in summary and "load average at the end" in summary
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 3  # the comparison and both loss curves, inlined
 
     # Running again finds every cell finished: nothing is trained or evaluated anew.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "seed0").glob("*/evaluation.json")}

@@ -7,8 +7,13 @@
    structure-inducing on the graph (seed0/mlm, seed0/structure), with `seqstruct compare`;
 3. probes both, with the naive and 2-mer-composition baselines, on the sample's tasks: GO-MF function
    prediction (Fmax, micro-AUPR), its single-label variant, and held-out link retrieval;
-4. writes summary.md: the comparison table and each arm's pretraining summary;
+4. writes summary.md: one sentence with the answer and its uncertainty, the comparison figure
+   (comparison.png: each arm and baseline per task, the paired differences), the table in words, where
+   the time went (timings.json), and each arm's pretraining summary;
 5. writes report.html: everything above (summaries, loss curves, evaluations, results) on one offline page.
+
+What costs time and does not change the answer is left out: no evaluation or checkpoint before the last
+step, and no held-out link retrieval during pretraining (the protein-link probe measures it).
 
 Re-running continues an interrupted demo: finished cells are kept, a pretraining run resumes from its last
 checkpoint. Other settings in the same output directory are refused (`--fresh` starts over).
@@ -16,9 +21,11 @@ checkpoint. Other settings in the same output directory are refused (`--fresh` s
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +33,11 @@ import yaml
 
 from seqstruct.config import PACKAGED_CONFIGS, config_dict, load_config
 from seqstruct.data.prepared import load_prepared, prepare
+from seqstruct.evaluation.tables import SPLIT_NAMES, comparison_table, figure_label
 from seqstruct.experiments.compare import CompareConfig, check_compare, compare_cells
 from seqstruct.io import LOCK_NAME, DirectoryLock, atomic_open
-from seqstruct.report import pretrain_summary, write_report
+from seqstruct.report import plot_comparison, pretrain_summary, write_report
+from seqstruct.report.answer import Question, answer_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,21 @@ SAMPLE_OPTIONS: dict[str, Any] = {
     "valid_fraction": 0.025,
     "seed": 0,
 }
+# The figures the sentence and the picture show: one per task and test split (the table has them all).
+HEADLINE_FIGURES = (
+    "go-mf test_remote fmax",
+    "go-mf test_close fmax",
+    "go-mf-class test_remote accuracy",
+    "go-mf-class test_close accuracy",
+    "protein-link heldout mrr",
+)
+NAMES = {
+    "mlm": "MLM only",
+    "structure": "structure-inducing",
+    "naive": "naive (label frequencies)",
+    "kmer": "2-mer composition",
+}
+QUESTION = Question("structure", "mlm", chance="naive", baseline="kmer", names=NAMES)
 
 
 def demo_config(
@@ -85,19 +109,90 @@ def run_demo(
     check_compare(config)  # before the lock creates the directory
     root = Path(config.output_dir)
     with DirectoryLock(root):  # held from before --fresh deletes anything to the report's last byte
+        start = time.perf_counter()
         if fresh:
             for child in root.iterdir():  # the prepared sample is kept: it does not depend on the settings
                 if child.name not in ("data", LOCK_NAME):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         _check_same_demo(config, root)
         data = Path(config.dataset)
+        prepared = None
         if dataset is None and not (data / "dataset.json").is_file():
             logger.info("preparing the embedded Swiss-Prot sample in %s", data)
+            began = time.perf_counter()
             prepare("swissprot-go", data, overwrite=True, **SAMPLE_OPTIONS)
+            prepared = time.perf_counter() - began
         result = compare_cells(config)
-        summary = write_summary(config, result)
+        timings = write_timings(config, root, prepared, time.perf_counter() - start)
+        summary = write_summary(config, result, timings)
         report = write_report([root], root / "report.html", title="seqstruct demo")
     return {**result, "summary": str(summary), "report": str(report)}
+
+
+def _cell_dirs(config: CompareConfig, root: Path) -> dict[str, list[Path]]:
+    """model -> its cells: a pretrained arm's per seed, a baseline's one."""
+    cells = {arm: [root / f"seed{seed}" / arm for seed in config.seeds] for arm in config.arms}
+    return cells | {name: [root / "models" / name] for name in config.models}
+
+
+def write_timings(config: CompareConfig, root: Path, prepared: float | None, wall: float) -> dict[str, Any]:
+    """timings.json: where this demo's time went, from what its cells recorded (a rerun that reused them
+    keeps their times): preparing the sample (None when prepared earlier), each model's pretraining and
+    evaluation (every task's embedding and probe, summed over seeds), this invocation's wall time, and the
+    machine's load average at the end (the machine may be shared: the figures are as loaded as it was)."""
+    before = root / "timings.json"
+    earlier = json.loads(before.read_text(encoding="utf-8")) if before.is_file() else {}
+    models: dict[str, dict[str, float]] = {}
+    for model, cells in _cell_dirs(config, root).items():
+        pretrain = evaluate = 0.0
+        for cell in cells:
+            if (cell / "evaluation.json").is_file():
+                pretrain += json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))[
+                    "pretrain_seconds"
+                ]
+            for task in sorted((cell / "eval").glob("*.json")):
+                evaluate += json.loads(task.read_text(encoding="utf-8")).get("wall_seconds") or 0.0
+        models[model] = {"pretrain_seconds": pretrain, "evaluate_seconds": evaluate}
+    timings = {
+        "prepare_seconds": prepared if prepared is not None else earlier.get("prepare_seconds"),
+        "models": models,
+        "wall_seconds": wall,
+        "load_average": list(os.getloadavg()),
+        "machine": machine(),
+    }
+    with atomic_open(before, "w") as handle:
+        json.dump(timings, handle, indent=2)
+    return timings
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "not timed (prepared earlier)"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min ({value:.0f} s)"
+
+
+def time_lines(timings: dict[str, Any]) -> list[str]:
+    """The summary's time section: each phase, then the whole."""
+    lines = [
+        "| phase | time |",
+        "|---|---:|",
+        f"| preparing the sample (MMseqs2 clustering, splits, graph) | {_seconds(timings['prepare_seconds'])} |",
+    ]
+    for model, phases in timings["models"].items():
+        name = NAMES.get(model, model)
+        if phases["pretrain_seconds"]:
+            lines.append(f"| pretraining {name} | {_seconds(phases['pretrain_seconds'])} |")
+        lines.append(
+            f"| evaluating {name} (embedding and probes, every task) | {_seconds(phases['evaluate_seconds'])} |"
+        )
+    load = ", ".join(f"{x:.2f}" for x in timings["load_average"])
+    lines += [
+        f"| **this run, end to end** | **{_seconds(timings['wall_seconds'])}** |",
+        "",
+        f"On {timings['machine']}; load average at the end {load} (1, 5, 15 min): the machine may have been "
+        "shared, and the times are as slow as it was.",
+    ]
+    return lines
 
 
 def split_sentence(recipe: dict[str, Any]) -> str:
@@ -119,26 +214,69 @@ def machine() -> str:
     return f"{cores} CPU cores (no GPU)"
 
 
-def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:
-    """summary.md: what ran, the comparison table, and links to each arm's pretraining summary."""
+def splits_legend(recipe: dict[str, Any]) -> str:
+    """The table's split names, explained once."""
+    levels = recipe.get("levels") or []
+    identity = f"{min(levels):.0%}-identity MMseqs2 cluster" if levels else "homology cluster"
+    return (
+        f"*{SPLIT_NAMES['test_remote']}*: the `test_remote` proteins, which share no {identity} with the "
+        f"training proteins; *{SPLIT_NAMES['test_close']}*: `test_close`, which do; "
+        f"*{SPLIT_NAMES['heldout']}*: proteins outside train, each ranking the others by cosine to find its "
+        "graph neighbours (shared specific GO term)."
+    )
+
+
+def _structure_blocks(root: Path, seeds: list[int]) -> list[dict[str, Any] | None]:
+    blocks = []
+    for seed in seeds:
+        path = root / f"seed{seed}" / QUESTION.arm / "metrics.json"
+        blocks.append(
+            json.loads(path.read_text(encoding="utf-8")).get("structure") if path.is_file() else None
+        )
+    return blocks
+
+
+def write_summary(config: CompareConfig, result: dict[str, Any], timings: dict[str, Any]) -> Path:
+    """summary.md: the answer in one sentence, the comparison figure and table, where the time went, and
+    links to each arm's pretraining summary."""
     root = Path(config.output_dir)
     info = load_prepared(config.dataset).info
-    arms = list(config.arms)
+    arms, models = list(config.arms), [*config.arms, *config.models]
+    summary = result["summary"]
+    pairs = [(arm, arms[0]) for arm in models[1:]]  # as compare's table: every model against the first arm
+    sentence = answer_sentence(summary, QUESTION, HEADLINE_FIGURES, _structure_blocks(root, config.seeds))
+    plot_comparison(
+        summary, root / "comparison.png", models, [(QUESTION.arm, QUESTION.reference)], HEADLINE_FIGURES,
+        figure_label, NAMES,
+    )  # fmt: skip
     lines = [
         "# seqstruct demo: masked-LM vs structure-inducing pretraining",
+        "",
+        f"**{sentence}**",
+        "",
+        "![each model per task, and structure-inducing minus MLM only](comparison.png)",
         "",
         f"Data: `{config.dataset}` ({info.name}: "
         + ", ".join(f"{split} {count:,}" for split, count in info.splits.items())
         + f"; {info.graph.get('train', {}).get('edges', 0):,} graph edges among train proteins). "
         + split_sentence(info.config),
         "",
-        f"Arms ({', '.join(arms)}) pretrain the same encoder for the same steps on the train split, seed "
-        f"{config.seeds}; every model is probed frozen ({config.pooling} pooling, logistic regression, C "
-        f"chosen on valid; options {config.eval_options}). Baselines: {', '.join(config.models)}.",
+        f"Arms ({', '.join(NAMES.get(a, a) for a in arms)}) pretrain the same encoder for the same steps on "
+        f"the train split, seed {config.seeds}; every model is probed frozen ({config.pooling} pooling, "
+        f"logistic regression, C chosen on valid; options {config.eval_options}). Baselines: "
+        f"{', '.join(NAMES.get(m, m) for m in config.models)}.",
         "",
         "## Results",
         "",
-        result["table"],
+        "Higher is better everywhere. " + splits_legend(info.config),
+        "",
+        comparison_table(summary, models, pairs, label=figure_label, names=NAMES),
+        "Differences are paired by seed; with one seed there is no spread to show. `results.md` has the same "
+        "table under the figures' keys (as `results.json` and `results.csv` name them).",
+        "",
+        "## Time",
+        "",
+        *time_lines(timings),
         "",
         "## Pretraining",
         "",
@@ -147,10 +285,8 @@ def write_summary(config: CompareConfig, result: dict[str, Any]) -> Path:
         for arm in arms:
             cell = root / f"seed{seed}" / arm
             if (cell / "metrics.json").is_file():
-                summary = pretrain_summary(cell)
-                lines.append(
-                    f"- {arm}, seed {seed}: [{summary.relative_to(root)}]({summary.relative_to(root)})"
-                )
+                path = pretrain_summary(cell).relative_to(root)
+                lines.append(f"- {NAMES.get(arm, arm)}, seed {seed}: [{path}]({path})")
     lines += [
         "",
         "Annotations are Swiss-Prot's of 2014-01 (metastudent-data), including electronic ones: noisy labels.",
