@@ -206,3 +206,38 @@ def test_bad_packed_inputs_are_refused_by_name():
         favor_triton(*single, projection, cu_seqlens=torch.tensor([0, 8]), key_mask=torch.ones(1, 8).bool())
     with pytest.raises(ValueError, match="need the Triton kernels"):
         favor_attention(*single, projection, cu_seqlens=torch.tensor([0, 8]))
+
+
+def test_a_transformers_model_gets_the_kernels_through_its_favor_settings():
+    """An ESM encoder (rotary, pre-scaled queries: the balance path) with favor.kernel = "triton" gives
+    the outputs and gradients of the same model on the PyTorch path, padding included."""
+    import dataclasses
+
+    from transformers import EsmConfig, EsmModel
+
+    from seqstruct.attention.interface import performerize
+    from seqstruct.config import FavorConfig
+
+    config = EsmConfig(
+        vocab_size=33, pad_token_id=1, mask_token_id=32, position_embedding_type="rotary", token_dropout=False,
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = performerize(EsmModel(config), settings=FavorConfig(num_features=32)).to(DEVICE)
+    ids = torch.randint(4, 30, (2, 70), device=DEVICE)
+    mask = torch.ones_like(ids)
+    mask[1, 45:] = 0
+    weights = torch.randn(2, 70, 32, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    outputs = {}
+    for kernel in ("torch", "triton"):
+        model.config.favor = dataclasses.asdict(FavorConfig(num_features=32, kernel=kernel))
+        model.zero_grad()
+        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        (hidden * weights)[mask.bool()].sum().backward()  # not Σ hidden²: the final layer norm fixes it
+        grad = model.encoder.layer[0].attention.self.query.weight.grad.clone()
+        outputs[kernel] = (hidden.detach(), grad)
+    real = mask.bool()
+    assert not torch.equal(outputs["triton"][0], outputs["torch"][0])  # two implementations did run
+    _assert_close(outputs["triton"][0][real], outputs["torch"][0][real], 1e-4, "hidden states")
+    _assert_close(outputs["triton"][1], outputs["torch"][1], 1e-3, "query weight gradient")
