@@ -16,7 +16,7 @@ import numpy as np
 matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
 
 from seqstruct.evaluation.extrapolation import CAP, HORIZON, PowerLaw  # noqa: E402
 from seqstruct.io import atomic_path  # noqa: E402
@@ -218,7 +218,7 @@ def comparison_figure(
         raise ValueError(f"none of the figures {list(figures)} is in the summary")
     y = np.arange(len(shown))[::-1]  # [F] the first figure on top
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(11, 1.2 + 0.55 * len(shown)), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+        1, 2, figsize=(11, 1.8 + 0.55 * len(shown)), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
     )
     markers = "osD^vP*X"
     offsets = np.linspace(-0.25, 0.25, max(1, len(models)))  # [M] models side by side within a row
@@ -235,7 +235,7 @@ def comparison_figure(
     left.set_yticks(y, [label(f) for f in shown])
     left.set_xlabel("score (higher is better)")
     left.grid(alpha=0.3, axis="x")
-    left.legend(fontsize=8, loc="best")
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.4 / len(shown)), ncol=2)
     left.set_title("each model per task")
     seeds = 0
     for i, (arm, reference) in enumerate(pairs):
@@ -253,9 +253,13 @@ def comparison_figure(
     right.axvline(0.0, color="grey", linewidth=1)
     right.set_xlabel("paired difference")
     right.grid(alpha=0.3, axis="x")
-    right.legend(fontsize=8, loc="best")
+    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.4 / len(shown)))
     spread = f"± std over {seeds} seeds" if seeds > 1 else "one seed: no spread measured"
-    right.set_title(f"differences ({spread})")
+    right.set_title(f"differences\n({spread})")
+    reach = max(abs(x) for x in right.get_xlim())
+    right.set_xlim(-reach, reach)  # zero in the middle: the sign reads at a glance
+    right.xaxis.set_major_locator(MaxNLocator(4, symmetric=True))
+    right.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:+.2f}" if x else "0"))
     fig.tight_layout()
     return fig
 
