@@ -28,8 +28,13 @@ from seqstruct.attention.kernels import favor_ops
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 # Tokens per chunk (the causal block and the unit of work of the chunk kernels) and features per block.
+# Chosen without a GPU, by compiling for sm_90 here (scripts/gpu/kernel_resources.py) and taking the
+# sizes whose bf16 kernels spill least: 32-feature blocks; 4 warps for the key-state scan, 8 for the rest
+# (the gradient kernel still spills 112 B a thread bidirectional, 808 B causal). To be timed on the GPU.
 BLOCK_L = 64
-BLOCK_M = 64
+BLOCK_M = 32
+KEY_STATE_WARPS = 4
+WARPS = 8
 
 
 def _patch_interpreter_index() -> None:
@@ -123,13 +128,13 @@ def _key_state(q, k, v, wk, mask, half_s, layout: _Layout, causal: bool):
     n_idx = layout.slots if causal else layout.sequences
     state = q.new_zeros(heads, n_idx, m, v.shape[-1], dtype=torch.float32)
     z = q.new_zeros(heads, n_idx, m, dtype=torch.float32)
-    mu = q.new_full((heads, n_idx, m), favor_ops.FLOOR, dtype=torch.float32)
+    mu = q.new_full((heads, n_idx, m), favor_ops.FLOOR.value, dtype=torch.float32)
     grid = (layout.sequences, heads, triton.cdiv(m, BLOCK_M))
     favor_ops.key_state_kernel[grid](
         k, v, wk, mask, layout.seq_start, layout.seq_len, layout.cu_chunks, state, z, mu,
         *_strides(k, layout.packed), *_strides(v, layout.packed), *_mask_strides(mask, layout.packed),
         n_idx, m, k.shape[-1], v.shape[-1], half_s,
-        **_meta(q, v, causal, mask.numel() > 0),
+        **_meta(q, v, causal, mask.numel() > 0), num_warps=KEY_STATE_WARPS,
     )  # fmt: skip
     return state, z, mu
 
@@ -157,7 +162,7 @@ class _FavorTriton(torch.autograd.Function):
             *_strides(q, layout.packed), *_strides(k, layout.packed), *_strides(v, layout.packed),
             *_mask_strides(mask, layout.packed), *_strides(out, layout.packed), *_strides(den, layout.packed),
             n_idx, m, q.shape[-1], v.shape[-1], half_s,
-            **_meta(q, v, causal, mask.numel() > 0),
+            **_meta(q, v, causal, mask.numel() > 0), num_warps=WARPS,
         )  # fmt: skip
         if causal:  # one state per chunk is O(L·m·d_v): recomputed in the backward pass instead
             state = z = mu = None
@@ -181,7 +186,7 @@ class _FavorTriton(torch.autograd.Function):
             q, grad, out, wq, den, row_max, layout.seq_start, layout.seq_len, layout.cu_chunks, mu, rs, rz,
             *_strides(q, layout.packed), *_strides(grad, layout.packed), *_strides(den, layout.packed),
             n_idx, m, q.shape[-1], v.shape[-1],
-            **_meta(q, v, causal, None),
+            **_meta(q, v, causal, None), num_warps=WARPS,
         )  # fmt: skip
         fresh = torch.zeros_like if layout.packed else torch.empty_like  # as for out
         dq, dk, dv = fresh(q), fresh(k), fresh(v)
@@ -192,7 +197,7 @@ class _FavorTriton(torch.autograd.Function):
             *_strides(q, layout.packed), *_strides(k, layout.packed), *_strides(v, layout.packed),
             *_strides(grad, layout.packed), *_mask_strides(mask, layout.packed), *_strides(den, layout.packed),
             n_idx, m, q.shape[-1], v.shape[-1], half_s,
-            **_meta(q, v, causal, mask.numel() > 0),
+            **_meta(q, v, causal, mask.numel() > 0), num_warps=WARPS,
         )  # fmt: skip
         return dq, dk, dv, None, None, None, None, None, None
 

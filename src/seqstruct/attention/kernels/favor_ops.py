@@ -36,9 +36,10 @@ import triton
 import triton.language as tl
 
 # Initial running maximum: finite, so that a feature no key has reached gives exp(−inf − FLOOR) = 0.
-FLOOR = -1e30
+# (Compiled kernels read module globals only as constexprs.)
+FLOOR = tl.constexpr(-1e30)
 # Gradient floor on the normaliser (favor.py's _GRAD_FLOOR): damps instead of overflowing.
-GRAD_FLOOR = 1e-30
+GRAD_FLOOR = tl.constexpr(1e-30)
 
 
 @triton.jit
