@@ -72,6 +72,17 @@ def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> N
     again = compare(config)
     assert again["summary"] == result["summary"]
 
+    # An arm whose structure loss never left chance at a seed is named above the table (issue 21).
+    for seed, left in ((0, True), (1, False)):
+        path = root / f"seed{seed}" / "structure" / "metrics.json"
+        metrics = json.loads(path.read_text())
+        assert metrics["structure"]["loss"] == "info_nce"  # the pretraining wrote its structure block
+        metrics["structure"]["left_chance"] = left
+        path.write_text(json.dumps(metrics))
+    marked = compare(config)
+    assert marked["structure_at_chance"] == {"structure": [1]}
+    assert "never left its chance value in structure at seeds [1]" in (root / "results.md").read_text()
+
 
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
     config = _config(tmp_path, seeds=[0], arms={"structure": ["structure.weight=0.5"]}, models={})

@@ -285,6 +285,22 @@ def compare(config: CompareConfig) -> dict[str, Any]:
         return compare_cells(config)
 
 
+def stuck_at_chance(root: Path, config: CompareConfig) -> dict[str, list[int]]:
+    """{arm: seeds} of the pretrained cells whose structure loss never left its chance value (their
+    metrics.json says `structure.left_chance: false`); arms without a structure loss are never listed."""
+    stuck: dict[str, list[int]] = {}
+    for seed in config.seeds:
+        for arm in config.arms:
+            metrics = root / f"seed{seed}" / arm / "metrics.json"
+            if not metrics.is_file():
+                continue
+            with open(metrics, encoding="utf-8") as handle:
+                structure = json.load(handle).get("structure") or {}
+            if structure.get("left_chance") is False:
+                stuck.setdefault(arm, []).append(seed)
+    return stuck
+
+
 def compare_cells(config: CompareConfig) -> dict[str, Any]:
     """`compare` for a caller that has checked `config` (check_compare) and holds the output directory's
     lock (the demo)."""
@@ -320,6 +336,13 @@ def compare_cells(config: CompareConfig) -> dict[str, Any]:
     summary, table = summarise(rows, arms, config.references or None)
     fewer = [f"{arm} at seeds {config.arm_seeds[arm]}" for arm in arms if arm in config.arm_seeds]
     header = f"Mean ± std over seeds {config.seeds}" + (f" ({'; '.join(fewer)})" if fewer else "")
+    at_chance = stuck_at_chance(root, config)
+    if at_chance:  # issue 21: no table may say "structure helps/hurts" from a loss that learnt nothing
+        stuck = "; ".join(f"{arm} at seeds {seeds}" for arm, seeds in at_chance.items())
+        header = (
+            f"**The structure loss never left its chance value in {stuck}** (metrics.json "
+            "`structure.left_chance`): those figures say nothing about the structure loss.\n\n" + header
+        )
     with atomic_open(root / "results.csv", "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=["seed", "arm", "figure", "value"])
         writer.writeheader()
@@ -327,6 +350,7 @@ def compare_cells(config: CompareConfig) -> dict[str, Any]:
     with atomic_open(root / "results.md", "w") as handle:
         handle.write(f"{header}; differences are paired by seed.\n\n{table}")
     result = {"arms": arms, "seeds": config.seeds, "summary": summary, "seconds": time.perf_counter() - start}
+    result["structure_at_chance"] = at_chance
     with atomic_open(root / "results.json", "w") as handle:
         json.dump(result, handle, indent=2)
     result["table"] = table
