@@ -167,7 +167,7 @@ def write_timings(config: CompareConfig, root: Path, prepared: float | None, wal
 
 def _seconds(value: float | None) -> str:
     if value is None:
-        return "not timed (prepared earlier)"
+        return "not timed here (prepared earlier, or given with --data)"
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min ({value:.0f} s)"
 
 
