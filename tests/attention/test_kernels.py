@@ -147,6 +147,21 @@ def test_packed_sequences_attend_only_within_themselves(causal):
     assert all(g[:, :, 150:].abs().max() == 0 for g in grads)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("causal", MODES)
+def test_benchmark_sizes_match_the_reference(causal):
+    # The benchmark's head size and feature count (d 64, m 256: eight full feature blocks), three chunks.
+    inputs, grad = _inputs(1, 2, 3 * BLOCK_L - 5, 64, seed=7, dtype=torch.bfloat16)
+    projection = _projection(256, 64)
+    out, grads = _run(lambda q, k, v: favor_triton(q, k, v, projection, causal=causal), inputs, grad)
+    expected, expected_grads = _run(
+        lambda q, k, v: _reference(q, k, v, projection, causal), [x.double() for x in inputs], grad.double()
+    )
+    _assert_close(out, expected, 2e-2, "out")
+    for name, actual, wanted in zip("qkv", grads, expected_grads, strict=True):
+        _assert_close(actual, wanted, 4e-2, f"d{name}")
+
+
 def test_grouped_keys_scaling_and_balance_match_the_pytorch_path():
     # 4 query heads sharing 2 key/value heads, ESM's scaling 1 with its balance d^(1/4), 2.5x larger
     # inputs (exponents up to ~30: the stabilisers at work) and a length of exactly two chunks.
@@ -187,6 +202,9 @@ def test_kernel_choice(monkeypatch):
     assert choose_kernel("auto", q, longer) == "torch"  # cross-attention lengths: the PyTorch path
     with pytest.raises(ValueError, match="as many queries as keys"):
         choose_kernel("triton", q, longer)
+    assert choose_kernel("auto", q.double(), q.double()) == "torch"
+    with pytest.raises(ValueError, match="float32, bfloat16 or float16"):
+        choose_kernel("triton", q.double(), q.double())
     with pytest.raises(ValueError, match="kernel must be one of"):
         choose_kernel("cuda", q, q)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
