@@ -61,7 +61,8 @@ if INTERPRET:
 
 class _Layout(NamedTuple):
     """Where each sequence lies: [S] start token and length, [S+1] first chunk slot of each sequence,
-    [slots] the sequence of each chunk slot (−1: unused), S and the number of chunk slots."""
+    [slots] the sequence of each chunk slot (−1: unused), S, the number of chunk slots and the most
+    chunks of any sequence."""
 
     seq_start: Tensor
     seq_len: Tensor
@@ -70,11 +71,13 @@ class _Layout(NamedTuple):
     sequences: int
     slots: int
     packed: bool
+    max_chunks: int
 
 
 def _layout(batch: int, length: int, cu_seqlens: Tensor | None, block: int, device: torch.device) -> _Layout:
     """Dense: one sequence per batch row. Packed: the ranges of cu_seqlens, with an upper bound on the
-    chunk count (Σ ceil(len/c) <= T/c + S) so that no value is read back to the host."""
+    chunk count (Σ ceil(len/c) <= T/c + S) for the grid; the longest sequence is read back to the host
+    (check_packed has read cu_seqlens already)."""
     as_int = {"dtype": torch.int32, "device": device}
     if cu_seqlens is None:
         chunks = triton.cdiv(length, block)
@@ -86,6 +89,7 @@ def _layout(batch: int, length: int, cu_seqlens: Tensor | None, block: int, devi
             batch,
             batch * chunks,
             False,
+            chunks,
         )
     cu = cu_seqlens.to(**as_int)
     lengths = cu[1:] - cu[:-1]
@@ -95,7 +99,17 @@ def _layout(batch: int, length: int, cu_seqlens: Tensor | None, block: int, devi
     slots = triton.cdiv(length, block) + lengths.numel()
     chunk_seq = torch.searchsorted(cu_chunks[1:], torch.arange(slots, **as_int), right=True).to(torch.int32)
     chunk_seq = torch.where(chunk_seq < lengths.numel(), chunk_seq, -1)
-    return _Layout(cu[:-1].contiguous(), lengths, cu_chunks, chunk_seq, lengths.numel(), slots, True)
+    longest = int(lengths.max()) if lengths.numel() else 0
+    return _Layout(
+        cu[:-1].contiguous(),
+        lengths,
+        cu_chunks,
+        chunk_seq,
+        lengths.numel(),
+        slots,
+        True,
+        triton.cdiv(longest, block),
+    )
 
 
 def _strides(x: Tensor, packed: bool) -> tuple[int, int, int]:
@@ -122,21 +136,44 @@ def _meta(q: Tensor, v: Tensor, causal: bool, has_mask: bool) -> dict:
     } | ({"HAS_MASK": has_mask} if has_mask is not None else {})
 
 
+def _splits(layout: _Layout, heads: int, m: int, causal: bool, device: torch.device) -> int:
+    """Programs per (sequence, head, feature block) of the bidirectional state scans, each over a share
+    of the chunks: enough for about 4 programs an SM (one long sequence over 8 heads would otherwise be
+    64 programs walking 1,024 chunks each at L = 65,536), at least 4 chunks each. The causal scans are
+    sequential (1). Under the interpreter 2, so that the tests cover the combination."""
+    if causal or layout.max_chunks < 2:
+        return 1
+    if INTERPRET:
+        return 2
+    programs = layout.sequences * heads * triton.cdiv(m, BLOCK_M)
+    processors = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(triton.cdiv(4 * processors, programs), layout.max_chunks // 4))
+
+
 def _key_state(q, k, v, wk, mask, half_s, layout: _Layout, causal: bool):
-    """Run key_state_kernel: states S [H, n, m, d_v], z and μ [H, n, m] (n: chunk slots or sequences)."""
+    """Run key_state_kernel: states S [H, n, m, d_v], z and μ [H, n, m] (n: chunk slots or sequences).
+    Bidirectional partial states (one per split) are combined here in the largest of their μ."""
     heads, m = q.shape[1], wk.shape[0]
+    splits = _splits(layout, heads, m, causal, q.device)
     n_idx = layout.slots if causal else layout.sequences
-    state = q.new_zeros(heads, n_idx, m, v.shape[-1], dtype=torch.float32)
-    z = q.new_zeros(heads, n_idx, m, dtype=torch.float32)
-    mu = q.new_full((heads, n_idx, m), favor_ops.FLOOR.value, dtype=torch.float32)
-    grid = (layout.sequences, heads, triton.cdiv(m, BLOCK_M))
+    state = q.new_zeros(heads, n_idx * splits, m, v.shape[-1], dtype=torch.float32)
+    z = q.new_zeros(heads, n_idx * splits, m, dtype=torch.float32)
+    mu = q.new_full((heads, n_idx * splits, m), favor_ops.FLOOR.value, dtype=torch.float32)
+    grid = (layout.sequences, heads, triton.cdiv(m, BLOCK_M) * splits)
     favor_ops.key_state_kernel[grid](
         k, v, wk, mask, layout.seq_start, layout.seq_len, layout.cu_chunks, state, z, mu,
         *_strides(k, layout.packed), *_strides(v, layout.packed), *_mask_strides(mask, layout.packed),
-        n_idx, m, k.shape[-1], v.shape[-1], half_s,
+        n_idx, splits, m, k.shape[-1], v.shape[-1], half_s,
         **_meta(q, v, causal, mask.numel() > 0), num_warps=KEY_STATE_WARPS,
     )  # fmt: skip
-    return state, z, mu
+    if splits == 1:
+        return state, z, mu
+    mu = mu.view(heads, n_idx, splits, m)
+    top = mu.amax(2)  # [H, S, m]
+    weight = torch.exp(mu - top.unsqueeze(2))  # <= 1; an empty split (μ = FLOOR, sums 0) adds nothing
+    state = (state.view(heads, n_idx, splits, m, -1) * weight.unsqueeze(-1)).sum(2)
+    z = (z.view(heads, n_idx, splits, m) * weight).sum(2)
+    return state, z, top
 
 
 def _mask_strides(mask: Tensor, packed: bool) -> tuple[int, int]:
@@ -179,15 +216,19 @@ class _FavorTriton(torch.autograd.Function):
         grad = grad_out.contiguous()  # out's strides, which the kernels read it with
         heads, m = q.shape[1], wq.shape[0]
         n_idx = mu.shape[1]
-        rs = torch.zeros_like(state)
-        rz = torch.zeros_like(z)
-        grid = (layout.sequences, heads, triton.cdiv(m, BLOCK_M))
+        splits = _splits(layout, heads, m, causal, q.device)
+        rs = state.new_zeros(heads, n_idx * splits, m, state.shape[-1])
+        rz = z.new_zeros(heads, n_idx * splits, m)
+        grid = (layout.sequences, heads, triton.cdiv(m, BLOCK_M) * splits)
         favor_ops.query_state_kernel[grid](
             q, grad, out, wq, den, row_max, layout.seq_start, layout.seq_len, layout.cu_chunks, mu, rs, rz,
             *_strides(q, layout.packed), *_strides(grad, layout.packed), *_strides(den, layout.packed),
-            n_idx, m, q.shape[-1], v.shape[-1],
+            n_idx, splits, m, q.shape[-1], v.shape[-1],
             **_meta(q, v, causal, None), num_warps=WARPS,
         )  # fmt: skip
+        if splits > 1:  # partial sums in one reference (the final μ): added
+            rs = rs.view(heads, n_idx, splits, m, -1).sum(2)
+            rz = rz.view(heads, n_idx, splits, m).sum(2)
         fresh = torch.zeros_like if layout.packed else torch.empty_like  # as for out
         dq, dk, dv = fresh(q), fresh(k), fresh(v)
         favor_ops.grad_kernel[(layout.slots, heads)](

@@ -94,21 +94,25 @@ def key_state_kernel(
     k_ptr, v_ptr, wk_ptr, mask_ptr, seq_start_ptr, seq_len_ptr, cu_chunks_ptr,
     s_ptr, z_ptr, mu_ptr,
     skb, skh, skt, svb, svh, svt, smb, smt,
-    n_idx, m, d_k, d_v, half_s,
+    n_idx, splits, m, d_k, d_v, half_s,
     CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
     INTERPRET: tl.constexpr,
 ):  # fmt: skip
-    """Grid (sequences, heads, feature blocks). S = Σ_j exp(e_j − μ) v_jᵀ, z = Σ_j exp(e_j − μ) over the
-    sequence's keys with the running per-feature maximum μ; causal: the state before each chunk, in the
-    μ of the chunk's end, one slot per chunk; bidirectional: the total, one slot per sequence."""
+    """Grid (sequences, heads, feature blocks × splits). S = Σ_j exp(e_j − μ) v_jᵀ, z = Σ_j exp(e_j − μ)
+    over the sequence's keys with the running per-feature maximum μ; causal (splits = 1): the state
+    before each chunk, in the μ of the chunk's end, one slot per chunk; bidirectional: the sum over the
+    split's share of the chunks, one slot per (sequence, split), for the caller to combine."""
     seq = tl.program_id(0)
     head = tl.program_id(1)
-    feats = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
+    split = tl.program_id(2) % splits
+    feats = (tl.program_id(2) // splits) * BLOCK_M + tl.arange(0, BLOCK_M)
     f_ok = feats < m
     start = tl.load(seq_start_ptr + seq).to(tl.int64)
     length = tl.load(seq_len_ptr + seq)
     first = tl.load(cu_chunks_ptr + seq)
+    n_chunks = tl.cdiv(length, BLOCK_L)
+    share = tl.cdiv(n_chunks, splits)
     ck = tl.arange(0, BLOCK_DK)
     cv = tl.arange(0, BLOCK_DV)
     w = tl.load(
@@ -120,7 +124,7 @@ def key_state_kernel(
     state = tl.zeros((BLOCK_M, BLOCK_DV), dtype=tl.float32)
     z = tl.zeros((BLOCK_M,), dtype=tl.float32)
     mu = tl.full((BLOCK_M,), FLOOR, dtype=tl.float32)
-    for c in range(0, tl.cdiv(length, BLOCK_L)):
+    for c in range(split * share, tl.minimum(n_chunks, (split + 1) * share)):
         rows = c * BLOCK_L + tl.arange(0, BLOCK_L)
         row_ok = rows < length
         kx = _rows(k_ptr, k_base, rows, row_ok, skt, ck, ck < d_k)
@@ -142,7 +146,7 @@ def key_state_kernel(
         z += tl.sum(kf, 0)
         mu = new
     if not CAUSAL:
-        slot = head * n_idx + seq
+        slot = (head * n_idx + seq) * splits + split
         offsets, ok_s = _state_offsets(slot, m, d_v, feats, f_ok, cv, cv < d_v)
         tl.store(s_ptr + offsets, state, mask=ok_s)
         tl.store(z_ptr + slot * m + feats, z, mask=f_ok)
@@ -239,22 +243,26 @@ def query_state_kernel(
     q_ptr, g_ptr, o_ptr, wq_ptr, den_ptr, r_ptr, seq_start_ptr, seq_len_ptr, cu_chunks_ptr,
     mu_ptr, rs_ptr, rz_ptr,
     sqb, sqh, sqt, sgb, sgh, sgt, snb, snh, snt,
-    n_idx, m, d_k, d_v,
+    n_idx, splits, m, d_k, d_v,
     CAUSAL: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
     INTERPRET: tl.constexpr,
 ):  # fmt: skip
-    """Grid (sequences, heads, feature blocks). R = Σ_t φ_t gq_tᵀ and Rz = Σ_t φ_t gz_t, the query side
-    of the gradient w.r.t. the key state: the total (bidirectional), or for each chunk the sum over later
-    chunks, walked backwards and kept in the μ of the chunk's end (rescaling by exp(μ_c − μ_{c+1}) <= 1)."""
+    """Grid (sequences, heads, feature blocks × splits). R = Σ_t φ_t gq_tᵀ and Rz = Σ_t φ_t gz_t, the
+    query side of the gradient w.r.t. the key state: bidirectional, the split's share of the total (one
+    slot per (sequence, split), all in the final μ: the caller adds them); causal (splits = 1), for each
+    chunk the sum over later chunks, walked backwards and kept in the μ of the chunk's end (rescaling by
+    exp(μ_c − μ_{c+1}) <= 1)."""
     seq = tl.program_id(0)
     head = tl.program_id(1)
-    feats = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
+    split = tl.program_id(2) % splits
+    feats = (tl.program_id(2) // splits) * BLOCK_M + tl.arange(0, BLOCK_M)
     f_ok = feats < m
     start = tl.load(seq_start_ptr + seq).to(tl.int64)
     length = tl.load(seq_len_ptr + seq)
     first = tl.load(cu_chunks_ptr + seq)
     n_chunks = tl.cdiv(length, BLOCK_L)
+    share = tl.cdiv(n_chunks, splits)
     ck = tl.arange(0, BLOCK_DK)
     cv = tl.arange(0, BLOCK_DV)
     w = tl.load(
@@ -272,7 +280,7 @@ def query_state_kernel(
         previous = tl.load(mu_ptr + last * m + feats, mask=f_ok & (n_chunks > 0), other=0.0)
     else:
         mu = tl.load(mu_ptr + (head * n_idx + seq) * m + feats, mask=f_ok, other=0.0)
-    for i in range(0, n_chunks):
+    for i in range(split * share, tl.minimum(n_chunks, (split + 1) * share)):
         if CAUSAL:
             c = n_chunks - 1 - i
             slot = head * n_idx + first + c
@@ -296,7 +304,7 @@ def query_state_kernel(
         rs += _dot(tl.trans(phi), gq, DT, PREC, INTERPRET)
         rz += tl.sum(phi * gz[:, None], 0)
     if not CAUSAL:
-        slot = head * n_idx + seq
+        slot = (head * n_idx + seq) * splits + split
         offsets, ok_s = _state_offsets(slot, m, d_v, feats, f_ok, cv, cv < d_v)
         tl.store(rs_ptr + offsets, rs, mask=ok_s)
         tl.store(rz_ptr + slot * m + feats, rz, mask=f_ok)
