@@ -41,14 +41,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict, load_from_disk
 
 from seqstruct.data.fasta import FastaRecord, write_fasta
 from seqstruct.data.graph import Graph, write_edge_list
 from seqstruct.io import DirectoryLock, atomic_open, recover_replaced, staging_directory, swap_in
+
+if TYPE_CHECKING:  # imported where used: `seqstruct data list` reads the recipes without datasets
+    from datasets import Dataset, DatasetDict
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +278,8 @@ def _write_prepared(
     if empty:  # `load_from_disk` cannot read a zero-row split back
         logger.warning("%s: leaving out the empty splits %s", output, empty)
         splits = {name: split for name, split in splits.items() if len(split)}
+    from datasets import DatasetDict
+
     _check_splits(splits, info.kind)
     info.splits = {name: len(split) for name, split in splits.items()}
     staging = staging_directory(output)
@@ -336,6 +340,8 @@ def load_prepared(path: str | Path) -> Prepared:
     info = DatasetInfo(**{key: value for key, value in raw.items() if key in known})
     if info.format_version > FORMAT_VERSION:
         raise ValueError(f"{meta}: format version {info.format_version} is newer than this seqstruct reads")
+    from datasets import DatasetDict, load_from_disk
+
     splits = load_from_disk(str(path / "splits"))
     if not isinstance(splits, DatasetDict):
         raise ValueError(f"{path / 'splits'}: expected a DatasetDict")

@@ -29,16 +29,18 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Dataset, Features, Value
 
 from seqstruct.data.fasta import iter_fasta
 from seqstruct.data.graph import Graph, read_edge_list
 from seqstruct.data.labels import read_labels
 from seqstruct.data.prepared import TRAIN, DatasetInfo, Prepared, register_recipe, write_prepared
 from seqstruct.io import FileLineError, tsv_rows
+
+if TYPE_CHECKING:  # imported where used: `seqstruct data list` reads the recipes without datasets
+    from datasets import Dataset, Features
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ def make_splits(
 ) -> dict[str, Dataset]:
     """One `datasets.Dataset` per part: the rows `parts[name]` ([K] indices) of every column, typed by
     `features` (so that an all-empty list column is still a list of strings)."""
+    from datasets import Dataset
+
     return {
         name: Dataset.from_dict({key: [values[i] for i in rows] for key, values in columns.items()}, features)
         for name, rows in parts.items()
@@ -226,6 +230,8 @@ def prepare_files(
     name: str = "",
 ) -> Prepared:
     """Your own FASTA (fasta=) or id/text TSV (text=), with optional graph= edges and labels= columns."""
+    from datasets import Features, Value
+
     output = Path(output)
     if bool(fasta) == bool(text):
         raise ValueError("give exactly one of fasta=FILE (proteins) or text=FILE (an 'id<TAB>text' TSV)")

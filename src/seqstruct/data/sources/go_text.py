@@ -25,27 +25,38 @@ from collections.abc import Mapping
 from contextlib import closing
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-from datasets import Features, List, Value
 
 from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe
 from seqstruct.data.sources.files import graph_from_pairs, tally, write_random_split
 from seqstruct.data.sources.go import NAMESPACES, ROOTS, GeneOntology, read_go, resolve_go_path
 
+if TYPE_CHECKING:
+    from datasets import Features
+
 logger = logging.getLogger(__name__)
 
 LICENCE = "CC BY 4.0 (the Gene Ontology; http://geneontology.org/docs/go-citation-policy/)"
-FEATURES = Features(
-    {
-        "id": Value("string"),
-        "text": Value("string"),
-        "name": Value("string"),
-        "namespace": Value("string"),
-        "top_level": Value("string"),
-        "synonyms": List(Value("string")),
-    }
-)
+
+
+def features() -> Features:
+    """The splits' column types (datasets imported here: `seqstruct data list` reads the recipes
+    without it)."""
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "id": Value("string"),
+            "text": Value("string"),
+            "name": Value("string"),
+            "namespace": Value("string"),
+            "top_level": Value("string"),
+            "synonyms": List(Value("string")),
+        }
+    )
+
+
 COLUMNS = {
     "name": "the GO term's name",
     "namespace": "BP (biological process), MF (molecular function) or CC (cellular component)",
@@ -156,4 +167,4 @@ def prepare_go_text(
         "only, through all terms, up to the direct is_a children of the namespace root. "
     )
     fractions = (valid_fraction, test_fraction, seed)
-    return write_random_split(output, info, columns, FEATURES, graph, method, fractions, overwrite)
+    return write_random_split(output, info, columns, features(), graph, method, fractions, overwrite)

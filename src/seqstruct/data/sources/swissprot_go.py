@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Features, List, Value
 
 from seqstruct.data import homology
 from seqstruct.data.graph import Graph
@@ -243,6 +242,8 @@ def prepare_swissprot_go(
 ) -> Prepared:
     """Swiss-Prot 2014-01 proteins with propagated GO labels, a shared-specific-MF-term graph and homology
     splits (train, valid, test_close, test_remote) from MMseqs2 clusters."""
+    from datasets import Features, List, Value
+
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     levels = tuple(sorted({float(level) for level in levels}, reverse=True))

@@ -28,10 +28,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Dataset, Features, Value
 
 from seqstruct.data import homology, leakage
 from seqstruct.data.leakage import EVAL_SPLITS, EvalSet, eval_members, read_eval_sets
@@ -51,6 +50,9 @@ from seqstruct.data.sources.swissprot_proteins import (
     select_proteins,
 )
 from seqstruct.io import atomic_open
+
+if TYPE_CHECKING:  # imported where used: `seqstruct data list` reads the recipes without datasets
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +341,8 @@ def _cluster_and_shard(corpus: _Corpus, ids: Sequence[str], output: Path, option
 
 
 def _split(corpus: _Corpus, chosen: Sequence[str]) -> Dataset:
+    from datasets import Dataset, Features, Value
+
     size = {p: len(group) for group in corpus.members.values() for p in group}
     features = Features(
         {

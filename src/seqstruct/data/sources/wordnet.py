@@ -28,11 +28,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from datasets import Features, List, Value
+from typing import TYPE_CHECKING
 
 from seqstruct.data.prepared import DatasetInfo, Prepared, register_recipe
 from seqstruct.data.sources.files import file_digest, graph_from_pairs, tally, write_random_split
+
+if TYPE_CHECKING:
+    from datasets import Features
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +60,23 @@ LEXNAMES = (
     "verb.weather", "adj.ppl",
 )  # fmt: skip
 
-FEATURES = Features(
-    {
-        "id": Value("string"),
-        "text": Value("string"),
-        "lemmas": List(Value("string")),
-        "pos": Value("string"),
-        "supersense": Value("string"),
-    }
-)
+
+def features() -> Features:
+    """The splits' column types (datasets imported here: `seqstruct data list` reads the recipes
+    without it)."""
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "id": Value("string"),
+            "text": Value("string"),
+            "lemmas": List(Value("string")),
+            "pos": Value("string"),
+            "supersense": Value("string"),
+        }
+    )
+
+
 COLUMNS = {
     "lemmas": "list of the synset's words (spaces for '_', adjective markers removed)",
     "pos": "ss_type: n noun, v verb, a adjective, s adjective satellite, r adverb",
@@ -246,4 +256,4 @@ def prepare_wordnet(
         "(n, v, a, r; satellites stay 'a') and the synset offset. "
     )
     fractions = (valid_fraction, test_fraction, seed)
-    return write_random_split(output, info, columns, FEATURES, graph, method, fractions, overwrite)
+    return write_random_split(output, info, columns, features(), graph, method, fractions, overwrite)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
 
 from seqstruct.data.fasta import FastaRecord, write_fasta
 from seqstruct.data.graph import split_heldout_nodes
@@ -96,6 +95,8 @@ def write_synthetic(
 ) -> Prepared:
     """Generate dataset `name` from `config` and write it to `output` in the prepared layout (module
     docstring); a non-empty directory is refused unless `overwrite`."""
+    from datasets import Dataset
+
     dataset = generate(name, config)
     graph, ids = dataset.graph, dataset.graph.nodes
     training, heldout, held = split_heldout_nodes(graph, config.heldout_fraction, config.seed)
