@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
+import seqstruct
 from seqstruct.cli import main
 from tests.helpers import tiny_overrides
 
@@ -58,3 +63,40 @@ def test_a_bug_keeps_its_traceback_and_a_bad_setting_gets_one_line(tmp_path, mon
     config.write_text("train:\n  min_lr_ratio: 0.5\n")  # seqstruct's own check names the setting
     assert main(["pretrain", str(config), f"data.fasta={tmp_path / 'x.fasta'}"]) == 2
     assert "train.min_lr_ratio=0.5 needs lr_scheduler" in capsys.readouterr().err
+
+
+# Runs every `seqstruct ... --help`, then `data list` and `evaluate --list`, in one fresh interpreter, and
+# prints for each the model libraries it was the first to import.
+QUICK_COMMANDS = """
+import argparse, contextlib, io, json, sys
+from seqstruct.cli import build_parser, main
+HEAVY = ("torch", "transformers", "sentence_transformers")
+
+def helps(parser, prefix):
+    yield [*prefix, "--help"]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from helps(sub, [*prefix, name])
+
+loaded, found = {}, set()
+for argv in [*helps(build_parser(), []), ["data", "list"], ["evaluate", "--list"]]:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main(argv)
+    new = {m for m in HEAVY if m in sys.modules} - found
+    loaded[" ".join(argv)], found = sorted(new), found | new
+print(json.dumps(loaded))
+"""
+
+
+def test_help_and_listings_import_no_model_library() -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(seqstruct.__file__).parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", QUICK_COMMANDS], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert {"--help", "pretrain --help", "bench cli-startup --help", "data list", "evaluate --list"} <= set(
+        loaded
+    )
+    assert {argv: modules for argv, modules in loaded.items() if modules} == {}

@@ -2,8 +2,9 @@
 
 Importing seqstruct registers two things with transformers: `attn_implementation="favor"` (FAVOR+),
 and the BiLSTM baseline (model_type "seqstruct-lstm"), so that AutoModelForSequenceClassification loads
-a saved one. The public names are imported on first use (so `import seqstruct` does not import
-sentence-transformers).
+a saved one. Both are registered when transformers is first used, not at import (seqstruct.registration
+says how), and the public names are imported on first use: `import seqstruct` itself imports neither
+torch, transformers nor sentence-transformers, so the `seqstruct` command starts at once.
 `load_sentence_model(dir)` loads a sentence-transformers model seqstruct saved, its own pooling modules
 included, without trust_remote_code (plain `SentenceTransformer(dir)` does only when the pooling is
 sentence-transformers' own; see seqstruct.models.sentence).
@@ -14,8 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from seqstruct.attention.interface import register as _register_favor
-from seqstruct.models.lstm import register as _register_lstm
+from seqstruct.registration import register_when_imported as _register_when_imported
 
 __version__ = "0.1.0"
 
@@ -41,8 +41,7 @@ _PUBLIC = {
 }
 __all__ = sorted(_PUBLIC)
 
-_register_favor()
-_register_lstm()
+_register_when_imported()
 
 
 def __getattr__(name: str) -> Any:

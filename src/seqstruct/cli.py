@@ -1,4 +1,10 @@
-"""The `seqstruct` command: parses arguments and calls the library; no logic of its own."""
+"""The `seqstruct` command: parses arguments and calls the library; no logic of its own.
+
+Building the parser imports nothing beyond the standard library and seqstruct's name tables, so
+`seqstruct --help`, `seqstruct CMD --help`, `data list` and `evaluate --list` answer at once; each command
+imports what it runs (torch, transformers, sentence-transformers, datasets) inside its function.
+`seqstruct bench cli-startup` measures this.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seqstruct.bench.cli import add_bench_commands
-from seqstruct.config import ConfigError, PretrainConfig, load_config
-from seqstruct.data.fasta import FastaError
-from seqstruct.models.pooling import POOLINGS
+from seqstruct.models.pooling_names import POOLINGS
 
 
 def _heldout_line(metrics: dict) -> str:
@@ -26,6 +30,7 @@ def _heldout_line(metrics: dict) -> str:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
+    from seqstruct.config import PretrainConfig, load_config
     from seqstruct.training.mlm import pretrain
 
     config = load_config(PretrainConfig, args.config, args.overrides)
@@ -34,7 +39,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _distill(args: argparse.Namespace) -> None:
-    from seqstruct.config import DistillConfig
+    from seqstruct.config import DistillConfig, load_config
     from seqstruct.experiments.recovery import distill
 
     config = load_config(DistillConfig, args.config, args.overrides)
@@ -53,7 +58,7 @@ def _distill(args: argparse.Namespace) -> None:
 
 
 def _contrastive(args: argparse.Namespace) -> None:
-    from seqstruct.config import ContrastiveConfig
+    from seqstruct.config import ContrastiveConfig, load_config
     from seqstruct.training.contrastive import contrastive
 
     config = load_config(ContrastiveConfig, args.config, args.overrides)
@@ -150,6 +155,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> None:
+    from seqstruct.config import load_config
     from seqstruct.data.synthetic import generator, write_synthetic
 
     config_class, _ = generator(args.name)
@@ -201,6 +207,7 @@ def _data_list(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
+    from seqstruct.config import load_config
     from seqstruct.experiments.compare import CompareConfig, compare
 
     config = load_config(CompareConfig, args.config, args.overrides)
@@ -209,6 +216,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _curve(args: argparse.Namespace) -> None:
+    from seqstruct.config import load_config
     from seqstruct.experiments.curve import CurveConfig, curve
 
     config = load_config(CurveConfig, args.config, args.overrides)
@@ -470,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.func(args)
-    except (FastaError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # FastaError, ConfigError among them
         if not is_user_error(err):
             raise  # a bug (a library's ValueError from our call): its whole traceback
         # One line for the user; the traceback with -v, for when the message is not enough.
@@ -487,6 +495,9 @@ def is_user_error(err: BaseException) -> bool:
     """Whether `err` reports bad input (one line to the user) rather than a bug (a traceback): files
     missing or in the way, and the ValueErrors seqstruct raises itself, which name the setting or
     record at fault. A ValueError raised inside numpy, torch or transformers is a call we got wrong."""
+    from seqstruct.config import ConfigError
+    from seqstruct.data.fasta import FastaError
+
     if not isinstance(err, ValueError) or isinstance(err, (FastaError, ConfigError)):
         return True
     frames = traceback.extract_tb(err.__traceback__)

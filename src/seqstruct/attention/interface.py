@@ -1,6 +1,7 @@
 """FAVOR+ as a transformers attention implementation: `attn_implementation="favor"`.
 
-`register()` (run when seqstruct is imported) adds three things to transformers:
+`register()` (run by seqstruct.registration: at `import seqstruct` when transformers is loaded, else
+when it first is) adds three things to transformers:
 - the attention function, to `AttentionInterface`, so every encoder whose attention goes through that
   interface (BERT, RoBERTa, ESM, ...) can use it;
 - a mask function, to `AttentionMaskInterface`: it hands over the [B, L] key-padding mask as it is, so
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -298,6 +300,7 @@ def favor_mask(
 # ---------------------------------------------------------------------------------------------------
 
 _REGISTERED = False
+_REGISTER_LOCK = threading.Lock()  # two threads registering at once append each hook once
 
 
 def _attach_on_build(model: PreTrainedModel) -> None:
@@ -323,13 +326,15 @@ def _draw_missing(model: PreTrainedModel, module: nn.Module) -> None:
 
 
 def register() -> None:
-    """Make attn_implementation="favor" available to every transformers model (idempotent)."""
+    """Make attn_implementation="favor" available to every transformers model (idempotent, thread-safe;
+    no imports inside the lock). seqstruct.registration calls it once transformers is in use."""
     global _REGISTERED
-    if _REGISTERED:
-        return
-    AttentionInterface.register(NAME, favor_attention_forward)
-    AttentionMaskInterface.register(NAME, favor_mask)
-    hooks.on_post_init(_attach_on_build)
-    hooks.on_default_attention(_saved_performer)
-    hooks.on_initialize_weights(_draw_missing)
-    _REGISTERED = True
+    with _REGISTER_LOCK:
+        if _REGISTERED:
+            return
+        AttentionInterface.register(NAME, favor_attention_forward)
+        AttentionMaskInterface.register(NAME, favor_mask)
+        hooks.on_post_init(_attach_on_build)
+        hooks.on_default_attention(_saved_performer)
+        hooks.on_initialize_weights(_draw_missing)
+        _REGISTERED = True

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from seqstruct.models.pooling import POOLINGS
+from seqstruct.models.pooling_names import POOLINGS
 
 
 def settings(config_class: type, args: argparse.Namespace, **given: Any) -> Any:
@@ -73,6 +73,12 @@ def _bench_embed_memory(args: argparse.Namespace) -> None:
         EmbedMemoryConfig, args, max_length=args.max_length or None, threads=args.threads or None
     )
     print(embed_memory_report(config, args.output))
+
+
+def _bench_cli_startup(args: argparse.Namespace) -> None:
+    from seqstruct.bench.startup import StartupConfig, startup_report
+
+    print(startup_report(settings(StartupConfig, args), args.output))
 
 
 def add_bench_commands(commands: Any) -> None:
@@ -189,3 +195,22 @@ def add_bench_commands(commands: Any) -> None:
     )
     p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
     p.set_defaults(func=_bench_embed_memory)
+
+    p = kinds.add_parser(
+        "cli-startup", help="wall time and peak RSS of quick `seqstruct` commands, each in fresh processes"
+    )
+    p.add_argument(
+        "--commands",
+        nargs="+",
+        default=["--help", "data list", "evaluate --list", "pretrain --help", "embed --help"],
+        help='seqstruct arguments, one quoted string per command, e.g. "data list" " --help" (a leading space '
+        "keeps one that starts with - from being read as an option here)",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per command, after one warm-up")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="time this seqstruct source tree instead (e.g. a worktree of an older commit)",
+    )
+    p.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench_cli_startup)

@@ -13,7 +13,7 @@ pretraining, not tokenisation, and the third arm can copy the encoder's embeddin
 
 Being a `PreTrainedModel`, it trains with the HF Trainer, saves as config.json + model.safetensors, and
 reloads with `AutoModelForSequenceClassification.from_pretrained(dir)` once seqstruct is imported
-(`register()` runs at import; no trust_remote_code).
+(`register()`, run through seqstruct.registration; no trust_remote_code).
 
 Padding never changes an output: the LSTM runs on a packed batch (lengths from attention_mask, which
 must be right-padded), and max/mean pooling see valid positions only, so a sequence scores the same
@@ -301,7 +301,8 @@ def init_embeddings_from(model: LstmForSequenceClassification, encoder_dir: str 
 
 def register() -> None:
     """Make `AutoConfig` and `AutoModelForSequenceClassification` load a saved LSTM (model_type
-    "seqstruct-lstm") without trust_remote_code. Idempotent; run when seqstruct is imported."""
+    "seqstruct-lstm") without trust_remote_code. Idempotent; seqstruct.registration runs it once
+    transformers is in use after `import seqstruct`."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     AutoConfig.register(MODEL_TYPE, LstmConfig, exist_ok=True)

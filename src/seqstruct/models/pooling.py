@@ -40,6 +40,14 @@ from sentence_transformers.base.modules import Module
 from sentence_transformers.sentence_transformer.modules import Pooling
 from torch import Tensor, nn
 
+# The names live apart so that the `seqstruct` command lists them without torch; re-exported here.
+from seqstruct.models.pooling_names import (
+    LAYER_ATTENTION,
+    LAYER_ATTENTION_VARIANTS,
+    NEEDS_HIDDEN_STATES,
+    POOLINGS,
+)
+
 # ---------------------------------------------------------------------------------------------------
 # Pure functions
 # ---------------------------------------------------------------------------------------------------
@@ -142,17 +150,6 @@ TOKEN_POOLINGS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "cls": cls_pool,
     "max": max_pool,
 }
-# The poolings with trained weights, by name: (form, queries) of LayerAttentionPooling.
-LAYER_ATTENTION_VARIANTS: dict[str, tuple[str, str]] = {
-    "layer-attention": ("residual", "all"),
-    "layer-attention-1q": ("residual", "last"),
-    "layer-attention-paper": ("paper", "all"),
-    "layer-attention-paper-1q": ("paper", "last"),
-}
-LAYER_ATTENTION = tuple(LAYER_ATTENTION_VARIANTS)
-POOLINGS: tuple[str, ...] = ("cls", "mean", "max", "first-last", *LAYER_ATTENTION)
-# The poolings that read every layer's hidden states (the encoder must output them).
-NEEDS_HIDDEN_STATES = frozenset({"first-last", *LAYER_ATTENTION})
 
 
 def get_pooling(name: str) -> Callable[[Tensor, Tensor], Tensor]:
