@@ -100,7 +100,7 @@ class FavorConfig:
     redraw_interval: Count = 1000  # optimiser steps between redraws in training; 0 never redraws
     causal_chunk: PositiveInt = 128  # tokens per block of the causal prefix sums
     seed: Count = 0  # draws depend only on (seed, layer, step): identical on every DDP rank
-    # torch (the PyTorch path, fp32, any device) | triton (fused kernels, CUDA, the inputs' dtype, packed
+    # torch (the PyTorch path, fp32, any device) | triton (fused kernels, CUDA, bf16 or fp32 as given, packed
     # sequences) | auto (triton on CUDA when it is installed, torch otherwise). Opt-in until the kernels'
     # GPU check (scripts/gpu/bench-attention.sh) has passed on the GPU machine.
     kernel: FavorKernel = "torch"

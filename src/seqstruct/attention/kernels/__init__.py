@@ -29,8 +29,8 @@ def _unusable(q: Tensor, k: Tensor) -> str | None:
         return "triton is not installed (pip install 'seqstruct[kernels]')"
     if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         return f"its inputs are on {q.device.type}, and the kernels run on CUDA (or under TRITON_INTERPRET=1)"
-    if q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        return f"the kernels take float32, bfloat16 or float16, got {q.dtype}"
+    if q.dtype not in (torch.float32, torch.bfloat16):
+        return f"the kernels take float32 or bfloat16, got {q.dtype}"
     if q.shape[2] != k.shape[2]:
         return f"the kernels need as many queries as keys, got {q.shape[2]} and {k.shape[2]}"
     return None

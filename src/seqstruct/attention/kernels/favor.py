@@ -26,7 +26,9 @@ from torch import Tensor
 from seqstruct.attention.kernels import favor_ops
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+# Not float16: the key state (sums of up to L values) would overflow its range when rounded for the
+# tensor cores at long L; bf16 has float32's range.
+_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16}
 # Tokens per chunk (the causal block and the unit of work of the chunk kernels) and features per block.
 # Chosen without a GPU, by compiling for sm_90 here (scripts/gpu/kernel_resources.py) and taking the
 # sizes whose bf16 kernels spill least: 32-feature blocks; 4 warps for the key-state scan, 8 for the rest
@@ -119,7 +121,7 @@ def _strides(x: Tensor, packed: bool) -> tuple[int, int, int]:
 
 def _precision(dtype: torch.dtype) -> str:
     """fp32 products as torch would do them: exact ("ieee") under float32_matmul_precision "highest",
-    else TF32. bf16/fp16 products are exact in their fp32 accumulators either way."""
+    else TF32. bf16 products are exact in their fp32 accumulators either way."""
     return "ieee" if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
@@ -279,7 +281,7 @@ def favor_triton(
     cu_seqlens [S+1] (int): packed sequences, q/k/v [1, H, T, d] with sequence s at tokens
     cu_seqlens[s]:cu_seqlens[s+1]; attention stays inside each sequence and nothing is computed for
     tokens after the last (their output and gradients are 0). Not combined with key_mask.
-    Computes in q's dtype (float32, bfloat16 or float16) with fp32 accumulation; q and k need the same
+    Computes in q's dtype (float32 or bfloat16) with fp32 accumulation; q and k need the same
     length (self-attention). Returns [B, H, T, d_v] in q's dtype.
     """
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
