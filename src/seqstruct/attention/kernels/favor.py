@@ -74,6 +74,7 @@ class _Layout(NamedTuple):
     slots: int
     packed: bool
     max_chunks: int
+    has_mask: bool = False  # a key-padding mask is given (else the mask argument is a 1×1 placeholder)
 
 
 def _layout(batch: int, length: int, cu_seqlens: Tensor | None, block: int, device: torch.device) -> _Layout:
@@ -164,9 +165,9 @@ def _key_state(q, k, v, wk, mask, half_s, layout: _Layout, causal: bool):
     grid = (layout.sequences, heads, triton.cdiv(m, BLOCK_M) * splits)
     favor_ops.key_state_kernel[grid](
         k, v, wk, mask, layout.seq_start, layout.seq_len, layout.cu_chunks, state, z, mu,
-        *_strides(k, layout.packed), *_strides(v, layout.packed), *_mask_strides(mask, layout.packed),
+        *_strides(k, layout.packed), *_strides(v, layout.packed), *_mask_strides(mask, layout),
         n_idx, splits, m, k.shape[-1], v.shape[-1], half_s,
-        **_meta(q, v, causal, mask.numel() > 0), num_warps=KEY_STATE_WARPS,
+        **_meta(q, v, causal, layout.has_mask), num_warps=KEY_STATE_WARPS,
     )  # fmt: skip
     if splits == 1:
         return state, z, mu
@@ -178,8 +179,8 @@ def _key_state(q, k, v, wk, mask, half_s, layout: _Layout, causal: bool):
     return state, z, top
 
 
-def _mask_strides(mask: Tensor, packed: bool) -> tuple[int, int]:
-    return (0, 0) if mask.numel() == 0 or packed else (mask.stride(0), mask.stride(1))
+def _mask_strides(mask: Tensor, layout: _Layout) -> tuple[int, int]:
+    return (mask.stride(0), mask.stride(1)) if layout.has_mask else (0, 0)
 
 
 class _FavorTriton(torch.autograd.Function):
@@ -199,9 +200,9 @@ class _FavorTriton(torch.autograd.Function):
             q, k, v, wq, wk, mask, layout.seq_start, layout.seq_len, layout.cu_chunks, layout.chunk_seq,
             state, z, mu, out, den, row_max,
             *_strides(q, layout.packed), *_strides(k, layout.packed), *_strides(v, layout.packed),
-            *_mask_strides(mask, layout.packed), *_strides(out, layout.packed), *_strides(den, layout.packed),
+            *_mask_strides(mask, layout), *_strides(out, layout.packed), *_strides(den, layout.packed),
             n_idx, m, q.shape[-1], v.shape[-1], half_s,
-            **_meta(q, v, causal, mask.numel() > 0), num_warps=WARPS,
+            **_meta(q, v, causal, layout.has_mask), num_warps=WARPS,
         )  # fmt: skip
         if causal:  # one state per chunk is O(L·m·d_v): recomputed in the backward pass instead
             state = z = mu = None
@@ -238,9 +239,9 @@ class _FavorTriton(torch.autograd.Function):
             layout.seq_start, layout.seq_len, layout.cu_chunks, layout.chunk_seq,
             state, z, mu, rs, rz, dq, dk, dv,
             *_strides(q, layout.packed), *_strides(k, layout.packed), *_strides(v, layout.packed),
-            *_strides(grad, layout.packed), *_mask_strides(mask, layout.packed), *_strides(den, layout.packed),
+            *_strides(grad, layout.packed), *_mask_strides(mask, layout), *_strides(den, layout.packed),
             n_idx, m, q.shape[-1], v.shape[-1], half_s,
-            **_meta(q, v, causal, mask.numel() > 0), num_warps=WARPS,
+            **_meta(q, v, causal, layout.has_mask), num_warps=WARPS,
         )  # fmt: skip
         return dq, dk, dv, None, None, None, None, None, None
 
@@ -325,12 +326,14 @@ def favor_triton(
     wq = (scaled * balance).to(q.dtype).contiguous()
     wk = (scaled / balance).to(q.dtype).contiguous()
     k, v = k.to(q.dtype), v.to(q.dtype)
+    # Without a mask the kernels still take a pointer: a real one-byte tensor (an empty tensor's null
+    # pointer is refused by Triton's launcher).
     mask = (
         key_mask.to(device=q.device, dtype=torch.int8).contiguous()
         if key_mask is not None
-        else torch.empty(0, 0, dtype=torch.int8, device=q.device)
+        else torch.ones(1, 1, dtype=torch.int8, device=q.device)
     )
-    layout = _layout(batch, length, cu_seqlens, BLOCK_L, q.device)
+    layout = _layout(batch, length, cu_seqlens, BLOCK_L, q.device)._replace(has_mask=key_mask is not None)
     with torch.autocast(device_type=q.device.type, enabled=False):
         return _FavorTriton.apply(
             _dense_like(q), _dense_like(k), _dense_like(v), wq, wk, s / 2 / balance**2, mask, layout, causal
