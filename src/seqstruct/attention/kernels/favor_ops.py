@@ -66,7 +66,7 @@ def _rows(ptr, base, rows, row_ok, stride_t, cols, col_ok):
 @triton.jit
 def _state_offsets(slot, m, d_v, feats, f_ok, cols, col_ok):
     """Offsets and mask of a [BLOCK_M, BLOCK_DV] tile of state slot `slot` (= head·n_idx + index)."""
-    offsets = (slot * m + feats[:, None]) * d_v + cols[None, :]
+    offsets = (slot.to(tl.int64) * m + feats[:, None]) * d_v + cols[None, :]  # > 2^31 past L ~ 500k causal
     return offsets, f_ok[:, None] & col_ok[None, :]
 
 
