@@ -238,3 +238,31 @@ def test_write_npz_refuses_blocks_unlike_the_announced_shape(tmp_path) -> None:
     with pytest.raises(ValueError, match="embeddings: 2 rows, not the 3 announced"):
         write_npz(tmp_path / "x.npz", [rows])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "favor"])
+def test_per_residue_of_a_padded_batch_equal_each_protein_alone(fasta, attention) -> None:
+    """Issue 22: padding never leaks into a protein's residues, with exact attention or FAVOR+ (whose
+    padded keys must leave the key state and the normaliser untouched)."""
+    import torch
+
+    import seqstruct  # noqa: F401  (registers attn_implementation="favor")
+    from seqstruct.config import FavorConfig
+    from seqstruct.data.tokenizers import build_protein_tokenizer
+    from seqstruct.models.encoders import build_encoder
+
+    tokenizer = build_protein_tokenizer()
+    torch.manual_seed(0)
+    extra = {"favor": FavorConfig()} if attention == "favor" else {}
+    model = build_encoder("tiny", tokenizer, attn_implementation=attention, **extra).base_model.eval()
+    _, sequences = _records(fasta)
+    sequences = sequences[:6]
+    assert len({len(s) for s in sequences}) > 1  # the batch is padded
+    options = dict(layers=[-1, 0], include=["per_residue", "mean"])
+    batched = encode_representations(model, tokenizer, sequences, batch_size=len(sequences), **options)
+    for i, sequence in enumerate(sequences):
+        alone = encode_representations(model, tokenizer, [sequence], batch_size=1, **options)
+        for layer in batched.per_residue:
+            assert batched.per_residue[layer][i].shape == (len(sequence), model.config.hidden_size)
+            np.testing.assert_allclose(batched.per_residue[layer][i], alone.per_residue[layer][0], atol=1e-5)
+            np.testing.assert_allclose(batched.mean[layer][i], alone.mean[layer][0], atol=1e-5)
