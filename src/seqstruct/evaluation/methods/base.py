@@ -35,7 +35,7 @@ class MethodOptions:
     max_train: int = 0  # train rows used (a fixed seeded sample, the same for every seed); 0: all
     max_valid: int = 0  # valid rows choosing C / stopping early (a fixed seeded sample); 0: all
     grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])  # probe: C values tried
-    probe_iter: int = 500  # probe: most L-BFGS iterations of a fit
+    probe_iter: int = 500  # probe: most Newton steps per C (many labels), lbfgs iterations (one label)
     epochs: float = 3.0  # finetune: passes over train (unless max_steps > 0)
     max_steps: int = -1  # finetune: optimizer steps, overriding epochs when > 0
     min_steps: int = 0  # finetune: more epochs where `epochs` would give fewer steps (small train sets)
