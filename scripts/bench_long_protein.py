@@ -81,13 +81,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("out", type=Path)
     parser.add_argument("--fasta", type=Path, help="default: the longest protein of metastudent-data")
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     fasta = args.fasta or args.out / "long.fasta"
-    if args.fasta is None:
-        name, length = longest_protein(METASTUDENT_MFO, fasta)
-        print(f"{name}: {length:,} residues", flush=True)
-    build_models(args.preset, args.out)
+    if args.prepare_only:
+        if args.fasta is None:
+            name, length = longest_protein(METASTUDENT_MFO, fasta)
+            print(f"{name}: {length:,} residues", flush=True)
+        build_models(args.preset, args.out)
+        return {}
+    # A child's ru_maxrss starts from its parent's resident set at fork (Linux copies the high-water mark
+    # through fork and exec), so this process stays small: the protein and the models are made in a child.
+    prepare = [sys.executable, __file__, str(args.out), "--preset", args.preset, "--prepare-only"]
+    subprocess.run(prepare + (["--fasta", str(args.fasta)] if args.fasta else []), check=True)
     found = {a: embed_once(args.out / a, fasta, args.out / f"{a}.npz") for a in ATTENTIONS}
     print("| attention | wall (s) | peak RSS (MiB) |\n|---|---:|---:|")
     for attention, row in found.items():

@@ -139,7 +139,9 @@ def test_two_ranks_at_batch_4_train_as_one_process_at_batch_8(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("loss", "negatives"), [("margin", 2), ("info_nce", 0)], ids=["margin-sampled", "info_nce-in-batch"]
+    ("loss", "negatives"),
+    [("margin_cosine", 2), ("info_nce", 0)],
+    ids=["margin-sampled", "info_nce-in-batch"],
 )
 def test_two_ranks_train_structure_as_one_process(tmp_path, loss: str, negatives: int) -> None:
     """Structure-inducing pretraining likewise: the graph extras are drawn per anchor, and the structure
