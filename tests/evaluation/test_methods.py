@@ -61,6 +61,55 @@ def test_one_vs_rest_probe_is_a_logistic_regression_per_term() -> None:
     assert fit["C"] == 0.3 and 0.0 <= fit["valid_fmax"] <= 1.0
 
 
+def _multi_label_problem(seed: int = 2, n: int = 200, terms: int = 6):
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(size=(n, 8))
+    logits = raw @ rng.normal(size=(8, terms)) - np.linspace(0.5, 3.0, terms)  # common to rare terms
+    y = (logits + rng.logistic(size=(n, terms)) > 0).astype(bool)
+    return raw * np.arange(1, 9) + 2, y  # unscaled: the probe standardises
+
+
+def test_multi_label_probe_picks_the_C_of_sklearn_one_vs_rest_without_warnings(recwarn) -> None:
+    from seqstruct.evaluation.metrics import fmax
+
+    x, y = _multi_label_problem()
+    train, valid = slice(0, 140), slice(140, 200)
+    grid = [0.001, 0.01, 0.1, 1.0, 10.0]
+    _, fit = multi_label_probe((x[train], y[train]), (x[valid], y[valid]), {"valid": x[valid]}, grid)
+    assert not [w for w in recwarn if issubclass(w.category, Warning)]  # converged: nothing printed
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    expected = {}
+    for c in grid:  # sklearn fitted per term and per C from scratch, to a tight tolerance
+        scores = np.stack(
+            [
+                LogisticRegression(C=c, tol=1e-8, max_iter=10_000)
+                .fit((x[train] - mean) / std, y[train, t])
+                .predict_proba((x[valid] - mean) / std)[:, 1]
+                for t in range(y.shape[1])
+            ],
+            axis=1,
+        )
+        expected[c] = fmax(y[valid], scores)[0]
+        assert fit["valid_by_C"][c] == pytest.approx(expected[c], abs=0.01)
+    assert fit["C"] == max(grid, key=lambda c: (expected[c], -c))
+
+
+def test_multi_label_probe_warns_once_when_it_does_not_converge() -> None:
+    from sklearn.exceptions import ConvergenceWarning
+
+    x, y = _multi_label_problem()
+    with pytest.warns(ConvergenceWarning) as caught:
+        multi_label_probe((x[:140], y[:140]), (x[140:], y[140:]), {}, [0.1, 10.0], max_iter=1)
+    assert len(caught) == 1 and "C=0.1" in str(caught[0].message) and "C=10" in str(caught[0].message)
+
+
+def test_multi_label_probe_scores_single_class_terms_by_frequency() -> None:
+    x, y = _multi_label_problem(terms=3)
+    y[:, 1] = False  # no positive train row: an infinite bias, not fitted
+    scores, _ = multi_label_probe((x[:140], y[:140]), (x[140:], y[140:]), {"test": x[140:]}, [1.0])
+    assert np.all(scores["test"][:, 1] == 0.0) and 0.0 < scores["test"][:, 0].mean() < 1.0
+
+
 def test_single_label_probe_chooses_C_on_valid() -> None:
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(3, 4)) * 3
@@ -210,6 +259,33 @@ def test_protein_encoder_probe_and_link(protein_model, proteins, texts) -> None:
     assert 0.0 < link.metrics["heldout"]["mrr"] <= 1.0
     with pytest.raises(NotApplicable, match="reads protein data, not text"):
         get_task("go-category").run(texts, method, 0)
+
+
+def test_encoder_embeds_each_protein_once_across_tasks(protein_model, proteins, monkeypatch) -> None:
+    import seqstruct.models.embed as embed
+
+    embedded: list[str] = []
+    real = embed.encode
+
+    def counting(model, tokenizer, texts, *args, **kwargs):
+        embedded.extend(texts)
+        return real(model, tokenizer, texts, *args, **kwargs)
+
+    monkeypatch.setattr(embed, "encode", counting)
+    method = build_method(str(protein_model), pooling="mean", overrides=["batch_size=16"])
+    for task in ("go-mf", "go-mf-class", "protein-link"):  # one prepared dataset, overlapping proteins
+        get_task(task).run(proteins, method, 0)
+    assert embedded and len(embedded) == len(set(embedded))  # the memo: never the same protein twice
+    seen = len(embedded)
+    get_task("go-mf").run(proteins, method, 0)
+    assert len(embedded) == seen  # a second pass is all hits
+    # The memo belongs to one (model, pooling, max_length, precision): another setting embeds anew.
+    for overrides, pooling in ((["batch_size=16"], "cls"), (["max_length=8"], "mean")):
+        get_task("go-mf").run(
+            proteins, build_method(str(protein_model), pooling=pooling, overrides=overrides), 0
+        )
+        assert len(embedded) > seen
+        seen = len(embedded)
 
 
 def test_text_encoder_probe_and_search(text_model, texts) -> None:

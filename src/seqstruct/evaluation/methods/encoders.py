@@ -1,5 +1,15 @@
 """A saved encoder as a method: frozen pooled embeddings (probe, cosine) or fine-tuned with a
-classification head; and `lstm:DIR`, a BiLSTM trained from scratch with DIR's tokenizer."""
+classification head; and `lstm:DIR`, a BiLSTM trained from scratch with DIR's tokenizer.
+
+Embeddings are memoised in process, per Encoder: text -> pooled vector. One Encoder is one (model,
+pooling, max_length, precision), so the memo needs no other key, and every caller that evaluates a model
+evaluates all its tasks through one Encoder: `seqstruct evaluate` builds it once for all --task names
+(go-mf, go-mf-class and protein-link read the same proteins), `seqstruct compare` (and the demo) calls
+evaluate once per cell with all tasks, `seqstruct curve` builds one per arm for all its fractions and
+seeds. So no protein is embedded twice (tests/evaluation/test_methods.py counts the encoder's calls),
+without an on-disk cache whose key would have to identify a model directory's weights; a run that is
+interrupted mid-cell embeds that cell again.
+"""
 
 from __future__ import annotations
 
