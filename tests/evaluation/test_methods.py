@@ -125,6 +125,22 @@ def test_single_label_probe_chooses_C_on_valid() -> None:
     assert (scores["test"].argmax(axis=1) == y[75:]).mean() > 0.8  # well-separated centres
 
 
+def test_single_label_probe_reaches_the_optimum_of_a_cold_tight_fit() -> None:
+    """The warm-started newton-cg grid ends where a cold lbfgs fit at the chosen C with a tight tol does."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(5, 12))
+    y = np.arange(300) % 5
+    x = centres[y] + rng.normal(size=(300, 12)) * 1.5  # overlapping classes: a finite optimum
+    scores, fit = single_label_probe(
+        (x[:200], y[:200]), (x[200:250], y[200:250]), {"t": x[250:]}, 5, [0.1, 10.0]
+    )
+    mean, std = x[:200].mean(axis=0), x[:200].std(axis=0)
+    cold = LogisticRegression(C=fit["C"], tol=1e-10, max_iter=10_000).fit((x[:200] - mean) / std, y[:200])
+    np.testing.assert_allclose(scores["t"], cold.predict_proba((x[250:] - mean) / std), atol=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Baselines
 # ---------------------------------------------------------------------------------------------------

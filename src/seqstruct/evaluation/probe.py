@@ -1,7 +1,9 @@
 """The probe: logistic regression on standardised frozen features, its inverse regularisation C chosen on
 valid.
 
-One label: multinomial (sklearn, lbfgs), the grid warm-started from the previous C. Many labels: a
+One label: multinomial (sklearn's newton-cg), the grid warm-started from the previous C: on the demo's
+go-mf-class (1,500 mean-pooled embeddings, 173 classes) lbfgs took 220-450 iterations and 52 s for four C
+values, newton-cg 7-13 Newton steps and 9 s, to the same valid accuracies. Many labels: a
 logistic regression per term, sum_n logloss / N + ||w||^2 / (2 C N) with an unpenalised bias (sklearn's
 objective), solved for every term at once by a batched truncated Newton method (Newton-CG, as sklearn's
 newton-cg and LIBLINEAR's TRON). Why not one L-BFGS over all terms: the objective separates by term, and
@@ -94,14 +96,14 @@ def single_label_probe(
         x if sp.issparse(x) else x.astype(np.float64)
         for x in _standardise(train[0], valid[0], *(tests[s] for s in names))
     )
-    model = LogisticRegression(max_iter=max_iter, tol=TOL, warm_start=True)
+    model = LogisticRegression(solver="newton-cg", max_iter=max_iter, tol=TOL, warm_start=True)
     best, best_score, scores, failures = None, -1.0, {}, []
     for c in sorted(grid):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             model.set_params(C=c).fit(x_train, train[1])
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            failures.append(f"C={c:g}: lbfgs stopped at max_iter={max_iter}")
+            failures.append(f"C={c:g}: newton-cg stopped at max_iter={max_iter}")
         score = accuracy(valid[1], model.predict(x_valid))
         scores[c] = score
         logger.info("probe C=%g: valid accuracy %.4f (%d iterations)", c, score, int(model.n_iter_.max()))
