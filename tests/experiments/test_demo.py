@@ -119,3 +119,22 @@ def test_the_summary_says_the_split_identity_and_machine_it_ran_with() -> None:
     assert "no 40%-identity MMseqs2 cluster" in split_sentence({"levels": [0.9, 0.4]})
     assert "recipe's own" in split_sentence({})
     assert f"{len(os.sched_getaffinity(0))} CPU cores" in machine()
+
+
+def test_the_demo_continues_the_packaged_protein_encoder_when_one_is_shipped(tmp_path, monkeypatch) -> None:
+    from seqstruct.experiments.demo import START_MODEL, start_sentence
+    from seqstruct.models import io
+
+    monkeypatch.setattr(io, "PACKAGED_MODELS", tmp_path / "models")
+    config = demo_config(str(tmp_path / "d"))
+    assert not any(o.startswith("model.pretrained") for o in config.pretrain_overrides)
+    assert "freshly initialised" in start_sentence(config)
+    (tmp_path / "models" / START_MODEL).mkdir(parents=True)
+    (tmp_path / "models" / START_MODEL / "config.json").write_text("{}")
+    config = demo_config(str(tmp_path / "d"), ["train.max_steps=2"])
+    assert config.pretrain_overrides[-2:] == [f"model.pretrained={START_MODEL}", "train.max_steps=2"]
+    assert start_sentence(config) == f"both continue the pretrained `{START_MODEL}`"
+    # the user's own start wins, a fresh one included
+    config = demo_config(str(tmp_path / "d"), ["model.pretrained="])
+    assert [o for o in config.pretrain_overrides if o.startswith("model.pretrained")] == ["model.pretrained="]
+    assert "freshly initialised" in start_sentence(config)

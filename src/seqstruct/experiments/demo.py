@@ -4,7 +4,9 @@
    recipe: GO-propagated labels, the shared-specific-GO-term graph, MMseqs2 30% clusters and the
    test_close / test_remote homology splits (data/);
 2. pretrains the `small` encoder twice on the train split at equal steps, masked-LM only and
-   structure-inducing on the graph (seed0/mlm, seed0/structure), with `seqstruct compare`;
+   structure-inducing on the graph (seed0/mlm, seed0/structure), with `seqstruct compare`: both arms
+   continue the packaged pretrained protein encoder (`protein-small`) when seqstruct ships one, and start
+   from scratch when it does not (`model.pretrained=` given as an override decides either way);
 3. probes both, with the naive and 2-mer-composition baselines, on the sample's tasks: GO-MF function
    prediction (Fmax, micro-AUPR), its single-label variant, and held-out link retrieval;
 4. writes summary.md: one sentence with the answer and its uncertainty, the comparison figure
@@ -36,6 +38,7 @@ from seqstruct.data.prepared import load_prepared, prepare
 from seqstruct.evaluation.tables import SPLIT_NAMES, comparison_table, figure_label
 from seqstruct.experiments.compare import CompareConfig, check_compare, compare_cells
 from seqstruct.io import LOCK_NAME, DirectoryLock, atomic_open
+from seqstruct.models.io import packaged_models
 from seqstruct.report import plot_comparison, pretrain_summary, write_report
 from seqstruct.report.answer import Question, answer_sentence
 
@@ -68,6 +71,9 @@ NAMES = {
     "kmer": "2-mer composition",
 }
 QUESTION = Question("structure", "mlm", chance="naive", baseline="kmer", names=NAMES)
+# The encoder both arms continue when seqstruct ships it (scripts/gpu/ship.sh, docs/gpu.md): the question is
+# then asked as a user of a pretrained model asks it, of continued pretraining.
+START_MODEL = "protein-small"
 
 
 def demo_config(
@@ -77,8 +83,21 @@ def demo_config(
     config = load_config(CompareConfig, DEMO_CONFIG)
     config.output_dir = output_dir or DEFAULT_OUTPUT  # a path, taken as given (not parsed as YAML)
     config.dataset = dataset or str(Path(config.output_dir) / "data")
-    config.pretrain_overrides = [*config.pretrain_overrides, *(overrides or [])]
+    start = [f"model.pretrained={START_MODEL}"] if START_MODEL in packaged_models() else []
+    if any(o.startswith("model.pretrained=") for o in overrides or []):
+        start = []  # the user's choice, a fresh start (`model.pretrained=`) included
+    config.pretrain_overrides = [*config.pretrain_overrides, *start, *(overrides or [])]
     return config
+
+
+def start_sentence(config: CompareConfig) -> str:
+    """Where the arms' encoder starts: the pretrained model it continues, or scratch."""
+    given = [o.split("=", 1)[1] for o in config.pretrain_overrides if o.startswith("model.pretrained=")]
+    if given and given[-1]:
+        return f"both continue the pretrained `{given[-1]}`"
+    if START_MODEL in packaged_models():
+        return "both start from a freshly initialised encoder"
+    return "both start from a freshly initialised encoder (seqstruct ships no pretrained protein encoder yet)"
 
 
 def _check_same_demo(config: CompareConfig, root: Path) -> None:
@@ -262,7 +281,7 @@ def write_summary(config: CompareConfig, result: dict[str, Any], timings: dict[s
         + split_sentence(info.config),
         "",
         f"Arms ({', '.join(NAMES.get(a, a) for a in arms)}) pretrain the same encoder for the same steps on "
-        f"the train split, seed {config.seeds}; every model is probed frozen ({config.pooling} pooling, "
+        f"the train split, seed {config.seeds}, and {start_sentence(config)}; every model is probed frozen ({config.pooling} pooling, "
         f"logistic regression, C chosen on valid; options {config.eval_options}). Baselines: "
         f"{', '.join(NAMES.get(m, m) for m in config.models)}.",
         "",
