@@ -56,7 +56,8 @@ fi
 # What travels: tracked files (the repo as committed, a shipped model included), untracked files git
 # does not ignore, and the bundle beside them.
 repo_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
-wheel_bytes=$(du -cb "$out"/wheels/*.whl 2>/dev/null | tail -n 1 | cut -f1 || echo 0)
+wheel_bytes=0  # --no-wheels, or none downloaded: du of an unmatched glob fails (and pipefail adds a second 0)
+compgen -G "$out/wheels/*.whl" >/dev/null && wheel_bytes=$(du -cb "$out"/wheels/*.whl | tail -n 1 | cut -f1)
 "$py" - "$corpus" "$out/data/heldout.fasta.gz" <<'EOF'
 import sys
 from seqstruct.data.fasta import FastaRecord, write_fasta
@@ -67,7 +68,7 @@ write_fasta((FastaRecord(i, "", s) for i, s in zip(valid["id"], valid["text"], s
 print(f"{sys.argv[2]}: {len(valid):,} held-out proteins")
 EOF
 heldout_bytes=$(stat -c %s "$out/data/heldout.fasta.gz")
-room=$((limit_mib * 2**20 - margin_mib * 2**20 - repo_bytes - ${wheel_bytes:-0} - heldout_bytes))
+room=$((limit_mib * 2**20 - margin_mib * 2**20 - repo_bytes - $wheel_bytes - heldout_bytes))
 ((room > 2**20)) || { echo "no room left for data: repo $repo_bytes B, wheels $wheel_bytes B" >&2; exit 1; }
 "$py" - "$source_shard" "$out/data/train.fasta.gz" "$room" <<'EOF'
 import sys
