@@ -51,6 +51,13 @@ def test_card_sums_the_history_and_reports_the_latest_figures() -> None:
     assert "| 2 | shard-001.fasta.gz | protein-small | 1,000 (time budget) |" in card
     assert "| — |" in card  # a throughput not measured (a resumed run) is shown as such
     assert "CC BY 4.0" in card
+    assert "trained on CPU only" not in card
+
+
+def test_a_model_without_a_gpu_run_is_labelled_cpu_only() -> None:
+    cpu = _run(device="cpu", machine="x86_64", mfu=None)
+    assert "**trained on CPU only**" in model_card([cpu, cpu])
+    assert "trained on CPU only" not in model_card([cpu, _run(continued_from="protein-small")])
 
 
 def test_card_needs_a_run() -> None:

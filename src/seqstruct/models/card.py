@@ -37,6 +37,18 @@ def _number(value: Any, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _cpu_only(history: Sequence[dict[str, Any]]) -> list[str]:
+    """The label a model trained without any GPU run carries (issue 18's fallback): its token count is a
+    CPU's, orders of magnitude below a protein LM's usual, and its figures are read as such."""
+    if any(run["device"] != "cpu" for run in history):
+        return []
+    return [
+        "- **trained on CPU only**: no GPU run yet; the best model the CPU allowed with the GPU recipe, at a "
+        "token count orders of magnitude below ESM-2's (and below the 2x10^8 a model of this size needs to "
+        "carry more than composition). A GPU run continues it (docs/gpu.md)."
+    ]
+
+
 def model_card(history: Sequence[dict[str, Any]], name: str = "seqstruct protein encoder") -> str:
     """README.md for a model whose runs are `history` (oldest first)."""
     if not history:
@@ -54,6 +66,7 @@ def model_card(history: Sequence[dict[str, Any]], name: str = "seqstruct protein
         f"- pretraining runs: {len(history)}; tokens seen: {total_tokens:,}; optimiser steps: {total_steps:,}",
         f"- held-out perplexity: {last['heldout_perplexity']:.2f} (unigram baseline "
         f"{last['unigram_perplexity']:.2f}); masked accuracy {last['heldout_masked_accuracy']:.3f}",
+        *_cpu_only(history),
         "",
         "## Runs",
         "",
