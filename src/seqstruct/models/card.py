@@ -24,6 +24,7 @@ Weights are stored in bf16 (to travel within the GPU machine's limits) and load 
 
 ```python
 from transformers import AutoModelForMaskedLM, AutoTokenizer
+
 model = AutoModelForMaskedLM.from_pretrained(path)
 tokenizer = AutoTokenizer.from_pretrained(path)
 ```
