@@ -2,8 +2,8 @@
 valid.
 
 One label: multinomial (sklearn's newton-cg), the grid warm-started from the previous C: on the demo's
-go-mf-class (1,500 mean-pooled embeddings, 173 classes) lbfgs took 220-450 iterations and 52 s for four C
-values, newton-cg 7-13 Newton steps and 9 s, to the same valid accuracies. Many labels: a
+go-mf-class (1,500 mean-pooled embeddings, 173 classes) lbfgs took 242-485 iterations and 61 s for four C
+values, newton-cg 7-13 Newton steps and about 8 s, to the same valid accuracies (docs/benchmarks.md). Many labels: a
 logistic regression per term, sum_n logloss / N + ||w||^2 / (2 C N) with an unpenalised bias (sklearn's
 objective), solved for every term at once by a batched truncated Newton method (Newton-CG, as sklearn's
 newton-cg and LIBLINEAR's TRON). Why not one L-BFGS over all terms: the objective separates by term, and
