@@ -264,7 +264,9 @@ def test_curve_cli_errors_are_one_line(tmp_path, capsys, texts, text_model) -> N
     assert code == 2 and "fractions" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["curve-wordnet.yaml", "curve-swissprot.yaml"])
+@pytest.mark.parametrize(
+    "name", ["curve-wordnet.yaml", "curve-swissprot.yaml", "curve-swissprot-pretrained.yaml"]
+)
 def test_packaged_configs_name_their_arms(name: str) -> None:
     config = load_config(CurveConfig, PACKAGED_CONFIGS / name)
     arms = {arm.name: arm for arm in curve_module._check(config)}
