@@ -71,6 +71,18 @@ def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> N
     monkeypatch.setattr(compare_module, "pretrain", refuse)
     again = compare(config)
     assert again["summary"] == result["summary"]
+    evaluated = json.loads((root / "seed0" / "mlm" / "evaluation.json").read_text())["settings"]
+    assert evaluated["trained_from"] == "" and evaluated["weights"] is None  # a fresh encoder
+
+    # A finished cell made otherwise is refused, not mixed in: other evaluation options, other training.
+    with pytest.raises(ValueError, match=r"evaluation.json was made with other settings \(eval_options"):
+        compare(_config(tmp_path, eval_options=["k=3"]))
+    with pytest.raises(
+        FileExistsError, match=r"holds a run with other settings \(structure.weight: 0.0 -> 0.2"
+    ):
+        compare(
+            _config(tmp_path, arms={"mlm": ["structure.weight=0.2"], "structure": ["structure.weight=0.5"]})
+        )
 
     # An arm whose structure loss never left chance at a seed is named above the table (issue 21).
     for seed, left in ((0, True), (1, False)):
@@ -115,6 +127,25 @@ def test_a_costly_arm_runs_at_its_own_seeds_only(tmp_path) -> None:
     counts = result["summary"]["knn accuracy (topic)"]
     assert (counts["mlm"]["n"], counts["structure"]["n"], counts["structure - mlm"]["n"]) == (2, 1, 1)
     assert "(structure at seeds [1])" in (root / "results.md").read_text()
+
+
+def test_a_model_cell_is_refused_once_the_model_is_re_saved(tmp_path, text_model) -> None:
+    """A model evaluated as it is (a packaged encoder, say) records its weights: re-saved under the same
+    name, its old figures are not reused."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(text_model, encoder)
+    config = _config(tmp_path, seeds=[0], models={"encoder": str(encoder)}, tasks=["knn"])
+    compare(config)
+    tensors = load_file(encoder / "model.safetensors")
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, encoder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"made with other settings \(weights: "):
+        compare(config)
 
 
 def test_summary_pairs_differences_by_seed() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -20,6 +21,8 @@ from seqstruct.experiments import curve as curve_module
 from seqstruct.experiments.curve import (
     Budget,
     CurveConfig,
+    _cached_cell,
+    _cell_settings,
     curve,
     majority_note,
     parse_arms,
@@ -133,6 +136,39 @@ def test_the_grid_writes_table_plot_and_csv_and_reuses_finished_cells(
     changed = _config(tmp_path / "curve", texts.path, text_model, train_size=10)
     with pytest.raises(ValueError, match="was run with other settings"):
         curve(changed)
+
+
+def test_a_cell_made_with_other_encoder_weights_is_refused(tmp_path, text_model) -> None:
+    """An encoder re-saved under the same path (a new protein-small) must not reuse the old one's cells;
+    the LSTM, which only borrows the tokenizer, keeps them; a cell from before weights were recorded is
+    reused."""
+    from safetensors.torch import load_file, save_file
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(text_model, encoder)
+    config = CurveConfig(encoder=str(encoder))
+    arms = {arm.name: arm for arm in parse_arms(config)}
+    before = _cell_settings(config, arms["probe"], 1.0, 0)
+    assert before["weights"] and _cell_settings(config, arms["lstm"], 1.0, 0)["weights"] is None
+
+    tensors = load_file(encoder / "model.safetensors")
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, encoder / "model.safetensors", metadata={"format": "pt"})
+    after = _cell_settings(config, arms["probe"], 1.0, 0)
+    assert after["weights"] != before["weights"]
+    assert {k: v for k, v in after.items() if k != "weights"} == {
+        k: v for k, v in before.items() if k != "weights"
+    }
+
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    (cell / "result.json").write_text(json.dumps({"settings": before}), encoding="utf-8")
+    with pytest.raises(ValueError, match="was run with other settings"):
+        _cached_cell(cell, after, overwrite=False)
+    legacy = {k: v for k, v in before.items() if k != "weights"}
+    (cell / "result.json").write_text(json.dumps({"settings": legacy, "metrics": 1}), encoding="utf-8")
+    assert _cached_cell(cell, after, overwrite=False)["metrics"] == 1
 
 
 def test_outputs_fit_each_arm_and_say_where_its_lead_over_the_reference_ends(tmp_path) -> None:

@@ -18,7 +18,9 @@ the graph and the training draw. A k-mer composition baseline (`models: {kmer: b
 normalised 2-mer counts of each sequence) says how much of a label a sequence's counts carry at all.
 
 Every cell (arm, seed) lives in its own directory; a cell whose evaluation.json exists is not run again
-and a cell with checkpoints resumes, so an interrupted comparison continues where it stopped.
+and a cell with checkpoints resumes, so an interrupted comparison continues where it stopped. A finished
+cell made otherwise than the config now asks (training settings, evaluation tasks/options/pooling, the
+weights of the model evaluated or trained from) is refused by name rather than mixed into the table.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from seqstruct.evaluation.run import evaluate
 from seqstruct.evaluation.tables import comparison_table
 from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.training.mlm import pretrain
+from seqstruct.training.run import RunPaths, check_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -139,15 +142,50 @@ def _dataset(config: CompareConfig, seed: int, root: Path) -> Path:
     return directory
 
 
-def _cached(cell: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The cell's evaluation.json if it exists; else `run()`'s result, written there."""
-    if (cell / "evaluation.json").exists():
-        logger.info("comparison cell %s: finished earlier, its evaluation.json reused", cell)
-        return json.loads((cell / "evaluation.json").read_text(encoding="utf-8"))
-    result = run()
-    with atomic_open(cell / "evaluation.json") as handle:
+def _cached(cell: Path, run: Callable[[], dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    """The cell's evaluation.json if it exists and was made with `settings`; else `run()`'s result,
+    written there with them. One made otherwise is refused, not mixed into the table."""
+    path = cell / "evaluation.json"
+    if path.exists():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        recorded = found.get("settings")
+        if recorded is None:
+            logger.warning("%s: from before evaluation settings were recorded; reused unchecked", path)
+        elif recorded != settings:
+            detail = ", ".join(
+                f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}"
+                for k in sorted(recorded.keys() | settings.keys())
+                if recorded.get(k) != settings.get(k)
+            )
+            raise ValueError(
+                f"{path} was made with other settings ({detail}); delete it to evaluate the cell again (a "
+                "trained cell keeps its model; one trained from other weights must be moved aside), or "
+                "choose another output_dir"
+            )
+        else:
+            logger.info("comparison cell %s: finished earlier, its evaluation.json reused", cell)
+        return found
+    result = run() | {"settings": settings}
+    with atomic_open(path) as handle:
         json.dump(result, handle, indent=2)
     return result
+
+
+def _evaluation_settings(
+    config: CompareConfig, model: str, pooling: str | None = None, trained: bool = False
+) -> dict[str, Any]:
+    """What a cell's figures depend on besides its training settings (its run's config.yaml, checked
+    apart): the evaluation, and the weights of `model`, the model evaluated or (`trained`) the one the cell
+    was trained from, "" for none: a packaged encoder re-saved under the same name is another model."""
+    from seqstruct.models.io import weights_fingerprint
+
+    return {
+        "tasks": list(config.tasks),
+        "eval_options": list(config.eval_options),
+        "pooling": pooling or config.pooling or None,
+        "trained_from" if trained else "model": model,
+        "weights": weights_fingerprint(model) if model else None,
+    }
 
 
 def _set_data(config: CompareConfig, settings: PretrainConfig, data: Path) -> None:
@@ -182,25 +220,36 @@ def _evaluate_cell(
     return {"task_results": {result["task"]: result for result in results}}
 
 
-def _run_arm(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> dict[str, Any]:
+def _arm_settings(config: CompareConfig, arm: str, seed: int, data: Path, cell: Path) -> Any:
+    """The arm's resolved training config for `seed`, writing into `cell`."""
     overrides = [*config.pretrain_overrides, *config.arms[arm], f"train.seed={seed}"]
     if config.trainer == "contrastive":
         from seqstruct.config import ContrastiveConfig
-        from seqstruct.training.contrastive import contrastive
 
         settings: Any = load_config(ContrastiveConfig, _pretrain_path(config.pretrain), overrides)
-        run = contrastive
     else:
         settings = load_config(PretrainConfig, _pretrain_path(config.pretrain), overrides)
         _set_data(config, settings, data)
-        run = pretrain
     settings.output_dir = str(cell)
+    return settings
+
+
+def _run_arm(config: CompareConfig, settings: Any, cell: Path, data: Path) -> dict[str, Any]:
+    if config.trainer == "contrastive":
+        from seqstruct.training.contrastive import contrastive as run
+    else:
+        run = pretrain
     start = time.perf_counter()
     if not (cell / "metrics.json").exists():
         resume = (cell / "checkpoints").is_dir() and any((cell / "checkpoints").glob("checkpoint-*"))
         run(settings, resume=resume, overwrite=not resume)
     trained = time.perf_counter() - start
     return _evaluate_cell(config, str(cell), data, cell) | {"pretrain_seconds": trained}
+
+
+def _start_model(settings: Any) -> str:
+    """The pretrained model an arm starts from ("" for a fresh encoder)."""
+    return settings.model if isinstance(settings.model, str) else settings.model.pretrained
 
 
 def _run_model(config: CompareConfig, name: str, data: Path, cell: Path) -> dict[str, Any]:
@@ -319,9 +368,13 @@ def compare_cells(config: CompareConfig) -> dict[str, Any]:
             logger.info("comparison cell: seed %d, arm %s", seed, arm)
             if arm in config.models:  # on a fixed dataset evaluated once, the same in every seed
                 fixed = cell if config.synth else root / "models" / arm
-                result = _cached(fixed, partial(_run_model, config, arm, data, fixed))
+                evaluated = _evaluation_settings(config, config.models[arm], config.model_poolings.get(arm))
+                result = _cached(fixed, partial(_run_model, config, arm, data, fixed), evaluated)
             else:
-                result = _cached(cell, partial(_run_arm, config, arm, seed, data, cell))
+                settings = _arm_settings(config, arm, seed, data, cell)
+                check_same_run(RunPaths(cell), settings)  # a finished cell is not trained again: check it
+                evaluated = _evaluation_settings(config, _start_model(settings), trained=True)
+                result = _cached(cell, partial(_run_arm, config, settings, cell, data), evaluated)
             for figure, number in headline_metrics(result).items():
                 rows.append({"seed": seed, "arm": arm, "figure": figure, "value": number})
             if arm not in config.models:  # a model that is not pretrained has no pretraining time ("—")

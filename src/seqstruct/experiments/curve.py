@@ -154,13 +154,17 @@ class Budget:
 
 
 def _cell_settings(config: CurveConfig, arm: Arm, fraction: float, seed: int) -> dict[str, Any]:
-    """What a cell's result depends on: a cached cell with other settings is not reused."""
+    """What a cell's result depends on: a cached cell with other settings is not reused. `weights` tells
+    an encoder re-saved under the same name (a new protein-small) from the one the cell used."""
+    from seqstruct.models.io import weights_fingerprint
+
     return {
         "task": config.task,
         "data": config.data,
         "task_options": list(config.task_options),
         "train_size": config.train_size,
         "model": arm.model,
+        "weights": weights_fingerprint(arm.model),
         "mode": arm.mode,
         "options": list(arm.options),
         "fraction": fraction,
@@ -238,6 +242,9 @@ def _cached_cell(cell: Path, settings: dict[str, Any], overwrite: bool) -> dict[
     if overwrite or not path.is_file():
         return None
     found = json.loads(path.read_text(encoding="utf-8"))
+    if "weights" not in found.get("settings", {"weights": None}):  # a cell from before weights were kept
+        logger.warning("%s: cell from before its encoder's weights were recorded; reused unchecked", path)
+        found["settings"]["weights"] = settings["weights"]
     if found.get("settings") != settings:
         raise ValueError(
             f"{path} was run with other settings ({found.get('settings')}; now {settings}); use "

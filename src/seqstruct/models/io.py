@@ -9,6 +9,8 @@ from safetensors.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib
 import json
 import os
@@ -69,6 +71,29 @@ def resolve_model_path(name: str | Path) -> Path:
             "trust it: from_pretrained(dir).save_pretrained(dir) writes model.safetensors"
         )
     return path
+
+
+def weights_fingerprint(name: str | Path) -> str | None:
+    """A digest of a model's weights (every *.safetensors under its directory, module folders included),
+    so that a cached result can tell a model re-saved under the same name from the one it was made with;
+    None where `name` is not a model directory or named model (a baseline, an LSTM spec)."""
+    try:
+        path = resolve_model_path(name)
+    except FileNotFoundError:
+        return None
+    files = sorted(path.rglob("*.safetensors"))
+    return _digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)) if files else None
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 over the files' contents, cached by (path, size, mtime): a comparison asks per cell."""
+    digest = hashlib.sha256()
+    for name, _, _ in files:
+        with open(name, "rb") as handle:
+            for block in iter(functools.partial(handle.read, 1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def load_pretrained_mlm(
