@@ -84,6 +84,11 @@ def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> N
             _config(tmp_path, arms={"mlm": ["structure.weight=0.2"], "structure": ["structure.weight=0.5"]})
         )
 
+    # A finished cell asked for another step budget (which a mere resume may change) is refused too.
+    longer = [*TINY_PRETRAIN, "train.max_steps=6"]
+    with pytest.raises(FileExistsError, match=r"another training budget \(train.max_steps: 4 -> 6\)"):
+        compare(_config(tmp_path, pretrain_overrides=longer))
+
     # An arm whose structure loss never left chance at a seed is named above the table (issue 21).
     for seed, left in ((0, True), (1, False)):
         path = root / f"seed{seed}" / "structure" / "metrics.json"
