@@ -86,7 +86,7 @@ def test_grid_writes_tables_and_skips_finished_cells(tmp_path, monkeypatch) -> N
 
     # A finished cell asked for another step budget (which a mere resume may change) is refused too.
     longer = [*TINY_PRETRAIN, "train.max_steps=6"]
-    with pytest.raises(FileExistsError, match=r"another training budget \(train.max_steps: 4 -> 6\)"):
+    with pytest.raises(FileExistsError, match=r"holds a run with other settings \(train.max_steps: 4 -> 6\)"):
         compare(_config(tmp_path, pretrain_overrides=longer))
 
     # An arm whose structure loss never left chance at a seed is named above the table (issue 21).

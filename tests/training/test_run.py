@@ -101,3 +101,17 @@ def test_pretrain_overwrite_that_fails_in_training_keeps_the_old_run(
     monkeypatch.undo()
     metrics = pretrain(_config(protein_fasta, out, **{"train.max_steps": 4, "train.seed": 1}), overwrite=True)
     assert metrics["steps"] == 4 and not (out / PREVIOUS_RUN).exists()
+
+
+def test_a_resume_may_extend_the_budget_a_finished_run_reused_may_not(protein_fasta, tmp_path) -> None:
+    from seqstruct.config import save_config
+    from seqstruct.training.run import RunPaths, check_same_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    save_config(_config(protein_fasta, out), out / "config.yaml")
+    longer = _config(protein_fasta, out, **{"train.max_steps": 99})
+    check_same_run(RunPaths(out), longer)  # resuming to go on longer is allowed
+    with pytest.raises(FileExistsError, match=r"other settings \(train.max_steps: \d+ -> 99\)"):
+        check_same_run(RunPaths(out), longer, finished=True)
+    check_same_run(RunPaths(out), _config(protein_fasta, out), finished=True)  # the same budget: reused

@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from seqstruct.config import PACKAGED_CONFIGS, PretrainConfig, config_dict, load_config, save_config
+from seqstruct.config import PACKAGED_CONFIGS, PretrainConfig, load_config, save_config
 from seqstruct.data.synthetic import generator, write_synthetic
 from seqstruct.evaluation.run import evaluate
 from seqstruct.evaluation.tables import comparison_table
 from seqstruct.io import DirectoryLock, atomic_open
 from seqstruct.training.mlm import pretrain
-from seqstruct.training.run import RunPaths, check_same_run, flatten
+from seqstruct.training.run import RunPaths, check_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -247,27 +247,6 @@ def _run_arm(config: CompareConfig, settings: Any, cell: Path, data: Path) -> di
     return _evaluate_cell(config, str(cell), data, cell) | {"pretrain_seconds": trained}
 
 
-def _check_finished_budget(cell: Path, settings: Any) -> None:
-    """check_same_run lets a run resume under a new step budget (to extend it); a finished cell cannot
-    be extended here, and its figures are those of the budget it ran, so one asked for another budget is
-    refused, not reused."""
-    paths = RunPaths(cell)
-    if not (cell / "metrics.json").exists() or not paths.config.exists():
-        return
-    saved = flatten(config_dict(load_config(type(settings), paths.config)))
-    current = flatten(config_dict(settings))
-    changed = [
-        f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
-        for key in ("train.max_steps", "train.max_minutes")
-        if saved.get(key) != current.get(key)
-    ]
-    if changed:
-        raise FileExistsError(
-            f"{cell} finished under another training budget ({', '.join(changed)}); move it aside to "
-            "train the cell again, or choose another output_dir"
-        )
-
-
 def _start_model(settings: Any) -> str:
     """The pretrained model an arm starts from ("" for a fresh encoder)."""
     return settings.model if isinstance(settings.model, str) else settings.model.pretrained
@@ -393,8 +372,8 @@ def compare_cells(config: CompareConfig) -> dict[str, Any]:
                 result = _cached(fixed, partial(_run_model, config, arm, data, fixed), evaluated)
             else:
                 settings = _arm_settings(config, arm, seed, data, cell)
-                check_same_run(RunPaths(cell), settings)  # a finished cell is not trained again: check it
-                _check_finished_budget(cell, settings)
+                # a finished cell is not trained again, so it must have run this config's whole budget
+                check_same_run(RunPaths(cell), settings, finished=(cell / "metrics.json").exists())
                 evaluated = _evaluation_settings(config, _start_model(settings), trained=True)
                 result = _cached(cell, partial(_run_arm, config, settings, cell, data), evaluated)
             for figure, number in headline_metrics(result).items():

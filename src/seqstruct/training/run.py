@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 # Settings a resumed run may change: where it is, how long it goes on, how its data is loaded.
 RESUMABLE_CHANGES = ("output_dir", "train.max_steps", "train.max_minutes", "train.num_workers")
+# What a resume may change to extend a run, but a finished run reused as it is may not: its figures are
+# those of the budget it ran.
+BUDGET = ("train.max_steps", "train.max_minutes")
 # Where an --overwrite'n run waits, inside its directory, until the run replacing it has finished.
 PREVIOUS_RUN = ".previous-run"
 # Where set_aside gathers the old run before one rename makes it PREVIOUS_RUN: a kill in between leaves
@@ -71,9 +74,10 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_same_run(paths: RunPaths, config: Any) -> None:
+def check_same_run(paths: RunPaths, config: Any, finished: bool = False) -> None:
     """Refuse to resume under other settings: a new seed or FASTA, say, would draw another held-out split
-    and put evaluation proteins into training."""
+    and put evaluation proteins into training. A `finished` run, to be reused rather than resumed, must
+    also have run the step budget `config` asks for."""
     if not paths.config.exists():
         return
     # Read through the dataclass, so that sections added since the run began count as their defaults.
@@ -82,7 +86,7 @@ def check_same_run(paths: RunPaths, config: Any) -> None:
     differs = sorted(
         k
         for k in saved.keys() | current.keys()
-        if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+        if (k not in RESUMABLE_CHANGES or (finished and k in BUDGET)) and saved.get(k) != current.get(k)
     )
     if differs:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differs)
