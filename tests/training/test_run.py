@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from seqstruct.config import PretrainConfig, load_config
+from seqstruct.config import PretrainConfig, load_config, save_config
 from seqstruct.io import LOCK_NAME
-from seqstruct.training.run import PREVIOUS_RUN, Run
+from seqstruct.training.run import PREVIOUS_RUN, Run, RunPaths, check_same_run
 from tests.helpers import tiny_overrides
 
 
@@ -104,9 +104,6 @@ def test_pretrain_overwrite_that_fails_in_training_keeps_the_old_run(
 
 
 def test_a_resume_may_extend_the_budget_a_finished_run_reused_may_not(protein_fasta, tmp_path) -> None:
-    from seqstruct.config import save_config
-    from seqstruct.training.run import RunPaths, check_same_run
-
     out = tmp_path / "run"
     out.mkdir()
     save_config(_config(protein_fasta, out), out / "config.yaml")
