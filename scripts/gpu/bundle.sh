@@ -70,13 +70,22 @@ EOF
 heldout_bytes=$(stat -c %s "$out/data/heldout.fasta.gz")
 room=$((limit_mib * 2**20 - margin_mib * 2**20 - repo_bytes - $wheel_bytes - heldout_bytes))
 ((room > 2**20)) || { echo "no room left for data: repo $repo_bytes B, wheels $wheel_bytes B" >&2; exit 1; }
+# train.source.json names the shard and the sample: the model's history.json records it (export.py), so
+# each run says which shard it saw rather than only "train.fasta.gz".
 "$py" - "$source_shard" "$out/data/train.fasta.gz" "$room" <<'EOF'
-import sys
+import json, sys
+from pathlib import Path
 from seqstruct.data.fasta import fit_fasta
+from seqstruct.io import atomic_open
 
-source, target, room = sys.argv[1], sys.argv[2], int(sys.argv[3])
+source, target, room = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 kept, total = fit_fasta(source, target, room, seed=0)
-print(f"{target}: {kept:,} of {total:,} proteins in {room / 2**20:.1f} MiB of room")
+with atomic_open(target.parent / "train.source.json", "w") as handle:
+    json.dump({"corpus": source.parent.name, "shard": source.name, "proteins": kept, "of": total}, handle)
+print(f"{target}: {kept:,} of {total:,} proteins of {source} in {room / 2**20:.1f} MiB of room")
 EOF
-du -b "$out"/data/* "$out"/wheels/* 2>/dev/null | awk '{printf "%8.1f MiB  %s\n", $1 / 2^20, $2}'
+# (--no-wheels leaves no wheels/: du of an unmatched glob fails, and under pipefail the script with it)
+listed=("$out"/data/*)
+compgen -G "$out/wheels/*.whl" >/dev/null && listed+=("$out"/wheels/*.whl)
+du -b "${listed[@]}" | awk '{printf "%8.1f MiB  %s\n", $1 / 2^20, $2}'
 echo "repo $((repo_bytes / 2**20)) MiB + bundle $(($(du -sb "$out" | cut -f1) / 2**20)) MiB of ${limit_mib} MiB"

@@ -50,10 +50,21 @@ def flops_per_token(config, mean_tokens: float) -> float:  # noqa: ANN001 (a tra
     return 3 * (2 * body + 4 * layers * mean_tokens * d)
 
 
+def data_name(fasta: Path) -> tuple[str, dict | None]:
+    """The training data as the history names it: `corpus/shard-00k.fasta.gz` when bundle.sh left its
+    train.source.json beside the file (which shard, how many of its proteins fitted), else the file name."""
+    source = fasta.parent / "train.source.json"
+    if fasta.name != "train.fasta.gz" or not source.is_file():
+        return fasta.name, None
+    sample = json.loads(source.read_text())
+    return f"{sample['corpus']}/{sample['shard']}", sample
+
+
 def run_entry(run: Path, config, device: str, wall_seconds: float | None) -> dict:  # noqa: ANN001
     """This run's line in the model's history: data, tokens, steps, time, machine, held-out figures."""
     metrics = json.loads((run / "metrics.json").read_text())
     settings = yaml.safe_load((run / "config.yaml").read_text())
+    data, sample = data_name(Path(settings["data"]["fasta"]))
     rate = metrics["train_tokens_per_s"]
     flops = flops_per_token(config, metrics.get("mean_example_tokens") or settings["data"]["max_length"])
     machine = (
@@ -62,7 +73,8 @@ def run_entry(run: Path, config, device: str, wall_seconds: float | None) -> dic
         else platform.processor() or platform.machine()
     )
     return {
-        "data": Path(settings["data"]["fasta"]).name,
+        "data": data,
+        "data_sample": sample,  # {"corpus", "shard", "proteins", "of"} from bundle.sh, or None
         "eval_data": Path(settings["data"]["eval_fasta"]).name if settings["data"]["eval_fasta"] else "",
         "continued_from": settings["model"]["pretrained"] or None,
         "steps": metrics["steps"],

@@ -56,6 +56,8 @@ done
 start=$(date +%s)
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/seqstruct-gpu.XXXXXX")
+# The probe, the run and the carried wheels live here; only what export.py writes to --out is kept.
+trap 'rm -rf "$work"' EXIT
 
 # The machine's Python: the repo's .venv where there is one (here), else python3 (the GPU image's, with
 # its own torch), with the carried wheels (transformers, datasets, ... at this repo's pins) put first.

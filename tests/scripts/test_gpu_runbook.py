@@ -47,6 +47,9 @@ def _bundle(tmp_path: Path) -> Path:
     bundle = tmp_path / "bundle"
     write_fasta(records[:260], bundle / "data" / "train.fasta.gz")
     write_fasta(records[260:], bundle / "data" / "heldout.fasta.gz")
+    # What bundle.sh writes beside the shard it cut (tests/scripts/test_gpu_bundle.py runs it).
+    sample = {"corpus": "swissprot-pretrain", "shard": "shard-001.fasta.gz", "proteins": 260, "of": 400}
+    (bundle / "data" / "train.source.json").write_text(json.dumps(sample))
     return bundle
 
 
@@ -96,6 +99,9 @@ def test_pretrain_ship_and_continue_on_cpu(tmp_path) -> None:
     assert next(model.parameters()).dtype == torch.float32  # stored in bf16, loaded in fp32
     history = json.loads((shipped / "history.json").read_text())
     assert len(history) == 1 and history[0]["continued_from"] is None and history[0]["train_tokens"] > 0
+    # The history names the corpus's shard and the sample of it, not the bundle's file name.
+    assert history[0]["data"] == "swissprot-pretrain/shard-001.fasta.gz"
+    assert history[0]["data_sample"]["proteins"] == 260 and history[0]["data_sample"]["of"] == 400
 
     second = tmp_path / "second"
     log = _run(
@@ -120,7 +126,7 @@ def test_pretrain_ship_and_continue_on_cpu(tmp_path) -> None:
         history = json.load(tar.extractfile("history.json"))
         card = tar.extractfile("README.md").read().decode()
     assert len(history) == 2 and history[1]["continued_from"] == str(shipped)
-    assert "pretraining runs: 2" in card and "| 2 | train.fasta.gz |" in card
+    assert "pretraining runs: 2" in card and "| 2 | swissprot-pretrain/shard-001.fasta.gz |" in card
 
 
 def test_pretrain_sh_refuses_a_missing_bundle(tmp_path) -> None:
