@@ -16,7 +16,7 @@ from seqstruct.evaluation.tables import results_table
 from seqstruct.models.embed import save_embeddings
 from seqstruct.models.encoders import build_encoder
 from seqstruct.models.io import save_model_dir
-from tests.evaluation.test_tasks import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)
+from tests.evaluation.tasks.datasets import go_text, protein_dataset, text_dataset  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")

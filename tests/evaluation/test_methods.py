@@ -24,7 +24,7 @@ from seqstruct.evaluation.methods import (
 from seqstruct.evaluation.probe import multi_label_probe, single_label_probe
 from seqstruct.evaluation.run import run_task
 from seqstruct.evaluation.tasks import Classification, Labelled, get_task
-from tests.evaluation.test_tasks import protein_dataset, text_dataset
+from tests.evaluation.tasks.datasets import protein_dataset, text_dataset
 
 Hit = namedtuple("Hit", "query target identity evalue bits")
 

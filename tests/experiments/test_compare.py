@@ -209,7 +209,7 @@ def test_contrastive_arms_are_evaluated_with_their_own_pooling(tmp_path) -> None
     from seqstruct.data.tokenizers import build_protein_tokenizer
     from seqstruct.models.encoders import build_encoder
     from seqstruct.models.io import save_model_dir
-    from tests.evaluation.test_tasks import protein_dataset
+    from tests.evaluation.tasks.datasets import protein_dataset
 
     data = protein_dataset(tmp_path / "data")
     tokenizer = build_protein_tokenizer()

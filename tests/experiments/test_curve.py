@@ -31,7 +31,7 @@ from seqstruct.experiments.curve import (
     write_outputs,
 )
 from seqstruct.io import DirectoryLock
-from tests.evaluation.test_tasks import text_dataset
+from tests.evaluation.tasks.datasets import text_dataset
 
 FINETUNE = ["epochs=1", "batch_size=8", "lr=1e-3"]
 
