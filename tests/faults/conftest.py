@@ -10,7 +10,6 @@ import pytest
 from tests.faults.harness import (
     Runner,
     forkserver_runner,
-    graph_inputs_in,
     pretrain_reference,
     run_references,
 )
@@ -29,7 +28,10 @@ def reference(runner: Runner, protein_fasta: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="session")
 def graph_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return graph_inputs_in(tmp_path_factory.mktemp("graph-inputs"))
+    """60 real proteins in a ring with chords (FASTA, graph, prepared dataset) and a tiny seeded encoder."""
+    from tests.training.test_contrastive import contrastive_inputs
+
+    return contrastive_inputs(tmp_path_factory.mktemp("graph-inputs"))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +39,4 @@ def references(
     runner: Runner, graph_inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """Uninterrupted structure-inducing and contrastive runs."""
-    return run_references(
-        runner, graph_inputs, tmp_path_factory.mktemp("references"), ("structure", "contrastive")
-    )
+    return run_references(runner, graph_inputs, tmp_path_factory.mktemp("references"))

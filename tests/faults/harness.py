@@ -383,13 +383,6 @@ def pretrain_reference(runner: Runner, fasta: Path, root: Path) -> Path:
     return out
 
 
-def graph_inputs_in(root: Path) -> dict[str, Path]:
-    """60 real proteins in a ring with chords (FASTA, graph, prepared dataset) and a tiny seeded encoder."""
-    from tests.training.test_contrastive import contrastive_inputs
-
-    return contrastive_inputs(root)
-
-
 def structure_argv(inputs: dict[str, Path], out: Path) -> list[str]:
     settings = {"structure.graph": inputs["graph"], "structure.weight": 0.5, "structure.negatives": 2}
     return pretrain_argv(inputs["fasta"], out, **settings, **{"data.max_length": 48})
@@ -407,13 +400,13 @@ def contrastive_argv(inputs: dict[str, Path], out: Path, **extra: object) -> lis
 CONTRASTIVE_WEIGHTS = ("model.safetensors", "1_LayerAttentionPooling/model.safetensors")
 
 
-def run_references(
-    runner: Runner, inputs: dict[str, Path], root: Path, kinds: tuple[str, ...]
-) -> dict[str, Path]:
-    """Uninterrupted structure-inducing and/or contrastive runs (not to be written to)."""
-    argvs = {"structure": structure_argv, "contrastive": contrastive_argv}
-    for name in kinds:
-        assert runner.run(argvs[name](inputs, root / name), root / f"{name}.txt") == 0, tail(
-            root / f"{name}.txt"
-        )
-    return {name: root / name for name in kinds}
+def run_references(runner: Runner, inputs: dict[str, Path], root: Path) -> dict[str, Path]:
+    """Uninterrupted structure-inducing and contrastive runs on `inputs` (not to be written to)."""
+    runs = {
+        "structure": structure_argv(inputs, root / "structure"),
+        "contrastive": contrastive_argv(inputs, root / "contrastive"),
+    }
+    for name, argv in runs.items():
+        log = root / f"{name}.txt"
+        assert runner.run(argv, log) == 0, tail(log)
+    return {name: root / name for name in runs}

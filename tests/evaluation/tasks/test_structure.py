@@ -1,5 +1,6 @@
 """The knn and link tasks on a prepared dataset, with stored embeddings (a .npz, by id) and a model, and on
-the command line: one evaluation path for synthetic and prepared data alike."""
+the command line: one evaluation path for synthetic and prepared data alike. Then both tasks with stand-in
+methods whose vectors are known (topic one-hots, positions along each class's chain)."""
 
 from __future__ import annotations
 
