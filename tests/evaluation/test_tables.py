@@ -82,7 +82,7 @@ def test_comparison_table_names_figures_and_arms_in_words() -> None:
     [
         ("go-mf test_remote fmax", "GO-MF Fmax, remote homology"),
         ("go-mf-class test_close macro_f1", "GO-MF class macro-F1, close homology"),
-        ("protein-link heldout mrr", "protein links MRR, held-out proteins"),
+        ("protein-link heldout mrr", "protein links MRR, held-out sequences"),
         ("knn accuracy (topic)", "knn accuracy (topic)"),  # another shape: as it is
         ("pretrain seconds", "pretraining time (s)"),
     ],

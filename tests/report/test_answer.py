@@ -40,7 +40,7 @@ def _left(left: bool) -> dict:
 def test_one_seed_answers_nothing_and_says_why() -> None:
     text = answer_sentence(_summary(0.05, 0.0, 1), QUESTION, FIGURES, [_left(True)])
     assert text.startswith("This run does not answer whether structure beats MLM only: ")
-    assert "GO-MF Fmax, remote homology +0.050; protein links MRR, held-out proteins +0.050" in text
+    assert "GO-MF Fmax, remote homology +0.050; protein links MRR, held-out sequences +0.050" in text
     assert "one seed, so no spread was measured" in text and "±" not in text
     assert "left its chance value (0.80 of it" in text
     # chance and the baseline: per encoder, on the figures each has

@@ -44,7 +44,7 @@ METRIC_NAMES = {
 SPLIT_NAMES = {
     "test_remote": "remote homology",
     "test_close": "close homology",
-    "heldout": "held-out proteins",
+    "heldout": "held-out sequences",
     "test": "test",
 }
 TIME_SUFFIX = " seconds"  # figures that are durations (`pretrain seconds`): no differences, no "± 0"

@@ -51,7 +51,7 @@ def _structure_lines(structure: dict[str, Any] | None) -> list[str]:
         lines += [
             "",
             f"Held-out link retrieval at the last step (`eval_link_mrr`, {structure.get('link_queries')} "
-            f"held-out proteins querying by cosine): MRR {_fmt(structure['link_mrr'])}.",
+            f"held-out sequences querying by cosine): MRR {_fmt(structure['link_mrr'])}.",
         ]
     return [*lines, ""]
 

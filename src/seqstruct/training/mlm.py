@@ -75,7 +75,7 @@ def build_trainer(
 ) -> Trainer:
     """The masked-LM Trainer: length-grouped batches (or token-budget ones, `data.max_tokens`), per-batch
     seeded crops and masks, token-level held-out metrics (against `unigram` on the same positions when
-    given) and, with a `structure` graph whose held-out proteins have edges, held-out link MRR
+    given) and, with a `structure` graph whose held-out sequences have edges, held-out link MRR
     (`eval_link_mrr`), CSV and TensorBoard logs, a wall-clock stop (`train.max_minutes`); with `structure`
     and a positive `structure.weight`, the structure-inducing Trainer on graph batches. Without `run` (a
     benchmark), one in `config.output_dir` that deletes nothing."""

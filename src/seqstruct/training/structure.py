@@ -5,7 +5,7 @@ The graph is read and checked here, cut to the training sequences, and the Train
 the structure term on graph batches (seqstruct.data.structure.GraphContrastCollator). Beside the two
 losses it logs the structure loss's chance value (`structure_chance`, what an embedding that ignores the
 graph scores on the same batches) and λ as it ramps up (`structure_weight`); the edges the cut removed, those
-of held-out proteins, are what `HeldoutLinks` retrieves at every evaluation (`eval_link_mrr`), and
+of held-out sequences, are what `HeldoutLinks` retrieves at every evaluation (`eval_link_mrr`), and
 `chance_summary` says at the end whether the structure loss left its chance value at all.
 
 Under DDP each rank collates its share of the global batch, anchors with their own extras. The structure
@@ -52,7 +52,7 @@ LEFT_CHANCE = 0.9
 
 @dataclass(frozen=True)
 class HeldoutLinks:
-    """Held-out link retrieval during training: the run's held-out proteins that have graph edges (edges
+    """Held-out link retrieval during training: the run's held-out sequences that have graph edges (edges
     training never sees: `load_structure` cuts them) query the candidates, ranked by the cosine of their
     pooled embeddings; relevant are their graph neighbours (`seqstruct.objectives.structure.link_mrr`).
 
@@ -120,7 +120,7 @@ class StructureData:
     sequences: list[str]  # node index -> sequence
     groups: np.ndarray | None  # [N] group per node, or None
     report: GraphReport  # what reading the full edge list found
-    links: HeldoutLinks | None = None  # held-out link retrieval, when held-out proteins have edges
+    links: HeldoutLinks | None = None  # held-out link retrieval, when held-out sequences have edges
 
 
 def structure_objective(settings: StructureConfig, warmup_steps: int = 0) -> StructureObjective:
@@ -155,7 +155,7 @@ def load_structure(
     settings: StructureConfig, records: list[FastaRecord], train_ids: list[str], seed: int = 0
 ) -> StructureData:
     """Read and check the edge list over every record, then keep the graph among training sequences: a
-    held-out protein is neither a positive nor a negative, so masked-LM evaluation never sees it in
+    held-out sequence is neither a positive nor a negative, so masked-LM evaluation never sees it in
     training; its edges are the held-out links (`HeldoutLinks`, `seed` drawing the query sample)."""
     graph, report = read_edge_list(settings.graph, [r.id for r in records], directed=settings.directed)
     position = {node: i for i, node in enumerate(graph.nodes)}
@@ -186,10 +186,10 @@ def load_structure(
         seed,
     )
     if links is None:
-        logger.info("no held-out protein has a graph edge: eval_link_mrr is not computed")
+        logger.info("no held-out sequence has a graph edge: eval_link_mrr is not computed")
     else:
         logger.info(
-            "held-out links: %d held-out proteins query %d candidates (each cut to data.max_length tokens)",
+            "held-out links: %d held-out sequences query %d candidates (each cut to data.max_length tokens)",
             len(links.queries),
             len(links.sequences),
         )
