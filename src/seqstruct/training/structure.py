@@ -355,7 +355,7 @@ class StructureTrainer(MaskedLMTrainer):
             terms = {
                 "mlm_loss": mlm_loss.detach(),
                 "structure_loss": structure_loss.detach(),
-                "structure_chance": self.objective.chance(rows),
+                "structure_chance": self.objective.chance(pooled, rows),
                 "structure_weight": weight,
             }
             self._sums = {key: self._sums[key] + value for key, value in terms.items()}
