@@ -15,8 +15,8 @@ state saved for a resumed run or agreed between DDP ranks (a fresh encoder's vec
 so a margin relative to their distances would be near 0). Its pull is linear in the distance, not
 squared, so the least similar positives are not the ones pulled hardest.
 
-Chance. `chance` is each loss's value for an embedding that ignores the graph, a pure function of the
-batch layout: InfoNCE with C candidates per anchor, ln C (all similarities equal; by Jensen no embedding
+Chance. `chance` is each loss's value for an embedding that ignores the graph, for all but
+multi-similarity a pure function of the batch layout: InfoNCE with C candidates per anchor, ln C (all similarities equal; by Jensen no embedding
 blind to the graph expects less, a positive being exchangeable with any other candidate); a margin loss,
 its least value at one distance d shared by every pair, min_d f(d) (positives and negatives then share one
 distance distribution, so E f(d) ≥ min f). Multi-similarity has no such one value: at a shared
