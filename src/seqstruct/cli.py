@@ -20,22 +20,14 @@ from seqstruct.bench.cli import add_bench_commands
 from seqstruct.models.pooling_names import POOLINGS
 
 
-def _heldout_line(metrics: dict) -> str:
-    model, base = metrics["heldout"], metrics["unigram_baseline"]
-    return (
-        f"held-out masked-token accuracy {model['masked_accuracy']:.3f} (unigram baseline "
-        f"{base['masked_accuracy']:.3f}; gain {model['accuracy_gain']:+.3f} +/- {model['accuracy_gain_se']:.3f} SE), "
-        f"perplexity {model['perplexity']:.2f} (baseline {base['perplexity']:.2f})"
-    )
-
-
 def _pretrain(args: argparse.Namespace) -> None:
     from seqstruct.config import PretrainConfig, load_config
+    from seqstruct.report.summary import heldout_line
     from seqstruct.training.mlm import pretrain
 
     config = load_config(PretrainConfig, args.config, args.overrides)
     metrics = pretrain(config, resume=args.resume, overwrite=args.overwrite)
-    print(f"{_heldout_line(metrics)}\nmodel, metrics.json and log.csv in {config.output_dir}")
+    print(f"{heldout_line(metrics)}\nmodel, metrics.json and log.csv in {config.output_dir}")
 
 
 def _distill(args: argparse.Namespace) -> None:

@@ -77,3 +77,12 @@ def test_pretrain_summary_flags_a_structure_loss_that_never_left_chance(
     assert never_says not in text
     if says == "never left chance":
         assert "cannot show whether structure-inducing pretraining helps or hurts" in text
+
+
+def test_heldout_line_reads_the_gain_against_the_unigram_baseline(tmp_path) -> None:
+    from seqstruct.report.summary import heldout_line
+
+    metrics = json.loads((_pretraining_run(tmp_path / "run", None) / "metrics.json").read_text())
+    line = heldout_line(metrics)
+    assert "accuracy 0.100 (unigram baseline 0.050; gain +0.050 +/- 0.010 SE)" in line
+    assert line.endswith("perplexity 18.00 (baseline 20.00)")

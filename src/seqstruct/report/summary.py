@@ -16,6 +16,17 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def heldout_line(metrics: dict[str, Any]) -> str:
+    """One line of a run's metrics.json: held-out masked-LM against the unigram baseline (what
+    `seqstruct pretrain` prints when it ends)."""
+    model, base = metrics["heldout"], metrics["unigram_baseline"]
+    return (
+        f"held-out masked-token accuracy {model['masked_accuracy']:.3f} (unigram baseline "
+        f"{base['masked_accuracy']:.3f}; gain {model['accuracy_gain']:+.3f} +/- {model['accuracy_gain_se']:.3f} SE), "
+        f"perplexity {model['perplexity']:.2f} (baseline {base['perplexity']:.2f})"
+    )
+
+
 def _structure_lines(structure: dict[str, Any] | None) -> list[str]:
     """The summary's structure section: the structure loss against its chance value (what an embedding
     that ignores the graph scores), in plain words when the run never left it, and held-out link MRR."""

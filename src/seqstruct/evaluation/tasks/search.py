@@ -37,6 +37,14 @@ class SynonymSearchTask(QuerySample):
     synonym_column: str = "synonyms"
 
     def run(self, data: Prepared, method: Method, seed: int) -> TaskResult:
+        queries, targets, names, available = self.queries(data)
+        metrics = _search(method, queries, names, [[t] for t in targets], self.k, data.info.kind)
+        counts = {"queries": len(queries), "synonyms": available, "corpus": len(names), "cap": self.cap}
+        return TaskResult({self.split: metrics}, counts)
+
+    def queries(self, data: Prepared) -> tuple[list[str], list[int], list[str], int]:
+        """The sampled queries, the row of each one's own term among `names` (the names of every split, in
+        split order: the corpus), those names, and how many queries there were before sampling."""
         ids = [i for s in data.splits for i in data.split(s)["id"]]
         names = [n for s in data.splits for n in split_column(data, s, self.name_column)]
         position = {node: j for j, node in enumerate(ids)}
@@ -54,12 +62,8 @@ class SynonymSearchTask(QuerySample):
                     targets.append(position[node])
         if not queries:
             raise ValueError(f"{data.path}: split {self.split!r} has no synonym to query with")
-        available = len(queries)
-        pick = capped_sample(available, self.cap, self.sample_seed)
-        queries, targets = [queries[i] for i in pick], [targets[i] for i in pick]
-        metrics = _search(method, queries, names, [[t] for t in targets], self.k, data.info.kind)
-        counts = {"queries": len(queries), "synonyms": available, "corpus": len(names), "cap": self.cap}
-        return TaskResult({self.split: metrics}, counts)
+        pick = capped_sample(len(queries), self.cap, self.sample_seed)
+        return [queries[i] for i in pick], [targets[i] for i in pick], names, len(queries)
 
 
 RANK_KS = (1, 5, 10)  # recall@k of the retrieval tasks
