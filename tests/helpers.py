@@ -1,9 +1,12 @@
-"""Test helpers: small real protein sets cut from the embedded Swiss-Prot sample, tiny run settings."""
+"""Test helpers: small real protein sets cut from the embedded Swiss-Prot sample, tiny run settings, the
+repository's scripts/ loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from seqstruct.data.fasta import FastaRecord, iter_fasta
@@ -51,3 +54,12 @@ def tiny_bert_config(tokenizer: Any) -> Any:
         intermediate_size=64,
         max_position_embeddings=128,
     )
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module (scripts/ is not a package), so a test calls its functions directly."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

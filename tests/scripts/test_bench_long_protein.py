@@ -3,22 +3,15 @@ FAVOR+ and an SDPA encoder of the same weights, each in its own process, every r
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "bench_long_protein", ROOT / "scripts/bench_long_protein.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_long_protein")
 
 
 def test_one_long_protein_embeds_in_one_pass_with_both_attentions(tmp_path, capsys) -> None:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "synonym_competitors", ROOT / "scripts/synonym_competitors.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("synonym_competitors")
 
 
 def test_relatives_join_the_training_and_held_out_graphs_and_reach_two_hops(tmp_path) -> None:
