@@ -100,3 +100,17 @@ def test_help_and_listings_import_no_model_library() -> None:
         loaded
     )
     assert {argv: modules for argv, modules in loaded.items() if modules} == {}
+
+
+def test_a_finished_command_closes_the_process_group_a_torchrun_rank_opened(tmp_path) -> None:
+    """Under torchrun the Trainer opens a Gloo process group; left to interpreter exit, a rank can abort
+    after a run that succeeded. A command that finished destroys it (a world of one stands in here)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        assert main(["data", "list"]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -477,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("seqstruct").debug("traceback", exc_info=True)
         print(f"seqstruct {args.command}: error: {err}", file=sys.stderr)
         return 2
+    if "torch" in sys.modules:  # a torchrun rank's Trainer opened a process group: closed before exit
+        from seqstruct.training.arguments import close_process_group
+
+        close_process_group()
     return 0
 
 

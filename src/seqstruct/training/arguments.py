@@ -41,6 +41,16 @@ def check_schedule(train: TrainConfig) -> None:
         raise ValueError(f"train.num_workers must be >= 0; got {train.num_workers}")
 
 
+def close_process_group() -> None:
+    """Destroy the process group that TrainingArguments opened under torchrun, once a command has finished.
+    Left to interpreter exit, Gloo's worker threads can be torn down mid-flight and abort a rank
+    ("terminate called without an active exception", SIGABRT) after a run that succeeded, so torchrun
+    reports it failed. Call it only on success: a rank that failed while others wait in a collective
+    would hang in it."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def device_arguments(seed: int, precision: str, workers: int = 0) -> dict[str, Any]:
     """What every Trainer of seqstruct shares: seeds, precision, device and data-loader settings."""
     return dict(
